@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Benchmarks for binfmt-setup. Prints results only; it never fails on timings.
+#
+#   scripts/bench.sh              run every benchmark
+#   scripts/bench.sh inspect      run the named ones
+#   BENCH_RUNS=3 scripts/bench.sh change the number of timed runs (default 7)
+#
+# To add a benchmark, define a function named bench_NAME; main finds it by that prefix.
+set -euo pipefail
+
+# The C locale makes `sort` (and so the file selection) identical on every machine,
+# and keeps the decimal point a '.' for printf and awk.
+export LC_ALL=C
+
+cd "$(dirname "$0")/.."
+
+readonly BIN=target/release/binfmt-setup
+readonly BENCH_DIR=target/bench
+RUNS=${BENCH_RUNS:-7}
+
+# Temp files go in this list so one trap removes them however the script ends.
+TEMP_FILES=()
+cleanup() {
+    if ((${#TEMP_FILES[@]} > 0)); then
+        rm -f -- "${TEMP_FILES[@]}"
+    fi
+}
+trap cleanup EXIT
+
+log() { printf '%s\n' "$*" >&2; }
+
+# make_temp VAR PREFIX: create a temp file and store its path in VAR. It must not be
+# called as $(make_temp …): the subshell would record the file in its own copy of TEMP_FILES.
+make_temp() {
+    mkdir -p "$BENCH_DIR"
+    local f
+    f=$(mktemp "$BENCH_DIR/$2.XXXXXX")
+    TEMP_FILES+=("$f")
+    printf -v "$1" '%s' "$f"
+}
+
+# Build at most once, however many benchmarks need the binary.
+BUILT=0
+build_release() {
+    ((BUILT)) && return 0
+    log "building $BIN"
+    cargo build --release --quiet
+    BUILT=1
+}
+
+# Run a command with its output and exit status thrown away: `inspect` exits 1 or 2
+# when it has findings, which is expected here and must not stop the script.
+quietly() {
+    "$@" >/dev/null 2>&1 || true
+}
+
+# Wall clock in nanoseconds. $EPOCHREALTIME (bash 5) costs no fork, which matters when
+# the command being timed takes only a few milliseconds; `date` is the fallback.
+now_ns() {
+    if [[ -n ${EPOCHREALTIME:-} ]]; then
+        printf '%s000\n' "${EPOCHREALTIME//[!0-9]/}"
+    else
+        date +%s%N
+    fi
+}
+
+# Median of numbers on stdin, one per line.
+median() {
+    sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# time_loop CMD...: one warm-up run, then RUNS timed runs; prints the median in ms.
+# Used when hyperfine is missing.
+time_loop() {
+    local i start end
+    quietly "$@"
+    for ((i = 0; i < RUNS; i++)); do
+        start=$(now_ns)
+        quietly "$@"
+        end=$(now_ns)
+        printf '%s\n' "$((end - start))"
+    done | median | awk '{ printf "%.3f\n", $1 / 1e6 }'
+}
+
+# Print the sorted readable regular files below the given directories that match the
+# given find tests, skipping symlinks (-type f does not follow them), empty files and
+# paths with characters that would need shell quoting, so the list can be used as words.
+list_files() {
+    local -a dirs=()
+    while (($# > 0)) && [[ $1 != -- ]]; do
+        [[ -d $1 ]] && dirs+=("$1")
+        shift
+    done
+    (($# > 0)) && shift
+    ((${#dirs[@]} > 0)) || return 0
+    find "${dirs[@]}" -type f -readable -size +0c "$@" 2>/dev/null |
+        grep -E '^[A-Za-z0-9._+/@:,=-]+$' | sort || true
+}
+
+# take N: N lines spread evenly over stdin (not just the first N, which would all start
+# with the same letters); all of them when there are fewer.
+take() {
+    awk -v want="$1" '{ line[NR] = $0 }
+        END {
+            if (NR <= want) { for (i = 1; i <= NR; i++) print line[i]; exit }
+            for (i = 0; i < want; i++) print line[int(i * NR / want) + 1]
+        }'
+}
+
+# The files a user is likely to inspect: programs (ELF and scripts mixed, as they come in
+# /usr/bin), helper programs, shared libraries and stand-alone scripts.
+collect_inspect_files() {
+    local want=$1
+    {
+        list_files /usr/bin | take 450
+        list_files /usr/libexec -- -perm /111 | take 50
+        list_files /usr/lib -- \( -name '*.so' -o -name '*.so.[0-9]*' \) | take 400
+        list_files /usr/lib -- -perm /111 \( -name '*.sh' -o -name '*.py' -o -name '*.pl' \) | take 100
+    } | awk -v want="$want" '{ line[NR] = $0 }
+        END {
+            # Repeat the list when a small system has fewer files than wanted.
+            for (i = 0; NR > 0 && i < want; i++) print line[i % NR + 1]
+        }'
+}
+
+bench_inspect() {
+    local count=1000
+
+    if ! command -v file >/dev/null 2>&1; then
+        log "error: file(1) is not installed; run scripts/setup.sh, which installs it"
+        exit 3
+    fi
+    build_release
+
+    local list
+    make_temp list inspect-files
+    collect_inspect_files "$count" >"$list"
+    local -a files
+    mapfile -t files <"$list"
+    if ((${#files[@]} != count)); then
+        log "error: found no files to inspect under /usr/bin, /usr/lib or /usr/libexec"
+        exit 1
+    fi
+
+    local ours_ms file_ms
+    # hyperfine gets each command as one argument, and Linux caps a single argument at
+    # 128 KiB; with very long paths use the plain loop instead.
+    if command -v hyperfine >/dev/null 2>&1 && (($(wc -c <"$list") < 120000)); then
+        local json
+        make_temp json inspect-json
+        log "timing with hyperfine ($RUNS runs each)"
+        # --shell=none: no shell start-up inside the measurement; the paths need no
+        # quoting. --ignore-failure: inspect's exit status reports findings.
+        hyperfine --shell=none --ignore-failure --warmup 1 --runs "$RUNS" \
+            --export-json "$json" \
+            --command-name 'binfmt-setup inspect --json' --command-name 'file' \
+            "$BIN inspect --json ${files[*]}" "file ${files[*]}" >&2
+        {
+            read -r ours_ms
+            read -r file_ms
+        } < <(python3 - "$json" <<'PY'
+import json, statistics, sys
+with open(sys.argv[1]) as f:
+    for result in json.load(f)["results"]:
+        print(f"{statistics.median(result['times']) * 1000:.3f}")
+PY
+        )
+    else
+        log "timing with a shell loop ($RUNS runs each; install hyperfine for better numbers)"
+        ours_ms=$(time_loop "$BIN" inspect --json "${files[@]}")
+        file_ms=$(time_loop file "${files[@]}")
+    fi
+
+    awk -v n="$count" -v runs="$RUNS" -v ours="$ours_ms" -v file="$file_ms" 'BEGIN {
+        ratio = ours > 0 ? file / ours : 0
+        printf "inspect %d files (median of %d runs)\n", n, runs
+        printf "  %-29s %8.1f ms\n", "binfmt-setup inspect --json", ours
+        printf "  %-29s %8.1f ms\n", "file", file
+        printf "  %-29s %8.1fx   (goal: >= 5x)\n", "ratio file / binfmt-setup", ratio
+        printf "BENCH inspect_vs_file ratio=%.1f ours_ms=%.1f file_ms=%.1f\n", ratio, ours, file
+    }'
+}
+
+known_benchmarks() {
+    compgen -A function bench_ | sed 's/^bench_//'
+}
+
+main() {
+    if [[ ! $RUNS =~ ^[1-9][0-9]*$ ]]; then
+        log "error: BENCH_RUNS must be a positive integer, not '$RUNS'"
+        exit 2
+    fi
+
+    local -a known selected
+    mapfile -t known < <(known_benchmarks)
+    if (($# == 0)); then
+        selected=("${known[@]}")
+    else
+        selected=("$@")
+    fi
+
+    # Check every name before running anything, so a typo does not cost a long run.
+    local name
+    for name in "${selected[@]}"; do
+        if ! declare -F "bench_$name" >/dev/null; then
+            log "error: unknown benchmark '$name'; known: ${known[*]}"
+            exit 2
+        fi
+    done
+
+    for name in "${selected[@]}"; do
+        "bench_$name"
+    done
+}
+
+main "$@"

@@ -1,0 +1,724 @@
+//! The architecture table: names, platforms, ELF identity and QEMU's binfmt_misc rule per arch.
+//!
+//! The table is `configs/arches.toml`, embedded at build time and replaceable with
+//! `--arch-table FILE`. Everything that needs to know about an architecture asks this module,
+//! so no other code guesses `qemu-{ARCH}` names or magic bytes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The table shipped inside the binary.
+pub const EMBEDDED_TABLE: &str = include_str!("../configs/arches.toml");
+
+/// Byte order of an ELF file or rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endian {
+    Little,
+    Big,
+}
+
+impl Endian {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endian::Little => "little",
+            Endian::Big => "big",
+        }
+    }
+}
+
+/// One architecture as the TOML file spells it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArch {
+    name: String,
+    qemu: String,
+    platform: String,
+    #[serde(default)]
+    variants: Vec<String>,
+    #[serde(default)]
+    debian: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    class: u8,
+    endian: Endian,
+    machine: Vec<u16>,
+    flags: u32,
+    family: String,
+    magic: String,
+    mask: String,
+    #[serde(default)]
+    compat_on: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    arch: Vec<RawArch>,
+}
+
+/// One architecture, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arch {
+    /// Canonical name: Docker/OCI's where it has one, else QEMU's.
+    pub name: String,
+    /// QEMU user-mode cpu name; `None` when QEMU cannot emulate it.
+    pub qemu: Option<String>,
+    /// OCI platform without variant, e.g. `linux/arm`.
+    pub platform: String,
+    /// OCI variants served (arm), most common first.
+    pub variants: Vec<String>,
+    pub debian: Option<String>,
+    pub aliases: Vec<String>,
+    pub class: u8,
+    pub endian: Endian,
+    /// e_machine values; the first is the one the rule matches.
+    pub machine: Vec<u16>,
+    /// e_flags of a typical binary of this arch.
+    pub flags: u32,
+    pub family: String,
+    pub magic: Vec<u8>,
+    pub mask: Vec<u8>,
+    /// Canonical names of arches whose kernels may run this one without emulation.
+    pub compat_on: Vec<String>,
+}
+
+impl Arch {
+    /// The binfmt_misc entry name QEMU, Debian and tonistiigi/binfmt all use: `qemu-<cpu>`.
+    pub fn entry_name(&self) -> Option<String> {
+        self.qemu.as_ref().map(|q| format!("qemu-{q}"))
+    }
+
+    /// The platform string with the default variant (`linux/arm/v7` for arm).
+    pub fn default_platform(&self) -> String {
+        match self.variants.first() {
+            Some(v) => format!("{}/{}", self.platform, v),
+            None => self.platform.clone(),
+        }
+    }
+
+    /// Every platform string this arch serves (`linux/arm/v7`, `linux/arm/v6`, …).
+    pub fn platforms(&self) -> Vec<String> {
+        if self.variants.is_empty() {
+            vec![self.platform.clone()]
+        } else {
+            self.variants
+                .iter()
+                .map(|v| format!("{}/{}", self.platform, v))
+                .collect()
+        }
+    }
+
+    /// The kernel's rule: `(buf[i] ^ magic[i]) & mask[i] == 0` for every byte of the magic.
+    /// A buffer shorter than the magic never matches (the kernel reads at most 256 bytes and
+    /// compares against what it read).
+    pub fn matches(&self, header: &[u8]) -> bool {
+        rule_matches(&self.magic, &self.mask, 0, header)
+    }
+
+    /// Every name this arch answers to, lower-case.
+    fn names(&self) -> impl Iterator<Item = String> + '_ {
+        let mut names = vec![self.name.clone(), self.platform.clone()];
+        names.extend(self.platforms());
+        names.extend(self.qemu.iter().cloned());
+        names.extend(self.debian.iter().cloned());
+        names.extend(self.aliases.iter().cloned());
+        names.into_iter().map(|n| n.to_ascii_lowercase())
+    }
+}
+
+/// binfmt_misc's magic rule at an offset, as `fs/binfmt_misc.c` applies it.
+pub fn rule_matches(magic: &[u8], mask: &[u8], offset: usize, header: &[u8]) -> bool {
+    let Some(window) = header.get(offset..offset + magic.len()) else {
+        return false;
+    };
+    window
+        .iter()
+        .zip(magic)
+        .enumerate()
+        .all(|(i, (b, m))| (b ^ m) & mask.get(i).copied().unwrap_or(0xff) == 0)
+}
+
+/// Errors from loading the table or resolving names.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchError {
+    #[error("unknown architecture '{name}'; known names: {known}")]
+    Unknown { name: String, known: String },
+    #[error("cannot read architecture table {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("architecture table {origin} is not valid: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+/// The loaded table.
+#[derive(Debug, Clone)]
+pub struct ArchTable {
+    arches: Vec<Arch>,
+}
+
+impl ArchTable {
+    /// The table embedded in the binary.
+    pub fn embedded() -> ArchTable {
+        // The embedded table is checked by unit tests, so failing here is a build defect.
+        Self::parse(EMBEDDED_TABLE, "embedded arches.toml")
+            .unwrap_or_else(|e| panic!("embedded architecture table is broken: {e}"))
+    }
+
+    /// The embedded table, or the file given with `--arch-table`.
+    pub fn load(path: Option<&Path>) -> Result<ArchTable, ArchError> {
+        match path {
+            None => Ok(Self::embedded()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ArchError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Parse and validate a table. `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<ArchTable, ArchError> {
+        let invalid = |message: String| ArchError::Invalid {
+            origin: origin.to_string(),
+            message,
+        };
+        let raw: RawTable = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut arches = Vec::with_capacity(raw.arch.len());
+        for r in raw.arch {
+            let what = |m: &str| invalid(format!("arch '{}': {m}", r.name));
+            let magic = decode_hex(&r.magic).map_err(|e| what(&format!("magic: {e}")))?;
+            let mask = decode_hex(&r.mask).map_err(|e| what(&format!("mask: {e}")))?;
+            if magic.is_empty() || magic.len() > 256 {
+                return Err(what("magic must be 1 to 256 bytes"));
+            }
+            if mask.len() != magic.len() {
+                return Err(what(&format!(
+                    "mask has {} bytes but magic has {}; they must be the same length",
+                    mask.len(),
+                    magic.len()
+                )));
+            }
+            if r.class != 32 && r.class != 64 {
+                return Err(what("class must be 32 or 64"));
+            }
+            if r.machine.is_empty() {
+                return Err(what("machine needs at least one e_machine value"));
+            }
+            if r.name.is_empty() || r.name.contains(['/', ',', ' ']) {
+                return Err(what("name must be non-empty, without '/', ',' or spaces"));
+            }
+            if !r.platform.starts_with("linux/") {
+                return Err(what("platform must start with 'linux/'"));
+            }
+            if !r
+                .qemu
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(what("qemu must be letters, digits and '_'"));
+            }
+            arches.push(Arch {
+                qemu: (!r.qemu.is_empty()).then_some(r.qemu),
+                name: r.name,
+                platform: r.platform,
+                variants: r.variants,
+                debian: r.debian,
+                aliases: r.aliases,
+                class: r.class,
+                endian: r.endian,
+                machine: r.machine,
+                flags: r.flags,
+                family: r.family,
+                magic,
+                mask,
+                compat_on: r.compat_on,
+            });
+        }
+        let table = ArchTable { arches };
+        table.check_names().map_err(invalid)?;
+        Ok(table)
+    }
+
+    /// No name may point at two arches, and `compat_on` must name arches in the table.
+    fn check_names(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashMap::new();
+        for a in &self.arches {
+            let mut own = BTreeSet::new();
+            for n in a.names() {
+                if !own.insert(n.clone()) {
+                    continue;
+                }
+                if let Some(other) = seen.insert(n.clone(), a.name.clone()) {
+                    return Err(format!(
+                        "name '{n}' is used by both '{other}' and '{}'",
+                        a.name
+                    ));
+                }
+            }
+        }
+        for a in &self.arches {
+            for c in &a.compat_on {
+                if self.by_canonical(c).is_none() {
+                    return Err(format!(
+                        "arch '{}': compat_on names unknown arch '{c}'",
+                        a.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arch> {
+        self.arches.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.arches.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arches.is_empty()
+    }
+
+    fn by_canonical(&self, name: &str) -> Option<&Arch> {
+        self.arches.iter().find(|a| a.name == name)
+    }
+
+    /// Resolve any accepted spelling: canonical, QEMU, Debian, alias, `linux/…` platform,
+    /// or a `qemu-<cpu>` entry name. Case-insensitive.
+    pub fn lookup(&self, name: &str) -> Result<&Arch, ArchError> {
+        self.find(name).ok_or_else(|| ArchError::Unknown {
+            name: name.to_string(),
+            known: self.known_names(),
+        })
+    }
+
+    /// Like [`lookup`](Self::lookup) without the error.
+    pub fn find(&self, name: &str) -> Option<&Arch> {
+        let wanted = name.trim().to_ascii_lowercase();
+        let wanted = wanted.strip_prefix("qemu-").unwrap_or(&wanted);
+        let bare = wanted.strip_prefix("linux/").unwrap_or(wanted);
+        self.arches
+            .iter()
+            .find(|a| a.names().any(|n| n == wanted || n == bare))
+    }
+
+    /// Resolve a comma-separated list, or `all` (every arch QEMU can emulate).
+    pub fn lookup_list(&self, list: &str) -> Result<Vec<&Arch>, ArchError> {
+        if list.trim().eq_ignore_ascii_case("all") {
+            return Ok(self.arches.iter().filter(|a| a.qemu.is_some()).collect());
+        }
+        let mut out: Vec<&Arch> = Vec::new();
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let arch = self.lookup(part)?;
+            if !out.iter().any(|a| a.name == arch.name) {
+                out.push(arch);
+            }
+        }
+        if out.is_empty() {
+            return Err(ArchError::Unknown {
+                name: list.to_string(),
+                known: self.known_names(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The canonical names, for error messages.
+    pub fn known_names(&self) -> String {
+        let names: Vec<&str> = self.arches.iter().map(|a| a.name.as_str()).collect();
+        format!(
+            "{} (or their QEMU/Debian names, e.g. aarch64, armhf, ppc64el, or linux/… platforms)",
+            names.join(", ")
+        )
+    }
+
+    /// The arch whose rule matches an ELF header, if any.
+    pub fn match_header(&self, header: &[u8]) -> Option<&Arch> {
+        self.arches.iter().find(|a| a.matches(header))
+    }
+
+    /// The arch for an ELF identity (class, byte order, e_machine, e_flags), independent of
+    /// the rule's extra conditions. Used by `inspect`, which must name files the rules do not
+    /// match (e_type other than EXEC/DYN, unusual OSABI bytes).
+    pub fn by_identity(
+        &self,
+        class: u8,
+        endian: Endian,
+        machine: u16,
+        flags: u32,
+    ) -> Option<&Arch> {
+        let candidates = self
+            .arches
+            .iter()
+            .filter(|a| a.class == class && a.endian == endian && a.machine.contains(&machine));
+        let mut first = None;
+        for a in candidates {
+            if machine == EM_MIPS && class == 32 {
+                // o32 and n32 share class and machine; EF_MIPS_ABI2 tells them apart.
+                if (a.flags & EF_MIPS_ABI2) != (flags & EF_MIPS_ABI2) {
+                    continue;
+                }
+            }
+            first.get_or_insert(a);
+        }
+        first
+    }
+}
+
+pub const EM_MIPS: u16 = 0x08;
+pub const EF_MIPS_ABI2: u32 = 0x20;
+
+/// Decode a hex string; whitespace and a `\x` prefix per byte are accepted.
+pub fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let cleaned: String = s
+        .replace("\\x", "")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if cleaned.len() % 2 != 0 {
+        return Err(format!("'{s}' has an odd number of hex digits"));
+    }
+    (0..cleaned.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&cleaned[i..i + 2], 16)
+                .map_err(|_| format!("'{}' is not a hex byte", &cleaned[i..i + 2]))
+        })
+        .collect()
+}
+
+/// Lower-case hex, as binfmt_misc prints magic and mask.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// What the kernel under us is: the `uname -m` machine and the arch it maps to.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub machine: String,
+    /// Canonical name of the kernel's own architecture, when the table knows it.
+    pub arch: Option<String>,
+}
+
+impl Host {
+    /// Read `uname -m`; 32/64-bit MIPS and ppc names say nothing of byte order, so this
+    /// binary's own byte order (the kernel's, since we run natively) settles it.
+    pub fn detect(table: &ArchTable) -> Host {
+        let machine = nix::sys::utsname::uname()
+            .map(|u| u.machine().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| std::env::consts::ARCH.to_string());
+        let arch = Self::arch_for_machine(table, &machine, cfg!(target_endian = "little"));
+        Host { machine, arch }
+    }
+
+    /// Map a `uname -m` string to a canonical arch.
+    pub fn arch_for_machine(table: &ArchTable, machine: &str, little: bool) -> Option<String> {
+        let m = machine.to_ascii_lowercase();
+        let name = match m.as_str() {
+            "mips" => {
+                if little {
+                    "mipsle"
+                } else {
+                    "mips"
+                }
+            }
+            "mips64" => {
+                if little {
+                    "mips64le"
+                } else {
+                    "mips64"
+                }
+            }
+            "ppc64" if little => "ppc64le",
+            "aarch64_be" => "aarch64_be",
+            "parisc64" => "hppa",
+            "sh4a" => "sh4",
+            other if other.starts_with("armv") && other.ends_with('b') => "armeb",
+            other => other,
+        };
+        table.find(name).map(|a| a.name.clone())
+    }
+
+    /// Arches this host might run without emulation besides its own (386 on amd64, arm on
+    /// arm64). Only candidates: whether the kernel and CPU really do is found by running a
+    /// probe, never assumed.
+    pub fn compat_candidates<'t>(&self, table: &'t ArchTable) -> Vec<&'t Arch> {
+        match &self.arch {
+            None => Vec::new(),
+            Some(h) => table.iter().filter(|a| a.compat_on.contains(h)).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 64-byte ELF header built from an arch's own identity fields.
+    fn header_for(a: &Arch, e_type: u16, osabi: u8) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = if a.class == 64 { 2 } else { 1 };
+        h[5] = if a.endian == Endian::Little { 1 } else { 2 };
+        h[6] = 1;
+        h[7] = osabi;
+        let put16 = |h: &mut Vec<u8>, at: usize, v: u16| {
+            let b = if a.endian == Endian::Little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            };
+            h[at..at + 2].copy_from_slice(&b);
+        };
+        let put32 = |h: &mut Vec<u8>, at: usize, v: u32| {
+            let b = if a.endian == Endian::Little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            };
+            h[at..at + 4].copy_from_slice(&b);
+        };
+        put16(&mut h, 16, e_type);
+        put16(&mut h, 18, a.machine[0]);
+        put32(&mut h, 20, 1);
+        let flags_at = if a.class == 64 { 48 } else { 36 };
+        put32(&mut h, flags_at, a.flags);
+        h
+    }
+
+    #[test]
+    fn embedded_table_loads_and_has_every_kernel_row() {
+        let t = ArchTable::embedded();
+        let qemu: BTreeSet<&str> = t.iter().filter_map(|a| a.qemu.as_deref()).collect();
+        for cpu in [
+            "i386",
+            "x86_64",
+            "alpha",
+            "arm",
+            "armeb",
+            "aarch64",
+            "aarch64_be",
+            "sparc",
+            "sparc32plus",
+            "sparc64",
+            "ppc",
+            "ppc64",
+            "ppc64le",
+            "m68k",
+            "mips",
+            "mipsel",
+            "mipsn32",
+            "mipsn32el",
+            "mips64",
+            "mips64el",
+            "sh4",
+            "sh4eb",
+            "s390x",
+            "hppa",
+            "riscv32",
+            "riscv64",
+            "xtensa",
+            "xtensaeb",
+            "microblaze",
+            "microblazeel",
+            "or1k",
+            "hexagon",
+            "loongarch64",
+        ] {
+            assert!(qemu.contains(cpu), "table lacks qemu cpu {cpu}");
+        }
+    }
+
+    #[test]
+    fn every_row_matches_its_own_header_under_its_mask() {
+        let t = ArchTable::embedded();
+        for a in t.iter() {
+            for e_type in [2u16, 3] {
+                for osabi in [0u8, 3] {
+                    let h = header_for(a, e_type, osabi);
+                    assert!(
+                        a.matches(&h),
+                        "{} does not match its own header (type {e_type}, osabi {osabi})",
+                        a.name
+                    );
+                }
+            }
+            // Relocatable objects and core files are not programs: no rule may take them.
+            assert!(
+                !a.matches(&header_for(a, 1, 0)),
+                "{} matches ET_REL",
+                a.name
+            );
+            assert!(
+                !a.matches(&header_for(a, 4, 0)),
+                "{} matches ET_CORE",
+                a.name
+            );
+        }
+    }
+
+    /// Pairs whose rules legitimately take the same header. Empty: each header has one owner.
+    const DOCUMENTED_OVERLAPS: &[(&str, &str)] = &[];
+
+    #[test]
+    fn no_two_rows_match_the_same_header() {
+        let t = ArchTable::embedded();
+        for a in t.iter() {
+            let h = header_for(a, 2, 0);
+            for b in t.iter().filter(|b| b.name != a.name) {
+                if b.matches(&h) {
+                    assert!(
+                        DOCUMENTED_OVERLAPS.contains(&(a.name.as_str(), b.name.as_str())),
+                        "header of {} is also matched by {}",
+                        a.name,
+                        b.name
+                    );
+                }
+            }
+            assert_eq!(
+                t.match_header(&h).map(|x| x.name.as_str()),
+                Some(a.name.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn magic_is_compared_under_the_mask() {
+        // i386 carries a bit outside its mask (EI_CLASS byte masked 0xfe would allow 0/1);
+        // flipping a masked-out bit must not change the verdict, flipping a masked-in one must.
+        let t = ArchTable::embedded();
+        for a in t.iter() {
+            let h = header_for(a, 2, 0);
+            for (i, m) in a.mask.iter().enumerate() {
+                for bit in 0..8 {
+                    let mut g = h.clone();
+                    g[i] ^= 1 << bit;
+                    assert_eq!(
+                        a.matches(&g),
+                        m & (1 << bit) == 0,
+                        "{} byte {i} bit {bit}",
+                        a.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn identity_lookup_agrees_with_rules() {
+        let t = ArchTable::embedded();
+        for a in t.iter() {
+            let got = t
+                .by_identity(a.class, a.endian, a.machine[0], a.flags)
+                .map(|x| &x.name);
+            assert_eq!(got, Some(&a.name));
+        }
+    }
+
+    #[test]
+    fn aliases_resolve() {
+        let t = ArchTable::embedded();
+        for (alias, want) in [
+            ("aarch64", "arm64"),
+            ("linux/arm64", "arm64"),
+            ("armhf", "arm"),
+            ("armel", "arm"),
+            ("linux/arm/v7", "arm"),
+            ("arm/v6", "arm"),
+            ("ppc64el", "ppc64le"),
+            ("i386", "386"),
+            ("x86_64", "amd64"),
+            ("mips64el", "mips64le"),
+            ("loongarch64", "loong64"),
+            ("qemu-aarch64", "arm64"),
+            ("AMD64", "amd64"),
+            ("mipsel", "mipsle"),
+        ] {
+            assert_eq!(
+                t.lookup(alias).map(|a| a.name.as_str()).ok(),
+                Some(want),
+                "{alias}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_name_lists_known_names() {
+        let t = ArchTable::embedded();
+        let e = t.lookup("vax").unwrap_err().to_string();
+        assert!(
+            e.contains("'vax'") && e.contains("arm64") && e.contains("riscv64"),
+            "{e}"
+        );
+        assert!(t.lookup_list("arm64,nope").is_err());
+        assert!(t.lookup_list(" , ").is_err());
+        assert_eq!(
+            t.lookup_list("arm64,aarch64").map(|v| v.len()).ok(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn bad_tables_are_refused_with_the_reason() {
+        let row = |magic: &str, mask: &str| {
+            format!(
+                "[[arch]]\nname='x'\nqemu='x'\nplatform='linux/x'\nclass=32\nendian='little'\nmachine=[1]\nflags=0\nfamily='x'\nmagic='{magic}'\nmask='{mask}'\n"
+            )
+        };
+        let e = ArchTable::parse(&row("7f45", "ff"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same length"), "{e}");
+        let e = ArchTable::parse(&row("7g", "ff"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a hex byte"), "{e}");
+        let e = ArchTable::parse("[[arch]]\nname='x'\nbogus=1\n", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let two = format!("{}{}", row("7f", "ff"), row("7f", "ff"));
+        let e = ArchTable::parse(&two, "t").unwrap_err().to_string();
+        assert!(e.contains("used by both"), "{e}");
+    }
+
+    #[test]
+    fn host_machine_names_map() {
+        let t = ArchTable::embedded();
+        for (m, little, want) in [
+            ("x86_64", true, "amd64"),
+            ("aarch64", true, "arm64"),
+            ("armv7l", true, "arm"),
+            ("i686", true, "386"),
+            ("mips64", true, "mips64le"),
+            ("mips64", false, "mips64"),
+            ("ppc64le", true, "ppc64le"),
+            ("ppc64", false, "ppc64"),
+            ("s390x", false, "s390x"),
+            ("riscv64", true, "riscv64"),
+            ("loongarch64", true, "loong64"),
+        ] {
+            assert_eq!(
+                Host::arch_for_machine(&t, m, little).as_deref(),
+                Some(want),
+                "{m}"
+            );
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Command-line definitions (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::binfmt::DEFAULT_DIR;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  the check found a problem (a damaged file, a file not of the expected platform, …)
+  2  bad input: unknown architecture, bad flag, unreadable file or table
+  3  environment: not permitted, binfmt_misc unavailable
+
+Architecture names: Docker/OCI's (amd64, arm64, arm/v7, ppc64le, riscv64, …), QEMU's
+(aarch64, x86_64, mips64el, …), Debian's (armhf, armel, ppc64el, i386, …) or platform
+strings (linux/arm64). An unknown name is refused with the list of known ones.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "binfmt-setup",
+    version,
+    about = "Run, build and debug programs of other CPU architectures",
+    long_about = "binfmt-setup names the platform of executables, registers QEMU user-mode \
+                  interpreters in binfmt_misc, proves they work, and explains why a program \
+                  will not run.",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The binfmt_misc directory to read and change.
+    #[arg(long, global = true, env = "BINFMT_SETUP_DIR", default_value = DEFAULT_DIR, value_name = "DIR")]
+    pub binfmt_dir: PathBuf,
+
+    /// Replace the built-in architecture table with FILE (same format as configs/arches.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub arch_table: Option<PathBuf>,
+
+    /// Print one JSON document on stdout and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Name the format and platform of each file, and whether this host can run it.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup inspect /bin/ls ./build/server
+  binfmt-setup inspect --json ./server | jq -r '.[0].platform'
+  binfmt-setup inspect --expect linux/arm64 ./out/*    # exit 1 if any file is not arm64
+
+`runnable` is `native` when the kernel runs the file itself, `emulated` when a binfmt_misc \
+handler takes it (the one the kernel would pick: the newest enabled entry that matches), \
+and `no` otherwise, with the reason.")]
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Files to inspect.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Fail (exit 1) unless every file is a program of this architecture or platform.
+    #[arg(long, value_name = "ARCH")]
+    pub expect: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn inspect_takes_files_and_expect() {
+        let cli = Cli::try_parse_from(["binfmt-setup", "inspect", "--expect", "arm64", "a", "b"])
+            .expect("parse");
+        let Command::Inspect(args) = cli.command;
+        assert_eq!(args.files.len(), 2);
+        assert_eq!(args.expect.as_deref(), Some("arm64"));
+        assert!(Cli::try_parse_from(["binfmt-setup", "inspect"]).is_err());
+    }
+
+    #[test]
+    fn global_flags_anywhere() {
+        let cli = Cli::try_parse_from([
+            "binfmt-setup",
+            "inspect",
+            "x",
+            "--json",
+            "--binfmt-dir",
+            "/tmp/b",
+        ])
+        .expect("parse");
+        assert!(cli.global.json);
+        assert_eq!(cli.global.binfmt_dir, PathBuf::from("/tmp/b"));
+    }
+}

@@ -1,0 +1,187 @@
+//! `inspect FILE…`: format, platform and runnability of each file.
+
+use anyhow::anyhow;
+
+use crate::arch::{Arch, Host};
+use crate::binfmt::Registry;
+use crate::cli::{GlobalArgs, InspectArgs};
+use crate::error::{Exit, Failure};
+use crate::inspect::{Inspection, Inspector};
+use crate::messages::{self, printable};
+
+pub fn run(global: &GlobalArgs, args: &InspectArgs) -> Result<Exit, Failure> {
+    let table = super::load_table(global)?;
+    // Resolve --expect before reading any file, so a typo fails fast and alone.
+    let expected = match &args.expect {
+        Some(name) => Some(Expected::parse(&table, name)?),
+        None => None,
+    };
+    let registry = Registry::new(&global.binfmt_dir);
+    let snapshot = registry.snapshot().unwrap_or_else(|e| {
+        messages::warn(&format!(
+            "{e}; judging runnability without binfmt_misc handlers"
+        ));
+        crate::binfmt::Snapshot {
+            mounted: false,
+            enabled: false,
+            entries: Vec::new(),
+        }
+    });
+    let inspector = Inspector::new(&table, Host::detect(&table), snapshot);
+
+    let mut reports = Vec::with_capacity(args.files.len());
+    let mut exit = Exit::Success;
+    for path in &args.files {
+        let report = inspector.inspect(path);
+        let mismatch = expected.as_ref().and_then(|x| x.mismatch(&report));
+        if report.unreadable {
+            exit = Exit::BadInput;
+        } else if (report.error.is_some() || mismatch.is_some()) && exit == Exit::Success {
+            exit = Exit::Problem;
+        }
+        reports.push(Row { report, mismatch });
+    }
+
+    if global.json {
+        let docs: Vec<serde_json::Value> = reports.iter().map(Row::to_json).collect();
+        messages::json(&docs);
+    } else {
+        print_table(&reports);
+        for row in &reports {
+            if let Some(m) = &row.mismatch {
+                messages::warn(&format!("{}: {m}", printable(&row.report.path)));
+            }
+            if row.report.unreadable {
+                messages::error(&printable(
+                    row.report.error.as_deref().unwrap_or("unreadable"),
+                ));
+            }
+        }
+    }
+    Ok(exit)
+}
+
+struct Row {
+    report: Inspection,
+    mismatch: Option<String>,
+}
+
+impl Row {
+    fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.report).unwrap_or_default();
+        if let (Some(obj), Some(m)) = (v.as_object_mut(), &self.mismatch) {
+            obj.insert("mismatch".into(), m.clone().into());
+        }
+        v
+    }
+}
+
+/// The architecture, and perhaps the arm variant, that `--expect` asks for.
+struct Expected<'t> {
+    arch: &'t Arch,
+    variant: Option<String>,
+}
+
+impl<'t> Expected<'t> {
+    fn parse(table: &'t crate::arch::ArchTable, name: &str) -> Result<Expected<'t>, Failure> {
+        let arch = table
+            .lookup(name)
+            .map_err(|e| Failure::bad_input(anyhow!("--expect: {e}")))?;
+        let lower = name.to_ascii_lowercase();
+        let variant = arch
+            .variants
+            .iter()
+            .find(|v| lower.ends_with(&format!("/{v}")))
+            .cloned();
+        Ok(Expected { arch, variant })
+    }
+
+    fn mismatch(&self, r: &Inspection) -> Option<String> {
+        if r.arch.as_deref() != Some(self.arch.name.as_str()) {
+            return Some(format!(
+                "expected {}, found {}",
+                self.want(),
+                r.platform
+                    .as_deref()
+                    .or(r.arch.as_deref())
+                    .unwrap_or(r.format.as_str())
+            ));
+        }
+        if let (Some(v), Some(p)) = (&self.variant, &r.platform) {
+            if !p.ends_with(&format!("/{v}")) {
+                return Some(format!("expected {}, found {p}", self.want()));
+            }
+        }
+        None
+    }
+
+    fn want(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{v}", self.arch.platform),
+            None => self.arch.platform.clone(),
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            let r = &row.report;
+            [
+                printable(&r.path),
+                r.format.as_str().to_string(),
+                r.platform.clone().unwrap_or_else(|| "-".into()),
+                r.runnable.as_str().to_string(),
+                printable(&details(r)),
+            ]
+        })
+        .collect();
+    let header = ["PATH", "FORMAT", "PLATFORM", "RUNNABLE", "DETAILS"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(cells.iter()) {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(cells.iter()) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i < 4 {
+                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        messages::out(line.trim_end());
+    }
+}
+
+fn details(r: &Inspection) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(e) = &r.error {
+        parts.push(format!("error: {e}"));
+        return parts.join(", ");
+    }
+    if let Some(k) = &r.kind {
+        parts.push(k.clone());
+    }
+    if let Some(abi) = &r.abi {
+        parts.push(abi.clone());
+    }
+    match (r.is_static, &r.interpreter) {
+        (Some(true), _) => parts.push("static".into()),
+        (Some(false), Some(i)) => parts.push(format!("loader {i}")),
+        (Some(false), None) => parts.push("dynamic, no loader".into()),
+        (None, Some(i)) => parts.push(format!("#! {i}")),
+        (None, None) => {}
+    }
+    if let Some(h) = &r.handler {
+        parts.push(format!("handler {h}"));
+    } else if r.runnable == crate::inspect::Runnable::No {
+        if let Some(reason) = &r.reason {
+            parts.push(reason.clone());
+        }
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,51 @@
+//! Exit codes and the error that carries one.
+
+use std::fmt;
+
+/// The exit codes every command shares (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything asked for is true.
+    Success = 0,
+    /// The check ran and found a problem.
+    Problem = 1,
+    /// The request itself is wrong: unknown arch, bad flag, unreadable file or config.
+    BadInput = 2,
+    /// The environment refuses: no permission, binfmt_misc unavailable, read-only.
+    Environment = 3,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+/// An error on its way to `main`, with the exit code it stands for.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            exit: Exit::BadInput,
+            error: error.into(),
+        }
+    }
+
+    pub fn environment(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            exit: Exit::Environment,
+            error: error.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}

@@ -1,0 +1,449 @@
+//! What a file is, which platform it is for, and whether this host can run it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::arch::{Arch, ArchTable, Host};
+use crate::binfmt::Snapshot;
+use crate::elf::{self, ElfError, ElfInfo};
+use crate::format::{self, Format, HEAD_BYTES, MachSlice};
+use crate::{namespace, probe};
+
+/// How deep `#!` chains are followed (the kernel itself allows 4 levels).
+const MAX_SCRIPT_DEPTH: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runnable {
+    /// The kernel runs it directly.
+    Native,
+    /// A binfmt_misc handler takes it (named in `handler`).
+    Emulated,
+    /// Exec will fail.
+    No,
+}
+
+impl Runnable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runnable::Native => "native",
+            Runnable::Emulated => "emulated",
+            Runnable::No => "no",
+        }
+    }
+}
+
+/// The report for one file. Field names are the JSON contract (DESIGN.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub path: String,
+    pub format: Format,
+    pub platform: Option<String>,
+    pub arch: Option<String>,
+    pub class: Option<u8>,
+    pub endian: Option<&'static str>,
+    pub machine: Option<u32>,
+    pub os_abi: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// ELF loader (PT_INTERP) or a script's `#!` interpreter.
+    pub interpreter: Option<String>,
+    #[serde(rename = "static")]
+    pub is_static: Option<bool>,
+    pub runnable: Runnable,
+    pub handler: Option<String>,
+    /// ABI details: `eabi5 hard-float`, `n32`, `elfv2`, `lp64d rvc`, `x32`, …
+    pub abi: Option<String>,
+    /// For arm: whether the variant came from the ARM attributes or was guessed from the float ABI.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant_source: Option<&'static str>,
+    /// Each architecture of a Mach-O file (several for a universal binary).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<MachSlice>,
+    /// A script whose `#!` line ends in CR LF.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crlf: Option<bool>,
+    /// Why it is, or is not, runnable, in a user's words.
+    pub reason: Option<String>,
+    /// What went wrong reading it.
+    pub error: Option<String>,
+    /// The file could not be opened or read at all (bad input, exit 2), as opposed to a file
+    /// that was read and found damaged (exit 1).
+    #[serde(skip)]
+    pub unreadable: bool,
+}
+
+impl Inspection {
+    fn new(path: &Path, format: Format) -> Inspection {
+        Inspection {
+            path: path.display().to_string(),
+            format,
+            platform: None,
+            arch: None,
+            class: None,
+            endian: None,
+            machine: None,
+            os_abi: None,
+            kind: None,
+            interpreter: None,
+            is_static: None,
+            runnable: Runnable::No,
+            handler: None,
+            abi: None,
+            variant_source: None,
+            slices: Vec::new(),
+            crlf: None,
+            reason: None,
+            error: None,
+            unreadable: false,
+        }
+    }
+}
+
+/// Inspects files against one view of the host: its arch table, its kernel, its binfmt_misc.
+#[derive(Debug)]
+pub struct Inspector<'a> {
+    table: &'a ArchTable,
+    host: Host,
+    binfmt: Snapshot,
+    /// Per canonical arch name: does the kernel run it without emulation? Found by running a
+    /// probe, once.
+    native_cache: RefCell<HashMap<String, bool>>,
+}
+
+impl<'a> Inspector<'a> {
+    pub fn new(table: &'a ArchTable, host: Host, binfmt: Snapshot) -> Inspector<'a> {
+        Inspector {
+            table,
+            host,
+            binfmt,
+            native_cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Inspect one file. Never fails: problems are reported in the result.
+    pub fn inspect(&self, path: &Path) -> Inspection {
+        self.inspect_depth(path, 0)
+    }
+
+    fn inspect_depth(&self, path: &Path, depth: usize) -> Inspection {
+        let (file, head, len) = match read_head(path) {
+            Ok(x) => x,
+            Err(e) => {
+                let mut r = Inspection::new(path, Format::Unknown);
+                r.error = Some(e);
+                r.unreadable = true;
+                r.reason = Some("cannot be read".into());
+                return r;
+            }
+        };
+        let format = format::sniff(&head);
+        let mut r = Inspection::new(path, format);
+        match format {
+            Format::Elf => self.fill_elf(&mut r, &file, &head, len),
+            Format::Macho => match format::macho_slices(&head) {
+                Ok(slices) => {
+                    r.platform = Some(
+                        slices
+                            .iter()
+                            .map(|s| s.platform.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                    r.arch = Some(
+                        slices
+                            .iter()
+                            .map(|s| s.arch.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                    r.class = slices.first().map(|s| s.class).filter(|c| *c != 0);
+                    r.slices = slices;
+                    r.reason = Some("a macOS program; Linux cannot run Mach-O files".into());
+                }
+                Err(e) => r.error = Some(e),
+            },
+            Format::Pe => match format::pe_info(&head) {
+                Ok(pe) => {
+                    r.platform = Some(format!("windows/{}", pe.arch));
+                    r.machine = Some(pe.machine.into());
+                    r.class = (pe.class != 0).then_some(pe.class);
+                    r.arch = Some(pe.arch);
+                    r.reason = Some("a Windows program; Linux runs it only through Wine".into());
+                }
+                Err(e) => r.error = Some(e),
+            },
+            Format::Script => self.fill_script(&mut r, &head, depth),
+            Format::Unknown => {
+                r.reason = Some(if len == 0 {
+                    "an empty file".into()
+                } else {
+                    "neither a program nor a script the kernel knows".into()
+                });
+            }
+        }
+        // binfmt_misc is consulted before the kernel's own ELF and script loaders, so a
+        // matching handler decides, whatever the format.
+        if let Some(entry) = self.binfmt.handler_for(path, &head) {
+            r.runnable = Runnable::Emulated;
+            r.handler = Some(entry.name.clone());
+            r.reason = Some(format!(
+                "binfmt_misc handler {} runs it with {}",
+                entry.name, entry.interpreter
+            ));
+        }
+        r
+    }
+
+    fn fill_elf(&self, r: &mut Inspection, file: &File, head: &[u8], len: u64) {
+        let info = match elf::read(file, head, len) {
+            Ok(info) => info,
+            Err(e) => {
+                // Name what can be named from the identity bytes alone.
+                if let (Some(&c), Some(&d)) = (head.get(4), head.get(5)) {
+                    r.class = match c {
+                        1 => Some(32),
+                        2 => Some(64),
+                        _ => None,
+                    };
+                    r.endian = match d {
+                        1 => Some("little"),
+                        2 => Some("big"),
+                        _ => None,
+                    };
+                }
+                r.reason = Some(match &e {
+                    ElfError::Truncated(_) => "a damaged (truncated) ELF file".into(),
+                    _ => "a damaged ELF file".into(),
+                });
+                r.error = Some(e.to_string());
+                return;
+            }
+        };
+        let naming = elf::name(&info, self.table);
+        r.class = Some(info.class);
+        r.endian = Some(info.endian.as_str());
+        r.machine = Some(info.machine.into());
+        r.os_abi = Some(info.os_abi_name());
+        r.kind = Some(info.type_name());
+        r.is_static = Some(info.interpreter.is_none() && !info.dynamic);
+        r.interpreter = info.interpreter.clone();
+        r.arch = naming.arch.clone();
+        r.platform = naming.platform;
+        r.abi = naming.abi;
+        r.variant_source = naming.variant_source;
+        let (runnable, reason) = self.elf_runnable(&info, naming.arch.as_deref());
+        r.runnable = runnable;
+        r.reason = Some(reason);
+    }
+
+    fn elf_runnable(&self, info: &ElfInfo, arch: Option<&str>) -> (Runnable, String) {
+        if !info.is_program() {
+            let what = match info.e_type {
+                1 => "a relocatable object (.o), not a program",
+                4 => "a core dump, not a program",
+                _ => "not an executable ELF type",
+            };
+            return (Runnable::No, what.into());
+        }
+        if !info.is_linux() {
+            return (
+                Runnable::No,
+                format!("a program for {}; Linux cannot run it", info.os()),
+            );
+        }
+        let Some(arch) = arch.and_then(|a| self.table.find(a)) else {
+            return (
+                Runnable::No,
+                format!(
+                    "e_machine {:#x} is not an architecture binfmt-setup knows",
+                    info.machine
+                ),
+            );
+        };
+        let host = self.host.arch.as_deref().unwrap_or("unknown");
+        if self.host.arch.as_deref() == Some(arch.name.as_str()) {
+            return (Runnable::Native, format!("this host is {host}"));
+        }
+        if self.runs_natively(arch) {
+            return (
+                Runnable::Native,
+                format!("this {host} kernel runs {} programs itself", arch.name),
+            );
+        }
+        // A second ABI of the host's own CPU (x32 on amd64) that the probe found missing is
+        // a kernel configuration matter, not one of emulation.
+        let host_is = if self.is_compat_candidate(arch) {
+            format!(
+                "this {host} kernel does not run {} programs itself",
+                arch.name
+            )
+        } else {
+            format!("this host is {host}")
+        };
+        let reason = match &arch.qemu {
+            Some(_) => format!(
+                "a program for {}; {host_is} and has no binfmt_misc handler for it (binfmt-setup install --arch {})",
+                arch.name, arch.name
+            ),
+            None => format!(
+                "a program for {}; {host_is} and QEMU cannot emulate {}",
+                arch.name, arch.name
+            ),
+        };
+        (Runnable::No, reason)
+    }
+
+    fn is_compat_candidate(&self, arch: &Arch) -> bool {
+        arch.compat_on
+            .iter()
+            .any(|h| Some(h) == self.host.arch.as_ref())
+    }
+
+    /// Whether the kernel runs `arch` itself (386 on amd64, arm on many arm64 machines):
+    /// a probe is run in a private, empty binfmt_misc, so no handler can pretend.
+    pub fn runs_natively(&self, arch: &Arch) -> bool {
+        if !self
+            .host
+            .compat_candidates(self.table)
+            .iter()
+            .any(|a| a.name == arch.name)
+        {
+            return false;
+        }
+        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
+            return *known;
+        }
+        let verdict = probe_natively(arch).unwrap_or_else(|e| {
+            tracing::debug!("cannot tell whether {} runs natively: {e}", arch.name);
+            false
+        });
+        self.native_cache
+            .borrow_mut()
+            .insert(arch.name.clone(), verdict);
+        verdict
+    }
+
+    fn fill_script(&self, r: &mut Inspection, head: &[u8], depth: usize) {
+        let Some(sb) = format::shebang(head) else {
+            r.reason = Some("a '#!' line that names no interpreter".into());
+            return;
+        };
+        r.crlf = Some(sb.crlf);
+        r.interpreter = Some(sb.interpreter.clone());
+        if sb.crlf {
+            r.reason = Some(format!(
+                "the '#!' line ends in CR LF, so the kernel looks for '{}\\r', which does not exist (convert with dos2unix)",
+                sb.interpreter
+            ));
+            return;
+        }
+        let interp = Path::new(&sb.interpreter);
+        if depth >= MAX_SCRIPT_DEPTH {
+            r.reason = Some("too many levels of '#!' interpreters".into());
+            return;
+        }
+        if !interp.exists() {
+            r.reason = Some(format!("its interpreter {} does not exist", sb.interpreter));
+            return;
+        }
+        let inner = self.inspect_depth(interp, depth + 1);
+        r.platform = inner.platform.clone();
+        r.arch = inner.arch.clone();
+        r.runnable = inner.runnable;
+        r.handler = inner.handler.clone();
+        r.reason = Some(format!(
+            "run by {}: {}",
+            sb.interpreter,
+            inner.reason.unwrap_or_default()
+        ));
+    }
+}
+
+/// Run the arch's exit probe in a private binfmt_misc instance; exit status 42 means the kernel
+/// ran it itself.
+fn probe_natively(arch: &Arch) -> Result<bool, String> {
+    let image = probe::exit_probe(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
+    let dir = tempdir_for_probe().map_err(|e| format!("temporary directory: {e}"))?;
+    let path = dir.join("probe");
+    let result = (|| {
+        std::fs::write(&path, &image).map_err(|e| format!("write {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        match namespace::run_private(&path, &[], Duration::from_secs(5)) {
+            Ok(status) => Ok(status.code() == Some(probe::EXIT_CODE)),
+            Err(namespace::NamespaceError::Exec(e))
+                if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// A private directory others may enter: inside the new user namespace our uid is unmapped,
+/// so the probe is reached through the "other" permission bits.
+fn tempdir_for_probe() -> std::io::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for n in 0..100u32 {
+        let dir = base.join(format!("binfmt-setup-probe-{}-{n}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free name for a probe directory"))
+}
+
+/// Open a file and read its first bytes. The error names the path and what failed.
+/// Only regular files are read: opening is non-blocking so a FIFO cannot hang us.
+fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!("{} is {what}, not a program", path.display()));
+    }
+    let mut head = Vec::with_capacity(HEAD_BYTES);
+    (&file)
+        .take(HEAD_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok((file, head, meta.len()))
+}

@@ -1,0 +1,15 @@
+//! binfmt-setup: name the platform of executables, register QEMU user-mode interpreters in
+//! binfmt_misc, and prove they work. The binary (`src/main.rs`) is a thin shell over this
+//! library; nothing here prints or exits.
+
+pub mod arch;
+pub mod binfmt;
+pub mod cli;
+pub mod commands;
+pub mod elf;
+pub mod error;
+pub mod format;
+pub mod inspect;
+pub mod messages;
+pub mod namespace;
+pub mod probe;

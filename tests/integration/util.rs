@@ -1,0 +1,257 @@
+//! The harness every integration test uses: run the real binary, build the fixtures once,
+//! and give a test a private binfmt_misc instance in its own user + mount namespace, so
+//! registrations are real kernel registrations that never reach the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const HOST_BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_binfmt-setup"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Build (or reuse) the fixtures with scripts/fixtures.sh; once per test run.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = repo().join("target/fixtures");
+        let status = Command::new("bash")
+            .arg(repo().join("scripts/fixtures.sh"))
+            .arg(&out)
+            .status()
+            .expect("run scripts/fixtures.sh");
+        assert!(
+            status.success(),
+            "scripts/fixtures.sh failed; run scripts/setup.sh first"
+        );
+        out
+    })
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    let p = fixtures().join(name);
+    assert!(
+        p.exists(),
+        "fixture {name} missing from {}",
+        fixtures().display()
+    );
+    p
+}
+
+/// A fixture's path as a string, for argument lists.
+pub fn fx(name: &str) -> String {
+    fixture(name).display().to_string()
+}
+
+/// The finished run of a command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Run the binary on the host with `args`. Host binfmt_misc is only ever read this way.
+pub fn run(args: &[&str]) -> Run {
+    Run::from(
+        Command::new(bin())
+            .args(args)
+            .env_remove("BINFMT_SETUP_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn binfmt-setup"),
+    )
+}
+
+/// A private binfmt_misc instance: a sleeping process holding a new user and mount
+/// namespace with binfmt_misc freshly mounted at the usual path. Commands run inside it
+/// with nsenter. Dropped: the process is killed and the instance disappears with it.
+pub struct PrivateBinfmt {
+    holder: Child,
+    pid: u32,
+}
+
+impl PrivateBinfmt {
+    /// A fresh, empty instance. Panics with the reason when the kernel cannot make one: every
+    /// test that needs one would be meaningless without it, so it must not pass silently.
+    pub fn new() -> PrivateBinfmt {
+        let mut holder = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "--fork", "sh", "-c"])
+            .arg(format!(
+                "mount -t binfmt_misc binfmt_misc {HOST_BINFMT} || exit 1; echo $$; exec sleep 3600"
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn unshare (util-linux)");
+        let mut line = String::new();
+        use std::io::BufRead;
+        let stdout = holder.stdout.take().expect("holder stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read holder pid");
+        let Ok(pid) = line.trim().parse::<u32>() else {
+            let out = holder.wait_with_output().expect("holder output");
+            panic!(
+                "cannot create a private binfmt_misc instance (needs Linux >= 6.7 and user namespaces): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        PrivateBinfmt { holder, pid }
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args([
+            "-t",
+            &self.pid.to_string(),
+            "-U",
+            "-m",
+            "--preserve-credentials",
+            "--",
+        ])
+        .arg(program)
+        .env_remove("BINFMT_SETUP_DIR")
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Run a program (by path) inside with a plain execv(2). (nsenter itself uses execvp, which
+    /// answers ENOEXEC by running the file through /bin/sh; a test of exec must not.)
+    pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
+        Run::from(
+            self.command("python3")
+                .args(["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"])
+                .arg(program)
+                .args(args)
+                .output()
+                .expect("spawn nsenter"),
+        )
+    }
+
+    /// Run a native tool inside (looked up in PATH).
+    pub fn tool(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
+        Run::from(
+            self.command(program)
+                .args(args)
+                .output()
+                .expect("spawn nsenter"),
+        )
+    }
+
+    /// Run the binary under test inside.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.tool(bin(), args)
+    }
+
+    /// Shell snippet inside (for writes to binfmt_misc control files).
+    pub fn sh(&self, script: &str) -> Run {
+        self.tool("sh", &["-c", script])
+    }
+
+    /// Register a rule with one write(2), as the kernel requires.
+    #[track_caller]
+    pub fn register(&self, rule: &str) {
+        let r = self.tool("python3", &["-c", &format!(
+            "import os; fd=os.open('{HOST_BINFMT}/register', os.O_WRONLY); os.write(fd, bytes.fromhex('{}')); os.close(fd)",
+            rule.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        )]);
+        assert_eq!(r.code, Some(0), "register {rule:?} failed: {}", r.stderr);
+    }
+
+    /// Write a control value (`0`, `1`, `-1`) to an entry file or `status`.
+    #[track_caller]
+    pub fn control(&self, file: &str, value: &str) {
+        let r = self.sh(&format!("echo {value} > {HOST_BINFMT}/{file}"));
+        assert_eq!(r.code, Some(0), "write {value} to {file}: {}", r.stderr);
+    }
+
+    /// Names in the instance's directory, as a listing inside shows them.
+    pub fn listing(&self) -> Vec<String> {
+        let r = self.tool("ls", &["-1", HOST_BINFMT]);
+        r.stdout.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for PrivateBinfmt {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The `\x..`-escaped register string for a rule of the embedded table's form.
+pub fn register_string(
+    name: &str,
+    magic_hex: &str,
+    mask_hex: &str,
+    interpreter: &str,
+    flags: &str,
+) -> String {
+    let esc = |hex: &str| {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| format!("\\x{}", &hex[i..i + 2]))
+            .collect::<String>()
+    };
+    format!(
+        ":{name}:M::{}:{}:{interpreter}:{flags}",
+        esc(magic_hex),
+        esc(mask_hex)
+    )
+}
+
+pub const AARCH64_MAGIC: &str = "7f454c460201010000000000000000000200b700";
+pub const AARCH64_MASK: &str = "ffffffffffffff00fffffffffffffffffeffffff";
+
+/// Names of the host's binfmt_misc entries, read only.
+pub fn host_entries() -> Vec<String> {
+    match std::fs::read_dir(HOST_BINFMT) {
+        Ok(d) => d
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
