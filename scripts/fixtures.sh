@@ -93,6 +93,12 @@ gas arm64-ilp32 ilp32.s aarch64-linux-gnu-as aarch64-linux-gnu-ld -m aarch64linu
 "$cc" -target riscv64-linux-gnu "${flags[@]}" -fPIE -pie -fuse-ld=lld-16 \
 	-Wl,--dynamic-linker=/lib/ld-linux-riscv64-lp64d.so.1 -o "$tmp/riscv64-dynamic" "$c"
 
+# A static-pie (no loader, dynamic section, DF_1_PIE), as Debian builds qemu-*-static, and a
+# shared library (no loader, no PIE flag): one is a static program, the other no program.
+"$cc" -target aarch64-linux-gnu "${flags[@]}" -fPIE -static-pie -fuse-ld=lld-16 -Wl,-e,_start \
+	-o "$tmp/arm64-static-pie" "$c"
+"$cc" -target aarch64-linux-gnu "${flags[@]}" -fPIC -shared -fuse-ld=lld-16 -o "$tmp/arm64-shared.so" "$c"
+
 # Mach-O, thin and universal.
 for a in arm64 x86_64; do
 	"$cc" -target "$a-apple-macos11" -O1 -c -o "$tmp/macho-$a.o" "$c"

@@ -50,7 +50,10 @@ pub struct ElfInfo {
     pub machine: u16,
     pub flags: u32,
     pub interpreter: Option<String>,
+    /// Has a PT_DYNAMIC segment (dynamic linking information, also present in static-pie).
     pub dynamic: bool,
+    /// DT_FLAGS_1 carries DF_1_PIE: an executable, not a shared library, even without a loader.
+    pub pie_flag: bool,
     /// OS named by an ABI note (`.note.ABI-tag` or a BSD ident note), when present.
     pub note_os: Option<&'static str>,
     /// ARM Tag_CPU_arch from `.ARM.attributes`.
@@ -65,6 +68,7 @@ impl ElfInfo {
         match self.e_type {
             header::ET_REL => "rel".into(),
             header::ET_EXEC => "exec".into(),
+            header::ET_DYN if self.interpreter.is_none() && self.pie_flag => "static-pie".into(),
             header::ET_DYN if self.interpreter.is_some() => "pie".into(),
             header::ET_DYN => "dyn".into(),
             header::ET_CORE => "core".into(),
@@ -100,6 +104,13 @@ impl ElfInfo {
 
     pub fn is_linux(&self) -> bool {
         self.os() == "linux"
+    }
+
+    /// Statically linked: a program the kernel starts with no loader (PT_INTERP). A
+    /// static-pie (Debian's qemu-*-static) has a dynamic section but no loader, and is static;
+    /// a shared library has neither loader nor PIE flag, and is not.
+    pub fn is_static(&self) -> bool {
+        self.interpreter.is_none() && (self.e_type != header::ET_DYN || self.pie_flag)
     }
 
     pub fn is_program(&self) -> bool {
@@ -157,6 +168,7 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
         flags: hdr.e_flags,
         interpreter: None,
         dynamic: false,
+        pie_flag: false,
         note_os: None,
         arm_cpu_arch: None,
         arm_vfp_args: None,
@@ -188,7 +200,14 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
                 let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
                 info.interpreter = Some(String::from_utf8_lossy(&raw[..end]).into_owned());
             }
-            PT_DYNAMIC => info.dynamic = true,
+            PT_DYNAMIC => {
+                info.dynamic = true;
+                // Damaged dynamic sections do not stop inspection; the flag stays unset.
+                if let Ok(raw) = reader.bytes(ph.p_offset, ph.p_filesz.min(MAX_NOTE), "PT_DYNAMIC")
+                {
+                    info.pie_flag = has_pie_flag(&raw, class, endian);
+                }
+            }
             PT_NOTE if info.note_os.is_none() => {
                 // A damaged note is not worth failing the file for.
                 if let Ok(raw) = reader.bytes(ph.p_offset, ph.p_filesz.min(MAX_NOTE), "PT_NOTE") {
@@ -274,6 +293,31 @@ impl Reader<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether the dynamic section holds DT_FLAGS_1 with DF_1_PIE.
+fn has_pie_flag(raw: &[u8], class: u8, endian: Endian) -> bool {
+    const DT_NULL: u64 = 0;
+    const DT_FLAGS_1: u64 = 0x6fff_fffb;
+    const DF_1_PIE: u64 = 0x0800_0000;
+    let word = if class == 64 { 8 } else { 4 };
+    let read = |b: &[u8]| -> u64 {
+        match (word, endian) {
+            (8, Endian::Little) => u64::from_le_bytes(b.try_into().unwrap_or_default()),
+            (8, Endian::Big) => u64::from_be_bytes(b.try_into().unwrap_or_default()),
+            (_, Endian::Little) => u32::from_le_bytes(b.try_into().unwrap_or_default()).into(),
+            (_, Endian::Big) => u32::from_be_bytes(b.try_into().unwrap_or_default()).into(),
+        }
+    };
+    for entry in raw.chunks_exact(2 * word) {
+        let (tag, value) = (read(&entry[..word]), read(&entry[word..]));
+        match tag {
+            DT_NULL => return false,
+            DT_FLAGS_1 => return value & DF_1_PIE != 0,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The OS an ABI note names: GNU's ABI tag (0 = Linux), or a BSD ident note.

@@ -237,7 +237,7 @@ impl<'a> Inspector<'a> {
         r.machine = Some(info.machine.into());
         r.os_abi = Some(info.os_abi_name());
         r.kind = Some(info.type_name());
-        r.is_static = Some(info.interpreter.is_none() && !info.dynamic);
+        r.is_static = Some(info.is_static());
         r.interpreter = info.interpreter.clone();
         r.arch = naming.arch.clone();
         r.platform = naming.platform;

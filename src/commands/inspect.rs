@@ -170,9 +170,10 @@ fn details(r: &Inspection) -> String {
         parts.push(abi.clone());
     }
     match (r.is_static, &r.interpreter) {
-        (Some(true), _) => parts.push("static".into()),
+        (Some(true), _) if r.kind.as_deref() != Some("static-pie") => parts.push("static".into()),
+        (Some(true), _) => {}
         (Some(false), Some(i)) => parts.push(format!("loader {i}")),
-        (Some(false), None) => parts.push("dynamic, no loader".into()),
+        (Some(false), None) => {}
         (None, Some(i)) => parts.push(format!("#! {i}")),
         (None, None) => {}
     }

@@ -69,6 +69,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("loong64.o", "linux/loong64", ""),
     ("freebsd-amd64", "freebsd/amd64", ""),
     ("arm64-dynamic", "linux/arm64", ""),
+    ("arm64-static-pie", "linux/arm64", ""),
     ("riscv64-dynamic", "linux/riscv64", ""),
     ("macho-arm64", "darwin/arm64", ""),
     ("macho-universal", "darwin/amd64,darwin/arm64", ""),
@@ -145,6 +146,29 @@ fn elf_details_loader_static_type_os() {
     assert!(
         bsd["reason"].as_str().unwrap_or("").contains("freebsd"),
         "{bsd}"
+    );
+}
+
+#[test]
+fn static_pie_is_static_and_a_shared_library_is_not() {
+    let pie = inspect_one(&fixture("arm64-static-pie"));
+    assert_eq!(
+        (pie["type"].as_str(), pie["static"].as_bool()),
+        (Some("static-pie"), Some(true)),
+        "{pie}"
+    );
+    let lib = inspect_one(&fixture("arm64-shared.so"));
+    assert_eq!(
+        (lib["type"].as_str(), lib["static"].as_bool()),
+        (Some("dyn"), Some(false)),
+        "{lib}"
+    );
+    // Debian's emulators are static-pie: F-flag registration depends on calling them static.
+    let qemu = inspect_one(std::path::Path::new("/usr/bin/qemu-aarch64-static"));
+    assert_eq!(
+        (qemu["type"].as_str(), qemu["static"].as_bool()),
+        (Some("static-pie"), Some(true)),
+        "{qemu}"
     );
 }
 
