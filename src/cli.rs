@@ -45,6 +45,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub arch_table: Option<PathBuf>,
 
+    /// Look for QEMU interpreters in DIR (repeatable; default /usr/bin, /usr/local/bin,
+    /// /usr/libexec/qemu-binfmt), as qemu-<cpu>-static, then qemu-<cpu>.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub qemu_path: Vec<PathBuf>,
+
     /// Print one JSON document on stdout and nothing else there.
     #[arg(long, global = true)]
     pub json: bool,
@@ -71,6 +76,71 @@ Examples:
 handler takes it (the one the kernel would pick: the newest enabled entry that matches), \
 and `no` otherwise, with the reason.")]
     Inspect(InspectArgs),
+
+    /// Show binfmt_misc's state and every entry, ours and others'.
+    #[command(after_help = "\
+`owned` entries are named qemu-<cpu> for a cpu in the architecture table; others (Rosetta, \
+FEX, box64, jar, Wine, a distribution's own names) are listed and never changed. \
+`supported` and `emulators` have the meaning tonistiigi/binfmt gives them.")]
+    Status,
+
+    /// Register QEMU interpreters for architectures in binfmt_misc.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup install --arch arm64,riscv64
+  binfmt-setup install --arch all --dry-run          # print the register strings only
+  binfmt-setup install --arch arm --interpreter arm=/opt/qemu/bin/qemu-arm-static
+
+Entries are named qemu-<cpu> and registered with F (the interpreter is opened now and used \
+inside every container and chroot; it must be statically linked). Running it again changes \
+nothing. The host's own architecture, and any it runs natively, are skipped. An entry of \
+another owner whose rule overlaps is reported and left alone unless --replace-foreign. If \
+one registration fails, everything this run changed is undone (exit 1).")]
+    Install(InstallArgs),
+
+    /// Remove our qemu-<cpu> entries (or one named entry of any owner with --name).
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Architectures, comma-separated, or `all` (every one QEMU can emulate here).
+    #[arg(long, value_name = "LIST")]
+    pub arch: String,
+
+    /// Use PATH as the interpreter for ARCH (repeatable).
+    #[arg(long, value_name = "ARCH=PATH")]
+    pub interpreter: Vec<String>,
+
+    /// Register without F: the interpreter path is then opened at each exec and must exist
+    /// inside containers and chroots.
+    #[arg(long)]
+    pub no_fix_binary: bool,
+
+    /// Add C: setuid programs run with their own credentials through the interpreter. Only
+    /// for a root-owned interpreter that group and others cannot write.
+    #[arg(long)]
+    pub credential: bool,
+
+    /// Print the register strings and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Remove other owners' entries whose rules overlap ours, instead of skipping the arch.
+    #[arg(long)]
+    pub replace_foreign: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["arch", "name"]))]
+pub struct UninstallArgs {
+    /// Architectures, comma-separated, or `all`: removes only entries named qemu-<cpu>.
+    #[arg(long, value_name = "LIST")]
+    pub arch: Option<String>,
+
+    /// Remove the entry with exactly this name, whoever registered it.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,10 +168,39 @@ mod tests {
     fn inspect_takes_files_and_expect() {
         let cli = Cli::try_parse_from(["binfmt-setup", "inspect", "--expect", "arm64", "a", "b"])
             .expect("parse");
-        let Command::Inspect(args) = cli.command;
+        let Command::Inspect(args) = cli.command else {
+            panic!("not inspect")
+        };
         assert_eq!(args.files.len(), 2);
         assert_eq!(args.expect.as_deref(), Some("arm64"));
         assert!(Cli::try_parse_from(["binfmt-setup", "inspect"]).is_err());
+    }
+
+    #[test]
+    fn install_and_uninstall_flags() {
+        let cli = Cli::try_parse_from([
+            "binfmt-setup",
+            "install",
+            "--arch",
+            "all",
+            "--dry-run",
+            "--interpreter",
+            "arm=/x",
+        ])
+        .expect("parse");
+        let Command::Install(a) = cli.command else {
+            panic!("not install")
+        };
+        assert!(a.dry_run && !a.credential && a.interpreter == ["arm=/x"]);
+        assert!(
+            Cli::try_parse_from(["binfmt-setup", "install"]).is_err(),
+            "--arch is required"
+        );
+        assert!(
+            Cli::try_parse_from(["binfmt-setup", "uninstall"]).is_err(),
+            "--arch or --name"
+        );
+        assert!(Cli::try_parse_from(["binfmt-setup", "uninstall", "--name", "x"]).is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod binfmt;
 pub mod cli;
 pub mod commands;
 pub mod elf;
+pub mod emulator;
 pub mod error;
 pub mod format;
 pub mod inspect;

@@ -3,11 +3,16 @@
 //! Every function takes the directory as a parameter (`--binfmt-dir`), so tests point it at a
 //! private instance and never at the host's.
 
+pub mod apply;
 pub mod entry;
+pub mod rule;
 
 use std::path::{Path, PathBuf};
 
 pub use entry::{Entry, Rule};
+pub use rule::Registration;
+
+use std::io::Write;
 
 /// The usual mount point.
 pub const DEFAULT_DIR: &str = "/proc/sys/fs/binfmt_misc";
@@ -65,6 +70,55 @@ impl Registry {
         nix::sys::statfs::statfs(&self.dir)
             .map(|s| s.filesystem_type().0 as i64 == BINFMT_MAGIC)
             .unwrap_or(false)
+    }
+
+    /// Mount binfmt_misc at the directory when nothing is mounted there. Returns whether it
+    /// mounted. Mounts made here are left in place: others may rely on them.
+    pub fn ensure_mounted(&self) -> std::io::Result<bool> {
+        if self.dir.join("register").exists() {
+            return Ok(false);
+        }
+        nix::mount::mount(
+            Some("binfmt_misc"),
+            &self.dir,
+            Some("binfmt_misc"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(std::io::Error::from)?;
+        Ok(true)
+    }
+
+    /// Register one rule with a single write(2), as the kernel requires.
+    pub fn register(&self, reg: &Registration) -> std::io::Result<()> {
+        let text = reg.register_string();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("register"))?;
+        let n = f.write(text.as_bytes())?;
+        if n != text.len() {
+            return Err(std::io::Error::other(format!(
+                "short write: {n} of {} bytes",
+                text.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Remove an entry by writing -1 to its file. `Ok(false)` when it was already gone.
+    pub fn remove(&self, name: &str) -> std::io::Result<bool> {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join(name))
+        {
+            Ok(mut f) => match f.write(b"-1") {
+                Ok(_) => Ok(true),
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => Ok(false),
+                Err(e) => Err(e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Read status and every entry. A directory that does not exist reads as "not mounted,

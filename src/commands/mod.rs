@@ -1,6 +1,9 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
 mod inspect;
+mod install;
+mod status;
+mod uninstall;
 
 use crate::arch::ArchTable;
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -10,10 +13,30 @@ use crate::error::{Exit, Failure};
 pub fn run(cli: Cli) -> Result<Exit, Failure> {
     match &cli.command {
         Command::Inspect(args) => inspect::run(&cli.global, args),
+        Command::Status => status::run(&cli.global),
+        Command::Install(args) => install::run(&cli.global, args),
+        Command::Uninstall(args) => uninstall::run(&cli.global, args),
     }
 }
 
 /// The architecture table the user asked for; a bad `--arch-table` is bad input.
 fn load_table(global: &GlobalArgs) -> Result<ArchTable, Failure> {
     ArchTable::load(global.arch_table.as_deref()).map_err(Failure::bad_input)
+}
+
+/// Where to look for interpreters: `--qemu-path` dirs, else the defaults.
+fn qemu_paths(global: &GlobalArgs) -> Vec<std::path::PathBuf> {
+    if global.qemu_path.is_empty() {
+        crate::emulator::DEFAULT_PATHS
+            .iter()
+            .map(Into::into)
+            .collect()
+    } else {
+        global.qemu_path.clone()
+    }
+}
+
+/// Read binfmt_misc; failing to read it at all is an environment problem.
+fn snapshot(registry: &crate::binfmt::Registry) -> Result<crate::binfmt::Snapshot, Failure> {
+    registry.snapshot().map_err(Failure::environment)
 }

@@ -2,6 +2,7 @@
 //! instances only; the host's is read, never written).
 
 mod inspect;
+mod install;
 mod isolation;
 mod mutate;
 mod util;

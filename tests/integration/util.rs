@@ -199,6 +199,23 @@ impl PrivateBinfmt {
         assert_eq!(r.code, Some(0), "register {rule:?} failed: {}", r.stderr);
     }
 
+    /// Register a rule and disable it within one process. A rule that matches the host's own
+    /// programs (an x86_64 rule on amd64) would send every later exec, this harness's
+    /// included, to its interpreter; disabled, it stays listed and matches nothing.
+    #[track_caller]
+    pub fn register_disabled(&self, name: &str, rule: &str) {
+        let r = self.tool("python3", &["-c", &format!(
+            "import os\nfd=os.open('{HOST_BINFMT}/register', os.O_WRONLY); os.write(fd, bytes.fromhex('{}')); os.close(fd)\nfd=os.open('{HOST_BINFMT}/{name}', os.O_WRONLY); os.write(fd, b'0'); os.close(fd)",
+            rule.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        )]);
+        assert_eq!(
+            r.code,
+            Some(0),
+            "register {rule:?} disabled failed: {}",
+            r.stderr
+        );
+    }
+
     /// Write a control value (`0`, `1`, `-1`) to an entry file or `status`.
     #[track_caller]
     pub fn control(&self, file: &str, value: &str) {

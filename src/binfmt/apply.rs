@@ -1,0 +1,196 @@
+//! Carrying out a plan of registrations: all or nothing, and safe when many processes do the
+//! same at once.
+//!
+//! No lock file: racing installers are often in different containers that share the kernel's
+//! binfmt_misc but no directory. Instead each step re-reads the kernel's state when a write
+//! collides (EEXIST), and counts "someone else already made exactly this entry" as done.
+
+use serde::Serialize;
+
+use super::Registry;
+use super::entry::Entry;
+use super::rule::{Registration, from_entry};
+
+/// One step of a plan.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Nothing there yet.
+    Register(Registration),
+    /// Entries there now that give way: ours that differs, and other owners' overlapping
+    /// entries the user asked to replace.
+    Replace { old: Vec<Entry>, new: Registration },
+    /// Already exactly as wanted.
+    Unchanged(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub arch: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub name: String,
+    pub error: String,
+}
+
+/// What happened. Keys are the JSON contract.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub installed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub replaced: Vec<String>,
+    pub skipped: Vec<Skipped>,
+    /// The step that failed, when one did; everything this run changed was then undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failed>,
+    /// Entries restored or removed while undoing a failed run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back: Vec<String>,
+    /// Undo steps that themselves failed: the instance may need `install` again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback_errors: Vec<String>,
+    /// The first write was refused for lack of permission or a read-only mount.
+    #[serde(skip)]
+    pub not_permitted: bool,
+}
+
+/// How a change can be undone.
+enum Undo {
+    Remove(String),
+    Restore(Registration),
+}
+
+/// Times a step re-reads and retries after colliding with another process.
+const RACE_RETRIES: usize = 8;
+
+pub fn apply(registry: &Registry, steps: &[Step], mut report: Report) -> Report {
+    let mut undo: Vec<Undo> = Vec::new();
+    for step in steps {
+        let result = match step {
+            Step::Unchanged(name) => {
+                report.unchanged.push(name.clone());
+                Ok(())
+            }
+            Step::Register(new) => {
+                converge(registry, new, &[], &mut undo).map(|outcome| match outcome {
+                    Outcome::Made => report.installed.push(new.name.clone()),
+                    Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
+                })
+            }
+            Step::Replace { old, new } => {
+                converge(registry, new, old, &mut undo).map(|outcome| match outcome {
+                    Outcome::Made => report.replaced.push(new.name.clone()),
+                    Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
+                })
+            }
+        };
+        if let Err(e) = result {
+            report.not_permitted =
+                is_permission(&e) && report.installed.is_empty() && report.replaced.is_empty();
+            report.failed = Some(Failed {
+                name: match step {
+                    Step::Register(r) | Step::Replace { new: r, .. } => r.name.clone(),
+                    Step::Unchanged(n) => n.clone(),
+                },
+                error: describe(&e, registry),
+            });
+            roll_back(registry, undo, &mut report);
+            report.installed.clear();
+            report.replaced.clear();
+            return report;
+        }
+    }
+    report
+}
+
+enum Outcome {
+    Made,
+    AlreadyThere,
+}
+
+/// Make the entry for `new` exist exactly, removing `old` entries of other names first.
+fn converge(
+    registry: &Registry,
+    new: &Registration,
+    old: &[Entry],
+    undo: &mut Vec<Undo>,
+) -> std::io::Result<Outcome> {
+    for old in old.iter().filter(|o| o.name != new.name) {
+        remove_recording(registry, old, undo)?;
+    }
+    for _ in 0..RACE_RETRIES {
+        match current(registry, &new.name)? {
+            Some(e) if new.same_as(&e) => return Ok(Outcome::AlreadyThere),
+            Some(e) => remove_recording(registry, &e, undo)?,
+            None => {}
+        }
+        match registry.register(new) {
+            Ok(()) => {
+                undo.push(Undo::Remove(new.name.clone()));
+                return Ok(Outcome::Made);
+            }
+            // Another process registered the name between our read and our write: look again.
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EEXIST as i32) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "{} kept changing under us ({RACE_RETRIES} attempts); another tool is rewriting it",
+        new.name
+    )))
+}
+
+/// Remove an entry, remembering how to put it back.
+fn remove_recording(registry: &Registry, e: &Entry, undo: &mut Vec<Undo>) -> std::io::Result<()> {
+    if registry.remove(&e.name)? {
+        if let Some(r) = from_entry(e) {
+            undo.push(Undo::Restore(r));
+        }
+    }
+    Ok(())
+}
+
+fn current(registry: &Registry, name: &str) -> std::io::Result<Option<Entry>> {
+    match std::fs::read_to_string(registry.dir().join(name)) {
+        Ok(text) => Ok(Entry::parse(name, &text).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn roll_back(registry: &Registry, undo: Vec<Undo>, report: &mut Report) {
+    for u in undo.into_iter().rev() {
+        let (what, result) = match &u {
+            Undo::Remove(name) => (name.clone(), registry.remove(name).map(|_| ())),
+            Undo::Restore(r) => (r.name.clone(), {
+                let _ = registry.remove(&r.name);
+                registry.register(r)
+            }),
+        };
+        match result {
+            Ok(()) => report.rolled_back.push(what),
+            Err(e) => report.rollback_errors.push(format!("{what}: {e}")),
+        }
+    }
+}
+
+fn is_permission(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    [Errno::EACCES, Errno::EPERM, Errno::EROFS]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(*x as i32))
+}
+
+fn describe(e: &std::io::Error, registry: &Registry) -> String {
+    let register = registry.dir().join("register");
+    if is_permission(e) {
+        format!(
+            "cannot write {}: {e} (run as root, or with CAP_SYS_ADMIN)",
+            register.display()
+        )
+    } else {
+        format!("{}: {e}", register.display())
+    }
+}
