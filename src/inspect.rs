@@ -314,12 +314,7 @@ impl<'a> Inspector<'a> {
     /// Whether the kernel runs `arch` itself (386 on amd64, arm on many arm64 machines):
     /// a probe is run in a private, empty binfmt_misc, so no handler can pretend.
     pub fn runs_natively(&self, arch: &Arch) -> bool {
-        if !self
-            .host
-            .compat_candidates(self.table)
-            .iter()
-            .any(|a| a.name == arch.name)
-        {
+        if !self.is_compat_candidate(arch) {
             return false;
         }
         if let Some(known) = self.native_cache.borrow().get(&arch.name) {

@@ -4,6 +4,9 @@ use std::path::Path;
 
 use crate::arch::{decode_hex, rule_matches};
 
+/// A magic rule's offset, magic and (full) mask.
+pub type MagicRule<'a> = (usize, &'a [u8], std::borrow::Cow<'a, [u8]>);
+
 /// What an entry matches on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -17,24 +20,32 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// The kernel's test. `buf` is the file's first BINPRM_BUF_SIZE bytes, zero-padded.
-    pub fn matches(&self, path: &Path, buf: &[u8]) -> bool {
+    /// Offset, magic and mask of a magic rule; a rule registered without a mask compares
+    /// every bit, so its mask is all ones.
+    pub fn magic_rule(&self) -> Option<MagicRule<'_>> {
         match self {
             Rule::Magic {
                 offset,
                 magic,
                 mask,
-            } => {
-                let full;
-                let mask = match mask {
-                    Some(m) => m.as_slice(),
-                    None => {
-                        full = vec![0xff; magic.len()];
-                        full.as_slice()
-                    }
-                };
-                rule_matches(magic, mask, *offset, buf)
-            }
+            } => Some((
+                *offset,
+                magic,
+                match mask {
+                    Some(m) => m.as_slice().into(),
+                    None => vec![0xff; magic.len()].into(),
+                },
+            )),
+            Rule::Extension(_) => None,
+        }
+    }
+
+    /// The kernel's test. `buf` is the file's first BINPRM_BUF_SIZE bytes, zero-padded.
+    pub fn matches(&self, path: &Path, buf: &[u8]) -> bool {
+        match self {
+            Rule::Magic { .. } => self
+                .magic_rule()
+                .is_some_and(|(offset, magic, mask)| rule_matches(magic, &mask, offset, buf)),
             // The kernel compares what follows the last '.' of the path as passed to exec.
             Rule::Extension(ext) => {
                 let p = path.as_os_str().as_encoded_bytes();

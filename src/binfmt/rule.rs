@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::entry::{Entry, Rule};
+use super::entry::Entry;
 
 /// The kernel's limits (KERNEL.md, measured on 6.18).
 pub const MAX_REGISTER: usize = 1920;
@@ -102,43 +102,24 @@ impl Registration {
 
     /// The same rule, interpreter and flags as an existing entry: nothing to do.
     pub fn same_as(&self, e: &Entry) -> bool {
-        let Rule::Magic {
-            offset,
-            magic,
-            mask,
-        } = &e.rule
-        else {
+        let Some((offset, magic, mask)) = e.rule.magic_rule() else {
             return false;
         };
-        let mask = mask.clone().unwrap_or_else(|| vec![0xff; magic.len()]);
         e.name == self.name
-            && *offset == self.offset
+            && offset == self.offset
             && masked(magic, &mask) == masked(&self.magic, &self.mask)
-            && mask == self.mask
+            && *mask == *self.mask
             && e.interpreter == self.interpreter
             && normalise_flags(&e.flags) == normalise_flags(&self.flags)
     }
 
     /// Some file could match both this rule and the entry's.
     pub fn overlaps(&self, e: &Entry) -> bool {
-        let Rule::Magic {
-            offset,
-            magic,
-            mask,
-        } = &e.rule
-        else {
+        let Some((offset, magic, mask)) = e.rule.magic_rule() else {
             return false;
         };
-        let full;
-        let mask = match mask {
-            Some(m) => m.as_slice(),
-            None => {
-                full = vec![0xff; magic.len()];
-                &full
-            }
-        };
         // Two rules conflict unless some byte both of them test demands different bits.
-        let (a0, b0) = (self.offset, *offset);
+        let (a0, b0) = (self.offset, offset);
         let start = a0.max(b0);
         let end = (a0 + self.magic.len()).min(b0 + magic.len());
         (start..end).all(|pos| {
@@ -164,19 +145,12 @@ fn masked(magic: &[u8], mask: &[u8]) -> Vec<u8> {
 
 /// Rebuild the registration an entry came from, to restore it after a failed change.
 pub fn from_entry(e: &Entry) -> Option<Registration> {
-    let Rule::Magic {
-        offset,
-        magic,
-        mask,
-    } = &e.rule
-    else {
-        return None;
-    };
+    let (offset, magic, mask) = e.rule.magic_rule()?;
     Some(Registration {
         name: e.name.clone(),
-        offset: *offset,
-        mask: mask.clone().unwrap_or_else(|| vec![0xff; magic.len()]),
-        magic: magic.clone(),
+        offset,
+        magic: magic.to_vec(),
+        mask: mask.into_owned(),
         interpreter: e.interpreter.clone(),
         flags: normalise_flags(&e.flags),
     })
