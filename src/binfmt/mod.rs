@@ -37,6 +37,15 @@ pub enum BinfmtError {
     Parse { path: PathBuf, reason: String },
 }
 
+/// What the kernel compares magic against: the file's first BINPRM_BUF_SIZE bytes in a
+/// zero-filled buffer, so a file shorter than a magic is compared against zeros past its end.
+pub fn kernel_buffer(head: &[u8]) -> [u8; BINPRM_BUF_SIZE] {
+    let mut buf = [0u8; BINPRM_BUF_SIZE];
+    let n = head.len().min(BINPRM_BUF_SIZE);
+    buf[..n].copy_from_slice(&head[..n]);
+    buf
+}
+
 /// A binfmt_misc instance at a path.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -191,11 +200,7 @@ impl Snapshot {
 
     /// Every entry whose rule matches, enabled or not, newest first.
     pub fn matching(&self, path: &Path, head: &[u8]) -> Vec<&Entry> {
-        // The kernel compares against a zero-filled BINPRM_BUF_SIZE buffer, so a file shorter
-        // than a magic is compared against zeros past its end.
-        let mut buf = [0u8; BINPRM_BUF_SIZE];
-        let n = head.len().min(BINPRM_BUF_SIZE);
-        buf[..n].copy_from_slice(&head[..n]);
+        let buf = kernel_buffer(head);
         self.entries
             .iter()
             .filter(|e| e.rule.matches(path, &buf))

@@ -27,15 +27,11 @@ impl Registration {
     /// Check every limit the kernel enforces, so nothing is written that it would refuse.
     pub fn validate(&self) -> Result<(), String> {
         let n = &self.name;
-        if n.is_empty() || n.len() > MAX_NAME {
-            return Err(format!("entry name '{n}' must be 1 to {MAX_NAME} bytes"));
-        }
-        if n == "." || n == ".." || n == "register" || n == "status" {
-            return Err(format!("entry name '{n}' is reserved"));
-        }
+        check_entry_name(n)?;
+        // The register string's delimiter, and what would garble our own output.
         if let Some(c) = n
             .chars()
-            .find(|c| *c == '/' || *c == ':' || c.is_control() || c.is_whitespace())
+            .find(|c| *c == ':' || c.is_control() || c.is_whitespace())
         {
             return Err(format!("entry name '{}' contains {c:?}", n.escape_debug()));
         }
@@ -128,6 +124,21 @@ impl Registration {
             (self.magic[i] ^ magic[j]) & both == 0
         })
     }
+}
+
+/// Whether `name` can be a binfmt_misc entry's file name at all: 1 to 255 bytes, no '/',
+/// not `.`, `..`, or the control files `register` and `status`.
+pub fn check_entry_name(n: &str) -> Result<(), String> {
+    if n.is_empty() || n.len() > MAX_NAME {
+        return Err(format!("entry name '{n}' must be 1 to {MAX_NAME} bytes"));
+    }
+    if n == "." || n == ".." || n == "register" || n == "status" {
+        return Err(format!("entry name '{n}' is reserved"));
+    }
+    if n.contains('/') {
+        return Err(format!("entry name '{}' contains '/'", n.escape_debug()));
+    }
+    Ok(())
 }
 
 /// Flags as the kernel stores them: `C` implies `O`, order `POCF`.

@@ -8,7 +8,7 @@ use anyhow::anyhow;
 
 use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::apply::{self, Report, Skipped, Step};
-use crate::binfmt::{Registration, Registry};
+use crate::binfmt::{Registration, Registry, kernel_buffer};
 use crate::cli::{GlobalArgs, InstallArgs};
 use crate::emulator;
 use crate::error::{Exit, Failure};
@@ -98,9 +98,9 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
                 }
             },
         };
-        let reg = plan_one(arch, &path, args)?;
+        let (reg, emu) = plan_one(arch, &path, args)?;
         // The rule must not take its own interpreter: every exec would loop (ELOOP).
-        if snap_matches(&reg, &path) {
+        if crate::arch::rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(&emu.head)) {
             return Err(Failure::bad_input(anyhow!(
                 "the rule for {} would match its own interpreter {}; exec would loop (ELOOP)",
                 arch.name,
@@ -174,12 +174,12 @@ fn parse_overrides(
     Ok(out)
 }
 
-/// The registration for one arch, with its interpreter checked.
+/// The registration for one arch, and its interpreter as checked.
 fn plan_one(
     arch: &Arch,
     path: &std::path::Path,
     args: &InstallArgs,
-) -> Result<Registration, Failure> {
+) -> Result<(Registration, emulator::Emulator), Failure> {
     let fix = !args.no_fix_binary;
     let emu = emulator::check(path, fix)
         .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", arch.name)))?;
@@ -207,19 +207,7 @@ fn plan_one(
     };
     reg.validate()
         .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", arch.name)))?;
-    Ok(reg)
-}
-
-/// Whether a rule would match the interpreter file itself.
-fn snap_matches(reg: &Registration, interpreter: &std::path::Path) -> bool {
-    let Ok(head) = std::fs::read(interpreter).map(|mut b| {
-        b.truncate(crate::binfmt::BINPRM_BUF_SIZE);
-        b.resize(crate::binfmt::BINPRM_BUF_SIZE, 0);
-        b
-    }) else {
-        return false;
-    };
-    crate::arch::rule_matches(&reg.magic, &reg.mask, reg.offset, &head)
+    Ok((reg, emu))
 }
 
 fn print_dry_run(global: &GlobalArgs, steps: &[Step], report: &Report) -> Exit {

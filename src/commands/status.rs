@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use serde::Serialize;
 
 use crate::arch::{ArchTable, Host};
-use crate::binfmt::{Registry, Rule, Snapshot};
+use crate::binfmt::{Registry, Rule, Snapshot, kernel_buffer};
 use crate::cli::GlobalArgs;
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
@@ -120,7 +120,8 @@ fn view(table: &ArchTable, e: &crate::binfmt::Entry) -> EntryView {
                 .iter()
                 .find(|a| {
                     let probe = crate::probe::elf_image(a, &[]);
-                    e.rule.matches(std::path::Path::new(""), &pad(&probe))
+                    e.rule
+                        .matches(std::path::Path::new(""), &kernel_buffer(&probe))
                 })
                 .map(|a| a.name.clone());
             (
@@ -153,12 +154,6 @@ fn view(table: &ArchTable, e: &crate::binfmt::Entry) -> EntryView {
         arch,
         interpreter_ok,
     }
-}
-
-fn pad(b: &[u8]) -> Vec<u8> {
-    let mut v = b.to_vec();
-    v.resize(crate::binfmt::BINPRM_BUF_SIZE, 0);
-    v
 }
 
 /// The initial user namespace maps every id onto itself; any other mapping means a child.

@@ -24,17 +24,9 @@ pub fn run(global: &GlobalArgs, args: &UninstallArgs) -> Result<Exit, Failure> {
             .filter_map(|a| a.entry_name())
             .collect(),
         (None, Some(name)) => {
-            if name.is_empty()
-                || name.contains('/')
-                || name == "register"
-                || name == "status"
-                || name == "."
-                || name == ".."
-            {
-                return Err(Failure::bad_input(anyhow!(
-                    "--name '{name}' is not an entry name"
-                )));
-            }
+            crate::binfmt::rule::check_entry_name(name).map_err(|e| {
+                Failure::bad_input(anyhow!("--name '{name}' is not an entry name: {e}"))
+            })?;
             vec![name.clone()]
         }
         (None, None) => unreachable!("clap requires --arch or --name"),

@@ -162,6 +162,8 @@ fn bad_inputs_exit_2_and_change_nothing() {
     std::fs::copy("/usr/bin/qemu-aarch64-static", &writable).expect("copy");
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).expect("chmod");
     let w = format!("arm64={}", writable.display());
+    // An arm64 program as the arm64 interpreter: the rule would take its own interpreter.
+    let looping = format!("arm64={}", fixture("arm64").display());
     let ns = PrivateBinfmt::new();
     ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
     let before = entries(&ns);
@@ -223,6 +225,10 @@ fn bad_inputs_exit_2_and_change_nothing() {
                 "vax=/bin/true",
             ],
             "'vax'",
+        ),
+        (
+            vec!["install", "--arch", "arm64", "--interpreter", &looping],
+            "ELOOP",
         ),
         (vec!["uninstall", "--arch", "vax"], "'vax'"),
         (vec!["uninstall", "--name", "status"], "not an entry name"),
