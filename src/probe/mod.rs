@@ -3,6 +3,13 @@
 //!
 //! Each probe is one PT_LOAD segment holding a few instructions that call `exit(42)` through
 //! the raw syscall interface; an exit status of 42 proves the instructions really ran.
+//!
+//! The echo probes ([`program`]) do more, with raw syscalls only: write `argv[1]` (the token;
+//! empty when absent), `\n`, `argv[0]`, `\n` to stdout, then exit with `40 + argc`, so a run
+//! with one token exits 42 ([`EXIT_CODE`]) and proves the machine code read its own stack.
+//! Their machine code lives in `isa/`, one file per CPU family.
+
+mod isa;
 
 use crate::arch::{Arch, Endian};
 
@@ -36,14 +43,53 @@ pub fn exit_probe(arch: &Arch) -> Option<Vec<u8>> {
     Some(elf_image(arch, &code))
 }
 
+/// Machine code for one echo probe, placed right after the ELF and program headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Code {
+    /// Instructions and any constant data they use.
+    pub bytes: Vec<u8>,
+    /// Offset of the entry point within `bytes` (ppc64 ELFv1 enters through a descriptor).
+    pub entry: usize,
+    /// e_flags to write instead of the table's, where the ABI needs other bits.
+    pub e_flags: Option<u32>,
+}
+
+/// The address the first byte of [`Code::bytes`] is loaded at, for code that needs absolute
+/// addresses (a ppc64 ELFv1 function descriptor, a literal pool).
+#[allow(dead_code)] // used by the families whose code needs absolute addresses
+pub(crate) fn code_address(arch: &Arch) -> u64 {
+    let (ehsize, phsize) = if arch.class == 64 { (64, 56) } else { (52, 32) };
+    BASE + ehsize + phsize
+}
+
+/// The echo probe for `arch`, or `None` when there is none for it.
+pub fn program(arch: &Arch) -> Option<Vec<u8>> {
+    let code = isa::code(arch)?;
+    Some(image(
+        arch,
+        &code.bytes,
+        code.entry,
+        code.e_flags.unwrap_or(arch.flags),
+    ))
+}
+
+/// What an echo probe run as `argv0 token` writes to stdout.
+pub fn expected_output(token: &str, argv0: &str) -> String {
+    format!("{token}\n{argv0}\n")
+}
+
 /// Wrap machine code in the smallest ELF the kernel and QEMU accept: header, one program
 /// header, code. Identity fields come from the table row, so the table's rule matches it.
 pub fn elf_image(arch: &Arch, code: &[u8]) -> Vec<u8> {
+    image(arch, code, 0, arch.flags)
+}
+
+fn image(arch: &Arch, code: &[u8], entry_offset: usize, e_flags: u32) -> Vec<u8> {
     let is64 = arch.class == 64;
     let (ehsize, phsize) = if is64 { (64usize, 56usize) } else { (52, 32) };
     let code_at = ehsize + phsize;
     let total = code_at + code.len();
-    let entry = BASE + code_at as u64;
+    let entry = BASE + (code_at + entry_offset) as u64;
     let mut out = Vec::with_capacity(total);
     let le = arch.endian == Endian::Little;
     let u16b = |v: u16| if le { v.to_le_bytes() } else { v.to_be_bytes() };
@@ -67,7 +113,7 @@ pub fn elf_image(arch: &Arch, code: &[u8]) -> Vec<u8> {
     word(&mut out, entry);
     word(&mut out, ehsize as u64); // e_phoff
     word(&mut out, 0); // e_shoff
-    out.extend_from_slice(&u32b(arch.flags));
+    out.extend_from_slice(&u32b(e_flags));
     out.extend_from_slice(&u16b(ehsize as u16));
     out.extend_from_slice(&u16b(phsize as u16));
     out.extend_from_slice(&u16b(1)); // e_phnum
@@ -98,12 +144,56 @@ pub fn elf_image(arch: &Arch, code: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::arch::ArchTable;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    /// Run `probe` directly under `qemu-<cpu>-static` (no binfmt_misc involved) with a chosen
+    /// argv[0] and token, extra QEMU options first; return (exit code, stdout).
+    fn run_under_qemu(arch: &Arch, probe: &[u8], qemu_opts: &[&str]) -> (Option<i32>, String) {
+        let qemu = format!(
+            "/usr/bin/qemu-{}-static",
+            arch.qemu.as_deref().expect("qemu")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(format!("probe-{}", arch.name));
+        std::fs::write(&path, probe).expect("write probe");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let out = Command::new(&qemu)
+            .args(qemu_opts)
+            .args(["-0", "argv0-of-probe"])
+            .arg(&path)
+            .arg("tok-3141")
+            .output()
+            .unwrap_or_else(|e| panic!("run {qemu}: {e}"));
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Every echo probe that exists prints its token and argv[0] and exits 42 under QEMU.
+    #[test]
+    fn every_echo_probe_runs_under_qemu() {
+        let t = ArchTable::embedded();
+        let want = expected_output("tok-3141", "argv0-of-probe");
+        for a in t.iter().filter(|a| a.qemu.is_some()) {
+            let Some(p) = program(a) else { continue };
+            let (code, stdout) = run_under_qemu(a, &p, &[]);
+            assert_eq!(
+                (code, stdout.as_str()),
+                (Some(EXIT_CODE), want.as_str()),
+                "{} probe under qemu-{}",
+                a.name,
+                a.qemu.as_deref().unwrap_or_default()
+            );
+        }
+    }
 
     #[test]
     fn probes_are_matched_by_their_own_rule_and_are_tiny() {
         let t = ArchTable::embedded();
         for a in t.iter() {
-            if let Some(p) = exit_probe(a) {
+            for p in [exit_probe(a), program(a)].into_iter().flatten() {
                 assert!(a.matches(&p), "{} probe not matched by its rule", a.name);
                 assert!(p.len() < 1024, "{} probe is {} bytes", a.name, p.len());
             }
