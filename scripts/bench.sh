@@ -182,6 +182,83 @@ PY
     }'
 }
 
+# medians_ms JSON: the median of each command in a hyperfine --export-json file, in ms, one
+# per line, in the order the commands were given.
+medians_ms() {
+    python3 - "$1" <<'PY'
+import json, statistics, sys
+with open(sys.argv[1]) as f:
+    for result in json.load(f)["results"]:
+        print(f"{statistics.median(result['times']) * 1000:.3f}")
+PY
+}
+
+# Each timed run registers every handler in a fresh private binfmt_misc (a new user and
+# mount namespace, as the tests use), so no run finds the previous one's entries. The
+# namespace set-up is the same for all three tools and is part of every measurement.
+bench_install() {
+    local systemd_binfmt=/lib/systemd/systemd-binfmt
+    local update_binfmts=target/peers/root/usr/sbin/update-binfmts
+    for tool in "$systemd_binfmt" "$update_binfmts" hyperfine; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is missing; run scripts/setup.sh, which installs or unpacks it"
+            exit 3
+        fi
+    done
+    build_release
+
+    local work=$BENCH_DIR/install
+    rm -rf "$work"
+    mkdir -p "$work/admin"
+    # The peers load exactly the entries `install --arch all` makes: export writes them.
+    "$BIN" -q export --format systemd --output "$work/binfmt.d" >/dev/null
+    "$BIN" -q export --format debian --output "$work/binfmts" >/dev/null
+    local count
+    count=$(find "$work/binfmt.d" -name '*.conf' | wc -l)
+    # update-binfmts --enable registers what an earlier --import put in its admin directory.
+    unshare --user --map-root-user --mount sh -c \
+        "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc &&
+         $update_binfmts --admindir $work/admin --importdir $work/binfmts --import"
+
+    # fresh.sh runs one tool in a new instance and fails unless it left every handler there,
+    # so a tool that silently did nothing cannot look fast.
+    cat >"$work/fresh.sh" <<EOF
+#!/bin/sh
+mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || exit 1
+"\$@" >/dev/null || exit 1
+test "\$(ls /proc/sys/fs/binfmt_misc | grep -c '^qemu-')" -eq $count
+EOF
+    chmod +x "$work/fresh.sh"
+    local fresh="unshare --user --map-root-user --mount $work/fresh.sh"
+    local -a confs
+    mapfile -t confs < <(find "$work/binfmt.d" -name '*.conf' | sort)
+    local json
+    make_temp json install-json
+    log "timing with hyperfine ($RUNS runs each, $count handlers each run)"
+    hyperfine --shell=none --warmup 1 --runs "$RUNS" --export-json "$json" \
+        --command-name 'binfmt-setup install --arch all' \
+        --command-name 'systemd-binfmt on the binfmt.d files' \
+        --command-name 'update-binfmts --enable' \
+        "$fresh $BIN -q install --arch all" \
+        "$fresh $systemd_binfmt ${confs[*]}" \
+        "$fresh $update_binfmts --admindir $work/admin --importdir $work/binfmts --enable" >&2
+    local ours systemd debian
+    {
+        read -r ours
+        read -r systemd
+        read -r debian
+    } < <(medians_ms "$json")
+    awk -v n="$count" -v runs="$RUNS" -v ours="$ours" -v sd="$systemd" -v deb="$debian" 'BEGIN {
+        printf "install %d handlers into a fresh binfmt_misc (median of %d runs)\n", n, runs
+        printf "  %-38s %8.1f ms\n", "binfmt-setup install --arch all", ours
+        printf "  %-38s %8.1f ms\n", "systemd-binfmt (binfmt.d files)", sd
+        printf "  %-38s %8.1f ms\n", "update-binfmts --enable", deb
+        printf "  %-38s %8.2fx   (goal: <= 0.5x)\n", "ratio binfmt-setup / systemd-binfmt", ours / sd
+        printf "  %-38s %8.2fx\n", "ratio binfmt-setup / update-binfmts", ours / deb
+        printf "BENCH install_vs_systemd ratio=%.2f ours_ms=%.1f systemd_ms=%.1f update_binfmts_ms=%.1f\n", ours / sd, ours, sd, deb
+    }'
+}
+
 known_benchmarks() {
     compgen -A function bench_ | sed 's/^bench_//'
 }

@@ -7,6 +7,9 @@
 #
 # Installing packages does not register anything in binfmt_misc: Debian's qemu-user-static
 # only ships binfmt.d files, and nothing here runs systemd-binfmt or update-binfmts.
+# Peer tools whose packages would act on the host when installed (binfmt-support's scripts
+# enable every known format) are unpacked into target/peers instead, scripts not run; the
+# tests and benchmarks run them only inside private binfmt_misc instances.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +35,8 @@ packages=(
 	shellcheck       # lint for these scripts
 	util-linux       # unshare and nsenter for private binfmt_misc instances
 	python3          # the tests' exec helper (a plain execv, no shell fallback)
+	systemd          # systemd-binfmt, the peer that loads `export --format systemd` files
+	libpipeline1     # a library update-binfmts (unpacked below) links against
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
 	clang-16 lld-16 llvm-16
@@ -46,18 +51,38 @@ for p in "${packages[@]}"; do
 	fi
 done
 
+sudo=()
+if ((EUID != 0)) && command -v sudo >/dev/null; then
+	sudo=(sudo)
+fi
 if ((${#missing[@]})); then
-	sudo=()
-	if ((EUID != 0)); then
-		if ! command -v sudo >/dev/null; then
-			echo "setup.sh: need root to install: ${missing[*]} (run as root or install sudo)" >&2
-			exit 3
-		fi
-		sudo=(sudo)
+	if ((EUID != 0)) && ((${#sudo[@]} == 0)); then
+		echo "setup.sh: need root to install: ${missing[*]} (run as root or install sudo)" >&2
+		exit 3
 	fi
 	echo "setup.sh: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -q >/dev/null
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Unpack (never install) peer packages into target/peers/root.
+peers=(binfmt-support)
+peer_root=$root/target/peers/root
+peer_stamp=$root/target/peers/stamp
+if [[ "$(cat "$peer_stamp" 2>/dev/null)" != "${peers[*]}" ]]; then
+	debs=$root/target/peers/debs
+	rm -rf "$debs" "$peer_root"
+	mkdir -p "$debs" "$peer_root"
+	chmod 0777 "$debs" # apt-get download fetches as the _apt user where it can
+	if ! (cd "$debs" && apt-get download -q "${peers[@]}" >/dev/null 2>&1); then
+		"${sudo[@]}" apt-get update -q >/dev/null
+		(cd "$debs" && apt-get download -q "${peers[@]}" >/dev/null)
+	fi
+	for deb in "$debs"/*.deb; do
+		dpkg-deb -x "$deb" "$peer_root"
+	done
+	echo "${peers[*]}" >"$peer_stamp"
+	echo "setup.sh: unpacked ${peers[*]} into $peer_root" >&2
 fi
 
 if ((build)); then

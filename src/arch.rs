@@ -190,7 +190,8 @@ impl ArchTable {
             origin: origin.to_string(),
             message,
         };
-        let raw: RawTable = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let raw: RawTable =
+            toml::from_str(text).map_err(|e| invalid(crate::error::toml_error(text, &e)))?;
         let mut arches = Vec::with_capacity(raw.arch.len());
         for r in raw.arch {
             let what = |m: &str| invalid(format!("arch '{}': {m}", r.name));
@@ -224,6 +225,11 @@ impl ArchTable {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
             {
                 return Err(what("qemu must be letters, digits and '_'"));
+            }
+            // The entry is named qemu-<qemu>: it must fit the kernel's name limit.
+            if !r.qemu.is_empty() {
+                crate::binfmt::rule::check_entry_name(&format!("qemu-{}", r.qemu))
+                    .map_err(|e| what(&format!("qemu: {e}")))?;
             }
             arches.push(Arch {
                 qemu: (!r.qemu.is_empty()).then_some(r.qemu),

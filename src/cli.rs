@@ -100,6 +100,21 @@ one registration fails, everything this run changed is undone (exit 1).")]
 
     /// Remove our qemu-<cpu> entries (or one named entry of any owner with --name).
     Uninstall(UninstallArgs),
+
+    /// Write the handlers install would register as files for systemd-binfmt or update-binfmts.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup export --format systemd --output /etc/binfmt.d     # then: systemd-binfmt
+  binfmt-setup export --format debian --output /usr/share/binfmts # then: update-binfmts --import
+  binfmt-setup export --format register --arch arm64              # the strings, on stdout
+
+The files describe exactly the entries `install` makes with the same options (names \
+qemu-<cpu>, the table's magic and mask, F unless --no-fix-binary), so the kernel holds the \
+same handlers after a reboot. Files are named after the entry (qemu-aarch64.conf, \
+qemu-aarch64): in /etc/binfmt.d a file of that name takes the place of the one \
+qemu-user-static ships in /usr/lib/binfmt.d. Nothing is registered and binfmt_misc is not \
+read. Without --output the files are printed, each after a `# file: NAME` line.")]
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +123,21 @@ pub struct InstallArgs {
     #[arg(long, value_name = "LIST")]
     pub arch: String,
 
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+
+    /// Print the register strings and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Remove other owners' entries whose rules overlap ours, instead of skipping the arch.
+    #[arg(long)]
+    pub replace_foreign: bool,
+}
+
+/// How handlers are registered; shared by `install` and `export`, so both make the same entries.
+#[derive(Debug, Args)]
+pub struct HandlerArgs {
     /// Use PATH as the interpreter for ARCH (repeatable).
     #[arg(long, value_name = "ARCH=PATH")]
     pub interpreter: Vec<String>,
@@ -121,14 +151,35 @@ pub struct InstallArgs {
     /// for a root-owned interpreter that group and others cannot write.
     #[arg(long)]
     pub credential: bool,
+}
 
-    /// Print the register strings and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
+/// File formats `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// binfmt.d `.conf` files for systemd-binfmt (/etc/binfmt.d).
+    Systemd,
+    /// Format files for Debian's update-binfmts (/usr/share/binfmts).
+    Debian,
+    /// The raw register strings, one per line.
+    Register,
+}
 
-    /// Remove other owners' entries whose rules overlap ours, instead of skipping the arch.
-    #[arg(long)]
-    pub replace_foreign: bool,
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to write.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: ExportFormat,
+
+    /// Architectures, comma-separated, or `all`.
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub arch: String,
+
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+
+    /// Write one file per entry into DIR (created if missing) instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -191,7 +242,7 @@ mod tests {
         let Command::Install(a) = cli.command else {
             panic!("not install")
         };
-        assert!(a.dry_run && !a.credential && a.interpreter == ["arm=/x"]);
+        assert!(a.dry_run && !a.handler.credential && a.handler.interpreter == ["arm=/x"]);
         assert!(
             Cli::try_parse_from(["binfmt-setup", "install"]).is_err(),
             "--arch is required"
@@ -201,6 +252,21 @@ mod tests {
             "--arch or --name"
         );
         assert!(Cli::try_parse_from(["binfmt-setup", "uninstall", "--name", "x"]).is_ok());
+    }
+
+    #[test]
+    fn export_takes_a_format_and_defaults_to_all() {
+        let cli =
+            Cli::try_parse_from(["binfmt-setup", "export", "--format", "debian"]).expect("parse");
+        let Command::Export(a) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!((a.format, a.arch.as_str()), (ExportFormat::Debian, "all"));
+        assert!(
+            Cli::try_parse_from(["binfmt-setup", "export"]).is_err(),
+            "--format is required"
+        );
+        assert!(Cli::try_parse_from(["binfmt-setup", "export", "--format", "rpm"]).is_err());
     }
 
     #[test]

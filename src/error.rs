@@ -49,3 +49,18 @@ impl fmt::Display for Failure {
         write!(f, "{:#}", self.error)
     }
 }
+
+/// A TOML parse error on one line: `line L, column C: message` (toml's own rendering spans
+/// several lines with a source excerpt, too much for a one-line reason).
+pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end_matches('\n');
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}

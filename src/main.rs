@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.global.verbose, cli.global.quiet);
+    messages::set_quiet(cli.global.quiet);
     match commands::run(cli) {
         Ok(exit) => exit.into(),
         Err(failure) => {

@@ -3,6 +3,14 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q`: from now on only errors reach stderr.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
 
 /// One line of a human result on stdout.
 pub fn out(line: &str) {
@@ -24,6 +32,9 @@ pub fn error(message: &str) {
 }
 
 pub fn warn(message: &str) {
+    if QUIET.load(Ordering::Relaxed) {
+        return;
+    }
     eprintln!("binfmt-setup: warning: {message}");
 }
 

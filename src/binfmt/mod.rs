@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod entry;
+pub mod plan;
 pub mod rule;
 
 use std::path::{Path, PathBuf};

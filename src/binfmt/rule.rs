@@ -1,8 +1,6 @@
 //! A registration we intend to make: its register string, the kernel's limits on it, and how
 //! it compares with entries already there.
 
-use std::fmt::Write;
-
 use super::entry::Entry;
 
 /// The kernel's limits (KERNEL.md, measured on 6.18).
@@ -77,13 +75,15 @@ impl Registration {
     /// `:name:M:offset:magic:mask:interpreter:flags`, every magic and mask byte escaped as
     /// `\xHH` (a raw NUL would cut the magic short).
     pub fn register_string(&self) -> String {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let esc = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .fold(String::with_capacity(bytes.len() * 4), |mut s, b| {
-                    let _ = write!(s, "\\x{b:02x}");
-                    s
-                })
+            let mut s = String::with_capacity(bytes.len() * 4);
+            for b in bytes {
+                s.push_str("\\x");
+                s.push(char::from(HEX[usize::from(b >> 4)]));
+                s.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            s
         };
         format!(
             ":{}:M:{}:{}:{}:{}:{}",
@@ -111,9 +111,14 @@ impl Registration {
 
     /// Some file could match both this rule and the entry's.
     pub fn overlaps(&self, e: &Entry) -> bool {
-        let Some((offset, magic, mask)) = e.rule.magic_rule() else {
-            return false;
-        };
+        match e.rule.magic_rule() {
+            Some((offset, magic, mask)) => self.overlaps_rule(offset, magic, &mask),
+            None => false,
+        }
+    }
+
+    /// Whether some file would match both this rule and the magic rule given.
+    pub fn overlaps_rule(&self, offset: usize, magic: &[u8], mask: &[u8]) -> bool {
         // Two rules conflict unless some byte both of them test demands different bits.
         let (a0, b0) = (self.offset, offset);
         let start = a0.max(b0);

@@ -6,23 +6,21 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 
-use crate::arch::{Arch, ArchTable, Host};
+use crate::arch::{ArchTable, Host};
+use crate::binfmt::Registry;
 use crate::binfmt::apply::{self, Report, Skipped, Step};
-use crate::binfmt::{Registration, Registry, kernel_buffer};
-use crate::cli::{GlobalArgs, InstallArgs};
-use crate::emulator;
+use crate::binfmt::plan::{self, Planned};
+use crate::cli::{GlobalArgs, HandlerArgs, InstallArgs};
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
 use crate::messages::{self, printable};
 
 pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
-    let all = args.arch.trim().eq_ignore_ascii_case("all");
     let arches = table
         .lookup_list(&args.arch)
         .map_err(|e| Failure::bad_input(anyhow!("--arch: {e}")))?;
-    let overrides = parse_overrides(&table, &args.interpreter)?;
-    let search = super::qemu_paths(global);
+    let opts = handler_options(global, &table, &args.arch, &args.handler)?;
 
     let registry = Registry::new(&global.binfmt_dir);
     if !args.dry_run {
@@ -44,69 +42,15 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     let snap = super::snapshot(&registry)?;
     let host = Host::detect(&table);
     let inspector = Inspector::new(&table, host.clone(), snap.clone());
+    let (planned, skipped) = plan::plan(&arches, &opts, &host, |a| inspector.runs_natively(a))
+        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
 
     let mut steps: Vec<Step> = Vec::new();
-    let mut report = Report::default();
-    for arch in arches {
-        let skip = |reason: String| Skipped {
-            arch: arch.name.clone(),
-            reason,
-        };
-        if arch.qemu.is_none() {
-            report.skipped.push(skip(format!(
-                "QEMU has no user-mode emulator for {}",
-                arch.name
-            )));
-            continue;
-        }
-        if host.arch.as_deref() == Some(arch.name.as_str()) {
-            report.skipped.push(skip(
-                "the host's own architecture: a handler would send every native program through QEMU".into(),
-            ));
-            continue;
-        }
-        if inspector.runs_natively(arch) {
-            report.skipped.push(skip(format!(
-                "this kernel runs {} programs itself (a probe ran in a private binfmt_misc)",
-                arch.name
-            )));
-            continue;
-        }
-        let path = match overrides.get(&arch.name) {
-            Some(p) => p.clone(),
-            None => match emulator::find(arch, &search) {
-                Some(p) => p,
-                None if all => {
-                    report.skipped.push(skip(format!(
-                        "no interpreter qemu-{}-static found",
-                        qemu(arch)
-                    )));
-                    continue;
-                }
-                None => {
-                    return Err(Failure::bad_input(anyhow!(
-                        "no interpreter for {}: looked for qemu-{cpu}-static and qemu-{cpu} in {} (apt-get install qemu-user-static, or --interpreter {}=PATH)",
-                        arch.name,
-                        search
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        arch.name,
-                        cpu = qemu(arch),
-                    )));
-                }
-            },
-        };
-        let (reg, emu) = plan_one(arch, &path, args)?;
-        // The rule must not take its own interpreter: every exec would loop (ELOOP).
-        if crate::arch::rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(&emu.head)) {
-            return Err(Failure::bad_input(anyhow!(
-                "the rule for {} would match its own interpreter {}; exec would loop (ELOOP)",
-                arch.name,
-                path.display()
-            )));
-        }
+    let mut report = Report {
+        skipped,
+        ..Report::default()
+    };
+    for Planned { arch, reg, .. } in planned {
         let existing = snap.find(&reg.name);
         let foreign: Vec<_> = snap
             .entries
@@ -118,10 +62,13 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
                 .iter()
                 .map(|e| format!("{} ({})", e.name, e.interpreter))
                 .collect();
-            report.skipped.push(skip(format!(
-                "its rule overlaps another owner's entry {}; left alone (--replace-foreign to override)",
-                names.join(", ")
-            )));
+            report.skipped.push(Skipped {
+                arch: arch.name.clone(),
+                reason: format!(
+                    "its rule overlaps another owner's entry {}; left alone (--replace-foreign to override)",
+                    names.join(", ")
+                ),
+            });
             continue;
         }
         let mut old: Vec<_> = foreign.into_iter().cloned().collect();
@@ -152,8 +99,21 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     })
 }
 
-fn qemu(arch: &Arch) -> &str {
-    arch.qemu.as_deref().unwrap_or("?")
+/// The registration options a command line asks for (shared with `export`).
+pub(super) fn handler_options(
+    global: &GlobalArgs,
+    table: &ArchTable,
+    arch_list: &str,
+    args: &HandlerArgs,
+) -> Result<plan::Options, Failure> {
+    Ok(plan::Options {
+        interpreters: parse_overrides(table, &args.interpreter)?,
+        search: super::qemu_paths(global),
+        fix_binary: !args.no_fix_binary,
+        credential: args.credential,
+        preserve_argv0: false,
+        all: arch_list.trim().eq_ignore_ascii_case("all"),
+    })
 }
 
 /// `--interpreter ARCH=PATH` pairs.
@@ -172,42 +132,6 @@ fn parse_overrides(
         out.insert(arch.name.clone(), PathBuf::from(path));
     }
     Ok(out)
-}
-
-/// The registration for one arch, and its interpreter as checked.
-fn plan_one(
-    arch: &Arch,
-    path: &std::path::Path,
-    args: &InstallArgs,
-) -> Result<(Registration, emulator::Emulator), Failure> {
-    let fix = !args.no_fix_binary;
-    let emu = emulator::check(path, fix)
-        .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", arch.name)))?;
-    let mut flags = String::new();
-    if args.credential {
-        if !emu.root_owned {
-            return Err(Failure::bad_input(anyhow!(
-                "{}: --credential needs a root-owned interpreter; {} is not (C runs setuid programs with their privileges through it)",
-                arch.name,
-                path.display()
-            )));
-        }
-        flags.push_str("OC");
-    }
-    if fix {
-        flags.push('F');
-    }
-    let reg = Registration {
-        name: arch.entry_name().unwrap_or_default(),
-        offset: 0,
-        magic: arch.magic.clone(),
-        mask: arch.mask.clone(),
-        interpreter: path.display().to_string(),
-        flags,
-    };
-    reg.validate()
-        .map_err(|e| Failure::bad_input(anyhow!("{}: {e}", arch.name)))?;
-    Ok((reg, emu))
 }
 
 fn print_dry_run(global: &GlobalArgs, steps: &[Step], report: &Report) -> Exit {

@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use crate::util::{
-    AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, fixture, register_string,
+    AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, fixture, register_string, repo,
 };
 
 /// Every entry file's exact bytes, by name.
@@ -164,10 +164,128 @@ fn bad_inputs_exit_2_and_change_nothing() {
     let w = format!("arm64={}", writable.display());
     // An arm64 program as the arm64 interpreter: the rule would take its own interpreter.
     let looping = format!("arm64={}", fixture("arm64").display());
+    // Architecture tables that break the kernel's limits or our own rules.
+    let table = |name: &str, edit: &dyn Fn(String) -> String| {
+        let path = dir.path().join(name);
+        let text = std::fs::read_to_string(repo().join("configs/arches.toml")).expect("table");
+        std::fs::write(&path, edit(text)).expect("write table");
+        path.display().to_string()
+    };
+    let arm64_row = "qemu = \"aarch64\"";
+    let short_mask = table("short-mask.toml", &|t| {
+        t.replacen(
+            &format!("mask  = \"{AARCH64_MASK}\""),
+            "mask  = \"ffff\"",
+            1,
+        )
+    });
+    let big_magic = table("big-magic.toml", &|t| {
+        t.replacen(
+            &format!("magic = \"{AARCH64_MAGIC}\""),
+            &format!("magic = \"{}\"", "7f".repeat(300)),
+            1,
+        )
+        .replacen(
+            &format!("mask  = \"{AARCH64_MASK}\""),
+            &format!("mask  = \"{}\"", "ff".repeat(300)),
+            1,
+        )
+    });
+    let slash_name = table("slash.toml", &|t| {
+        t.replacen(arm64_row, "qemu = \"aarch/64\"", 1)
+    });
+    let long_name = table("long.toml", &|t| {
+        t.replacen(arm64_row, &format!("qemu = \"{}\"", "a".repeat(300)), 1)
+    });
+    let unknown_key = table("unknown-key.toml", &|t| {
+        t.replacen(arm64_row, "qemu = \"aarch64\"\ncolour = \"blue\"", 1)
+    });
+    let twin = table("twin.toml", &|t| {
+        format!(
+            "{t}\n[[arch]]\nname = \"arm64twin\"\nqemu = \"aarch64twin\"\nplatform = \"linux/arm64twin\"\nclass = 64\nendian = \"little\"\nmachine = [0xb7]\nflags = 0\nfamily = \"arm\"\nmagic = \"{AARCH64_MAGIC}\"\nmask  = \"{AARCH64_MASK}\"\n"
+        )
+    });
+    let colon = dir.path().join("qemu:aarch64");
+    std::fs::copy("/usr/bin/qemu-aarch64-static", &colon).expect("copy");
+    let colon = format!("arm64={}", colon.display());
+    // Owned by nobody: --credential must refuse it.
+    let not_roots = dir.path().join("qemu-nobody");
+    std::fs::copy("/usr/bin/qemu-aarch64-static", &not_roots).expect("copy");
+    let chown = std::process::Command::new("chown")
+        .args(["65534:65534", not_roots.to_str().expect("utf-8")])
+        .status()
+        .expect("chown");
+    assert!(chown.success() || !crate::util::nix_is_root());
+    let not_roots = format!("arm64={}", not_roots.display());
+    let a_file = dir.path().join("a-file");
+    std::fs::write(&a_file, "x").expect("write");
+    let a_file = a_file.display().to_string();
+
     let ns = PrivateBinfmt::new();
     ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
     let before = entries(&ns);
     for (args, want) in [
+        (
+            vec!["--arch-table", &short_mask, "install", "--arch", "arm64"],
+            "same length",
+        ),
+        (
+            vec!["--arch-table", &big_magic, "install", "--arch", "arm64"],
+            "256",
+        ),
+        (
+            vec!["--arch-table", &slash_name, "install", "--arch", "arm64"],
+            "qemu must be letters",
+        ),
+        (
+            vec!["--arch-table", &long_name, "install", "--arch", "arm64"],
+            "255 bytes",
+        ),
+        (
+            vec!["--arch-table", &unknown_key, "install", "--arch", "arm64"],
+            "colour",
+        ),
+        (
+            vec![
+                "--arch-table",
+                "/nonexistent/arches.toml",
+                "install",
+                "--arch",
+                "arm64",
+            ],
+            "/nonexistent/arches.toml",
+        ),
+        (
+            vec![
+                "--arch-table",
+                &twin,
+                "install",
+                "--arch",
+                "arm64,arm64twin",
+                "--interpreter",
+                "arm64twin=/usr/bin/qemu-aarch64-static",
+            ],
+            "overlap",
+        ),
+        (
+            vec!["install", "--arch", "arm64", "--interpreter", &colon],
+            "':'",
+        ),
+        (
+            vec![
+                "install",
+                "--arch",
+                "arm64",
+                "--credential",
+                "--interpreter",
+                &not_roots,
+            ],
+            "root-owned",
+        ),
+        (
+            vec!["export", "--format", "systemd", "--output", &a_file],
+            "not a directory",
+        ),
         (
             vec!["install", "--arch", "vax"],
             "unknown architecture 'vax'",
@@ -300,4 +418,69 @@ fn the_hosts_own_architecture_is_skipped_with_a_reason() {
         );
     }
     assert_eq!(ns.listing(), ["register", "status"], "{v}");
+}
+
+/// The environment refuses: each is exit 3 with the reason, and nothing changes.
+#[test]
+fn a_refusing_environment_exits_3_and_changes_nothing() {
+    // Read-only binfmt_misc.
+    let ns = PrivateBinfmt::new();
+    ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
+    let before = entries(&ns);
+    ns.sh(&format!("mount -o remount,ro {HOST_BINFMT}"))
+        .expect_code(0);
+    let r = ns.run(&["install", "--arch", "arm64"]);
+    assert_eq!(r.code, Some(3), "read-only: {}", r.stderr);
+    assert!(r.stderr.contains("Read-only"), "{}", r.stderr);
+    let r = ns.run(&["uninstall", "--arch", "riscv64"]);
+    assert_eq!(r.code, Some(3), "read-only uninstall: {}", r.stderr);
+    assert_eq!(entries(&ns), before);
+
+    // No permission: an ordinary user of the namespace cannot write `register`.
+    match PrivateBinfmt::with_users() {
+        None => crate::util::skipped("the unprivileged-user case: mapping users needs root"),
+        Some(ns) => {
+            ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
+            let before = entries(&ns);
+            let r = ns.tool(
+                "setpriv",
+                &[
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "--",
+                    crate::util::bin().to_str().expect("utf-8"),
+                    "install",
+                    "--arch",
+                    "arm64",
+                ],
+            );
+            assert_eq!(r.code, Some(3), "as nobody: {}", r.stderr);
+            assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
+            assert_eq!(entries(&ns), before);
+        }
+    }
+
+    // Not mounted and not mountable: a plain directory, and a user who may not mount.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    if crate::util::nix_is_root() {
+        let r = crate::util::Run::capture(
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(crate::util::bin())
+                .args([
+                    "--binfmt-dir",
+                    dir.path().to_str().expect("utf-8"),
+                    "install",
+                    "--arch",
+                    "arm64",
+                ]),
+        );
+        assert_eq!(r.code, Some(3), "unmountable: {}", r.stderr);
+        assert!(r.stderr.contains("mounting it failed"), "{}", r.stderr);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    } else {
+        crate::util::skipped("the unmountable case: the tests do not run as root");
+    }
 }

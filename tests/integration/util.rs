@@ -59,6 +59,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// Run a prepared command to completion, stdin closed.
+    pub fn capture(cmd: &mut Command) -> Run {
+        Run::from(
+            cmd.stdin(Stdio::null())
+                .env_remove("BINFMT_SETUP_DIR")
+                .output()
+                .expect("spawn"),
+        )
+    }
+
     fn from(o: Output) -> Run {
         Run {
             code: o.status.code(),
@@ -113,22 +123,50 @@ impl PrivateBinfmt {
     /// A fresh, empty instance. Panics with the reason when the kernel cannot make one: every
     /// test that needs one would be meaningless without it, so it must not pass silently.
     pub fn new() -> PrivateBinfmt {
+        Self::spawn(false)
+    }
+
+    /// An instance whose namespace maps uids and gids 0-65535 to the host's, so a test can act
+    /// there as an ordinary user (`setpriv --reuid 65534`). Writing such a map needs root on
+    /// the host: `None` otherwise.
+    pub fn with_users() -> Option<PrivateBinfmt> {
+        nix_is_root().then(|| Self::spawn(true))
+    }
+
+    fn spawn(map_all: bool) -> PrivateBinfmt {
+        // Without --map-root-user the shell waits for the test to write its maps, then mounts.
+        let (flags, wait) = if map_all {
+            (vec!["--user", "--mount", "--fork"], "echo $$; read go; ")
+        } else {
+            (vec!["--user", "--map-root-user", "--mount", "--fork"], "")
+        };
         let mut holder = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--mount", "--fork", "sh", "-c"])
+            .args(&flags)
+            .args(["sh", "-c"])
             .arg(format!(
-                "mount -t binfmt_misc binfmt_misc {HOST_BINFMT} || exit 1; echo $$; exec sleep 3600"
+                "{wait}mount -t binfmt_misc binfmt_misc {HOST_BINFMT} || exit 1; echo $$; exec sleep 3600"
             ))
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn unshare (util-linux)");
-        let mut line = String::new();
-        use std::io::BufRead;
+        use std::io::{BufRead, Write};
         let stdout = holder.stdout.take().expect("holder stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read holder pid");
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        if map_all {
+            lines.read_line(&mut line).expect("read holder pid");
+            let pid = line.trim().to_string();
+            for map in ["uid_map", "gid_map"] {
+                std::fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n")
+                    .unwrap_or_else(|e| panic!("write /proc/{pid}/{map}: {e}"));
+            }
+            let mut stdin = holder.stdin.take().expect("holder stdin");
+            stdin.write_all(b"go\n").expect("release holder");
+            line.clear();
+        }
+        lines.read_line(&mut line).expect("read holder pid");
         let Ok(pid) = line.trim().parse::<u32>() else {
             let out = holder.wait_with_output().expect("holder output");
             panic!(
@@ -262,6 +300,16 @@ pub fn register_string(
 pub const AARCH64_MAGIC: &str = "7f454c460201010000000000000000000200b700";
 pub const AARCH64_MASK: &str = "ffffffffffffff00fffffffffffffffffeffffff";
 
+/// Whether the tests run as root on the host.
+pub fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
 /// Names of the host's binfmt_misc entries, read only.
 pub fn host_entries() -> Vec<String> {
     match std::fs::read_dir(HOST_BINFMT) {
@@ -271,4 +319,10 @@ pub fn host_entries() -> Vec<String> {
             .collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// Say why part of a test did not run (shown with `cargo test -- --nocapture`).
+#[allow(clippy::print_stderr)]
+pub fn skipped(reason: &str) {
+    eprintln!("skipped: {reason}");
 }
