@@ -52,6 +52,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         Abi::O32 => (sys + 4, sys + 1),
         Abi::N32 | Abi::N64 => (sys + 1, sys + 58),
     };
+    let slot2 = 2 * slot;
     let nl = code_address(arch) as u32 + 4 * WORDS;
     let (nl_hi, nl_lo) = (nl >> 16, nl & 0xffff);
     #[rustfmt::skip]
@@ -59,7 +60,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         // _start:
         load | 0x03b0_0000,          //  0  lw/ld  $s0, 0($sp)        argc
         load | 0x03b1_0000 | slot,   //  1  lw/ld  $s1, slot($sp)     argv[0]
-        load | 0x03a5_0000 | 2 * slot, // 2 lw/ld $a1, 2*slot($sp)  argv[1]
+        load | 0x03a5_0000 | slot2,  //  2  lw/ld  $a1, 2*slot($sp)   argv[1]
         0x2a08_0002,                 //  3  slti   $8, $s0, 2         argc < 2 ?
         0x1100_0002,                 //  4  beqz   $8, 7f             no: keep argv[1]
         0x0000_0000,                 //  5  nop                       (delay slot)

@@ -28,14 +28,15 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
     } else {
         (64, 4, 0, 0x10, 0x0280_0006)
     };
+    let (argv0, argv1) = (argc + slot, argc + 2 * slot);
     let nl = code_address(arch) as u32 + 4 * WORDS;
     let (nl_hi, nl_lo) = (nl >> 10, nl & 0x3ff);
     #[rustfmt::skip]
     let words: [u32; WORDS as usize] = [
         // _start:
         0xe003_a000 | ldx | argc,            //  0  ld/ldx [%sp + argc], %l0        argc
-        0xe203_a000 | ldx | (argc + slot),   //  1  ld/ldx [%sp + argc+slot], %l1   argv[0]
-        0xd203_a000 | ldx | (argc + 2 * slot), // 2 ld/ldx [%sp + argc+2*slot], %o1 argv[1]
+        0xe203_a000 | ldx | argv0,           //  1  ld/ldx [%sp + argv0], %l1       argv[0]
+        0xd203_a000 | ldx | argv1,           //  2  ld/ldx [%sp + argv1], %o1       argv[1]
         0x80a4_2002,                         //  3  cmp    %l0, 2
         0x2680_0002,                         //  4  bl,a   6f                      argc < 2:
         0x9210_2000,                         //  5  clr    %o1                     (slot) no token
