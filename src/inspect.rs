@@ -369,14 +369,15 @@ impl<'a> Inspector<'a> {
 /// Run the arch's exit probe in a private binfmt_misc instance; exit status 42 means the kernel
 /// ran it itself.
 fn probe_natively(arch: &Arch) -> Result<bool, String> {
-    let image = probe::exit_probe(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
+    let image = probe::program(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
     let dir = tempdir_for_probe().map_err(|e| format!("temporary directory: {e}"))?;
     let path = dir.join("probe");
     let result = (|| {
         std::fs::write(&path, &image).map_err(|e| format!("write {}: {e}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-        match namespace::run_private(&path, &[], Duration::from_secs(5)) {
+        // One token, so a probe that ran exits 40 + argc = 42.
+        match namespace::run_private(&path, &["native"], Duration::from_secs(5)) {
             Ok(status) => Ok(status.code() == Some(probe::EXIT_CODE)),
             Err(namespace::NamespaceError::Exec(e))
                 if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) =>
