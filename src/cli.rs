@@ -115,6 +115,32 @@ qemu-aarch64): in /etc/binfmt.d a file of that name takes the place of the one \
 qemu-user-static ships in /usr/lib/binfmt.d. Nothing is registered and binfmt_misc is not \
 read. Without --output the files are printed, each after a `# file: NAME` line.")]
     Export(ExportArgs),
+
+    /// Prove architectures run: execute each one's probe program through the kernel.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup test                      # every registered handler, plus the native arches
+  binfmt-setup test --arch arm64,riscv64
+  binfmt-setup test --binary ./build/server-arm64   # your own program, the same way
+
+Each probe is a static program of a few hundred bytes, generated for its architecture, that \
+prints a token and its argv[0] and exits 42. All run at once through a real exec, by default \
+as the only file of an empty chroot: only a handler with F (interpreter opened at \
+registration) can run it there, as inside a container. Levels: 0 it ran, 1 it echoed its \
+token, 2 it also kept its own argv[0] (a P handler, or native). A failure names its cause: \
+no handler (Exec format error), a handler without F (No such file or directory in the \
+chroot), an interpreter that is missing, crashes or exits early, or a timeout. Exit 1 when \
+any architecture asked for fails.")]
+    Test(TestArgs),
+
+    /// Print the platforms this host is proven to run, comma-separated (for buildx --platform).
+    #[command(after_help = "\
+Example:
+  docker buildx build --platform \"$(binfmt-setup platforms)\" .
+
+The list is what `test` proves with its default set: the host's own platform, those the \
+kernel runs itself, and every architecture whose handler passed its probe in an empty chroot.")]
+    Platforms,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +188,28 @@ pub enum ExportFormat {
     Debian,
     /// The raw register strings, one per line.
     Register,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Architectures, comma-separated, or `all`. Default: every one a handler takes, plus the
+    /// host's own and those it runs natively.
+    #[arg(long, value_name = "LIST", conflicts_with = "binary")]
+    pub arch: Option<String>,
+
+    /// Run this program the same way instead of the probes (it passes when it runs and exits,
+    /// whatever its exit status).
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+
+    /// Seconds each program may take.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Run from a temporary directory instead of an empty chroot (a handler without F then
+    /// passes too).
+    #[arg(long)]
+    pub no_chroot: bool,
 }
 
 #[derive(Debug, Args)]

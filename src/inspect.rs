@@ -4,8 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,7 +13,7 @@ use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::Snapshot;
 use crate::elf::{self, ElfError, ElfInfo};
 use crate::format::{self, Format, HEAD_BYTES, MachSlice};
-use crate::{namespace, probe};
+use crate::probe;
 
 /// How deep `#!` chains are followed (the kernel itself allows 4 levels).
 const MAX_SCRIPT_DEPTH: usize = 4;
@@ -366,47 +365,31 @@ impl<'a> Inspector<'a> {
     }
 }
 
-/// Run the arch's exit probe in a private binfmt_misc instance; exit status 42 means the kernel
-/// ran it itself.
+/// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
+/// means the kernel ran it itself, as no handler exists there.
 fn probe_natively(arch: &Arch) -> Result<bool, String> {
+    use probe::runner::{Ending, Job, Place, run_all};
     let image = probe::program(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
-    let dir = tempdir_for_probe().map_err(|e| format!("temporary directory: {e}"))?;
-    let path = dir.join("probe");
-    let result = (|| {
-        std::fs::write(&path, &image).map_err(|e| format!("write {}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-        // One token, so a probe that ran exits 40 + argc = 42.
-        match namespace::run_private(&path, &["native"], Duration::from_secs(5)) {
-            Ok(status) => Ok(status.code() == Some(probe::EXIT_CODE)),
-            Err(namespace::NamespaceError::Exec(e))
-                if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.to_string()),
+    let job = Job {
+        file: "probe".into(),
+        image,
+        argv0: "probe".into(),
+        args: vec!["native".into()],
+    };
+    let out = run_all(&[job], Place::PrivateInstance, Duration::from_secs(5))?;
+    let out = out.first().ok_or("the probe did not run")?;
+    match &out.ending {
+        Ending::Exited(code) => {
+            Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
         }
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-/// A private directory others may enter: inside the new user namespace our uid is unmapped,
-/// so the probe is reached through the "other" permission bits.
-fn tempdir_for_probe() -> std::io::Result<PathBuf> {
-    let base = std::env::temp_dir();
-    for n in 0..100u32 {
-        let dir = base.join(format!("binfmt-setup-probe-{}-{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+        Ending::ExecFailed(nix::errno::Errno::ENOEXEC) => Ok(false),
+        // unshare or mount refused: no private instance on this kernel or for this user.
+        Ending::ExecFailed(e) => Err(format!(
+            "cannot run the probe in a private binfmt_misc: {}",
+            e.desc()
+        )),
+        other => Err(format!("the probe ended with {other:?}")),
     }
-    Err(std::io::Error::other("no free name for a probe directory"))
 }
 
 /// Open a file and read its first bytes. The error names the path and what failed.

@@ -3,7 +3,9 @@
 mod export;
 mod inspect;
 mod install;
+mod platforms;
 mod status;
+mod test;
 mod uninstall;
 
 use crate::arch::ArchTable;
@@ -18,6 +20,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Install(args) => install::run(&cli.global, args),
         Command::Uninstall(args) => uninstall::run(&cli.global, args),
         Command::Export(args) => export::run(&cli.global, args),
+        Command::Test(args) => test::run(&cli.global, args),
+        Command::Platforms => platforms::run(&cli.global),
     }
 }
 

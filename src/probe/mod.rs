@@ -7,6 +7,7 @@
 //! code ran and read its own stack. The machine code lives in `isa/`, one file per CPU family.
 
 mod isa;
+pub mod runner;
 
 use crate::arch::{Arch, Endian};
 

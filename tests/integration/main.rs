@@ -6,4 +6,5 @@ mod inspect;
 mod install;
 mod isolation;
 mod mutate;
+mod probe;
 mod util;
