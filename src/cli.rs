@@ -177,6 +177,11 @@ pub struct HandlerArgs {
     /// for a root-owned interpreter that group and others cannot write.
     #[arg(long)]
     pub credential: bool,
+
+    /// Never add P. By default P (programs keep their own argv[0]) is added when a probe shows
+    /// the interpreter honours it.
+    #[arg(long)]
+    pub no_preserve_argv0: bool,
 }
 
 /// File formats `export` writes.

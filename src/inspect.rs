@@ -375,8 +375,9 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
         image,
         argv0: "probe".into(),
         args: vec!["native".into()],
+        place: Place::PrivateInstance(None),
     };
-    let out = run_all(&[job], Place::PrivateInstance, Duration::from_secs(5))?;
+    let out = run_all(&[job], Duration::from_secs(5))?;
     let out = out.first().ok_or("the probe did not run")?;
     match &out.ending {
         Ending::Exited(code) => {

@@ -8,9 +8,19 @@ use nix::sched::{CloneFlags, unshare};
 use crate::binfmt::DEFAULT_DIR;
 
 /// Put the calling process into a new user and mount namespace with its own empty
-/// binfmt_misc at the usual path. Allocation-free, so it may run between fork and exec.
+/// binfmt_misc at the usual path, as root of that namespace (mapped to the caller's own uid
+/// and gid, so it may write the instance's `register`). Allocation-free, so it may run between
+/// fork and exec.
 pub fn enter_private_instance() -> std::io::Result<()> {
+    // Read before unsharing: afterwards, until mapped, they read as the overflow ids.
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
     unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(std::io::Error::from)?;
+    let mut buf = [0u8; 32];
+    write_proc(c"/proc/self/uid_map", id_map(&mut buf, uid))?;
+    // An unprivileged process may map its gid only after giving up setgroups(2).
+    write_proc(c"/proc/self/setgroups", b"deny")?;
+    write_proc(c"/proc/self/gid_map", id_map(&mut buf, gid))?;
     // Keep our mounts from propagating anywhere (they could not reach the host's namespace
     // anyway, being owned by a less privileged user namespace).
     mount(
@@ -30,4 +40,46 @@ pub fn enter_private_instance() -> std::io::Result<()> {
     )
     .map_err(std::io::Error::from)?;
     Ok(())
+}
+
+/// `0 <id> 1`: the namespace's root is the caller's own id, and nobody else is mapped.
+fn id_map(buf: &mut [u8; 32], id: u32) -> &[u8] {
+    let mut digits = [0u8; 10];
+    let mut n = id;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf[..2].copy_from_slice(b"0 ");
+    for i in 0..len {
+        buf[2 + i] = digits[len - 1 - i];
+    }
+    buf[2 + len..2 + len + 3].copy_from_slice(b" 1\n");
+    &buf[..2 + len + 3]
+}
+
+/// One write to a /proc file, without allocating.
+fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let fd = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(std::io::Error::from)?;
+    nix::unistd::write(&fd, bytes).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn id_maps_are_written_without_allocating() {
+        let mut buf = [0u8; 32];
+        assert_eq!(super::id_map(&mut buf, 0), b"0 0 1\n");
+        assert_eq!(super::id_map(&mut buf, 1000), b"0 1000 1\n");
+        assert_eq!(super::id_map(&mut buf, u32::MAX), b"0 4294967295 1\n");
+    }
 }

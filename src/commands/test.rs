@@ -112,6 +112,7 @@ pub(super) fn test_arches(
                     image,
                     argv0: ARGV0.to_string(),
                     args: vec![token(a)],
+                    place: place(chroot),
                 });
                 tested.push(a);
             }
@@ -129,7 +130,7 @@ pub(super) fn test_arches(
             }),
         }
     }
-    let outcomes = runner::run_all(&jobs, place(chroot), timeout)?;
+    let outcomes = runner::run_all(&jobs, timeout)?;
     for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
         let native = host.arch.as_deref() == Some(a.name.as_str());
         results.push(judge(a, job, out, snap, native, chroot, timeout));
@@ -323,8 +324,9 @@ fn run_binary(
         image,
         argv0: name.clone(),
         args: Vec::new(),
+        place: place(chroot),
     };
-    let out = runner::run_all(std::slice::from_ref(&job), place(chroot), timeout)
+    let out = runner::run_all(std::slice::from_ref(&job), timeout)
         .map_err(|e| Failure::environment(anyhow::anyhow!(e)))?
         .remove(0);
     let arch = table.match_header(&job.image);

@@ -22,6 +22,7 @@ pub struct Job {
     /// argv[0] to pass; a handler with `P` hands it on, one without replaces it by the path.
     pub argv0: String,
     pub args: Vec<String>,
+    pub place: Place,
 }
 
 /// How one run ended.
@@ -89,23 +90,21 @@ impl Drop for RunDir {
     }
 }
 
-/// Where the programs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a program runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
     /// From the run directory, in this process's namespaces.
     Here,
     /// With the run directory as the root (as root; otherwise inside a new user namespace,
     /// which still execs through the same binfmt_misc instance).
     Chroot,
-    /// Against a private, empty binfmt_misc (see `namespace`): only what the kernel runs by
-    /// itself runs there.
-    PrivateInstance,
+    /// Against a private binfmt_misc (see `namespace`) holding only this register string, if
+    /// any: with none, only what the kernel runs by itself runs there.
+    PrivateInstance(Option<String>),
 }
 
 /// Run every job at once and wait for all, each bounded by `timeout`.
-pub fn run_all(jobs: &[Job], place: Place, timeout: Duration) -> Result<Vec<Outcome>, String> {
-    let chroot = place == Place::Chroot;
-    let private = place == Place::PrivateInstance;
+pub fn run_all(jobs: &[Job], timeout: Duration) -> Result<Vec<Outcome>, String> {
     let dir = RunDir::new("binfmt-setup-test").map_err(|e| format!("temporary directory: {e}"))?;
     for j in jobs {
         dir.write(&j.file, &j.image)
@@ -115,7 +114,15 @@ pub fn run_all(jobs: &[Job], place: Place, timeout: Duration) -> Result<Vec<Outc
         .map_err(|_| format!("{} contains a NUL byte", dir.path().display()))?;
 
     let mut running: Vec<(Instant, Option<Child>, Option<Ending>)> = Vec::with_capacity(jobs.len());
+    let register = CString::new(format!("{}/register", crate::binfmt::DEFAULT_DIR))
+        .map_err(|_| "register path".to_string())?;
     for j in jobs {
+        let chroot = j.place == Place::Chroot;
+        let (private, rule) = match &j.place {
+            Place::PrivateInstance(rule) => (true, rule.clone()),
+            _ => (false, None),
+        };
+        let register = register.clone();
         let program = if chroot {
             PathBuf::from("/").join(&j.file)
         } else {
@@ -137,6 +144,9 @@ pub fn run_all(jobs: &[Job], place: Place, timeout: Duration) -> Result<Vec<Outc
                 }
                 if private {
                     crate::namespace::enter_private_instance()?;
+                }
+                if let Some(rule) = &rule {
+                    register_rule(&register, rule.as_bytes())?;
                 }
                 Err(exec.run())
             });
@@ -245,6 +255,19 @@ fn drain(pipe: Option<impl Read>) -> Vec<u8> {
         let _ = p.take(64 * 1024).read_to_end(&mut out);
     }
     out
+}
+
+/// One write(2) of a rule to `register` (the kernel takes one rule per write).
+fn register_rule(register: &std::ffi::CStr, rule: &[u8]) -> std::io::Result<()> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    let fd = open(register, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(std::io::Error::from)?;
+    let written = nix::unistd::write(&fd, rule).map_err(std::io::Error::from)?;
+    if written != rule.len() {
+        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+    }
+    Ok(())
 }
 
 /// Make `root` the root directory. Without the privilege, a new user namespace gives it: exec
