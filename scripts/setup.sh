@@ -66,7 +66,7 @@ if ((${#missing[@]})); then
 fi
 
 # Unpack (never install) peer packages into target/peers/root.
-peers=(binfmt-support)
+peers=(binfmt-support arch-test)
 peer_root=$root/target/peers/root
 peer_stamp=$root/target/peers/stamp
 if [[ "$(cat "$peer_stamp" 2>/dev/null)" != "${peers[*]}" ]]; then
