@@ -1,5 +1,6 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
+mod diagnose;
 mod inspect;
 mod install;
 mod status;
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Status => status::run(&cli.global),
         Command::Install(args) => install::run(&cli.global, args),
         Command::Uninstall(args) => uninstall::run(&cli.global, args),
+        Command::Diagnose(args) => diagnose::run(&cli.global, args),
     }
 }
 
