@@ -281,7 +281,9 @@ impl<'a> Diagnoser<'a> {
             root,
             binfmt_dir: binfmt_dir.to_path_buf(),
             path_env: std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
-            ld_prefix: std::env::var("QEMU_LD_PREFIX").ok().filter(|p| !p.is_empty()),
+            ld_prefix: std::env::var("QEMU_LD_PREFIX")
+                .ok()
+                .filter(|p| !p.is_empty()),
             mounts: OnceCell::new(),
             root_arch: OnceCell::new(),
         }
@@ -312,7 +314,7 @@ impl<'a> Diagnoser<'a> {
             match self.lookup_command(target) {
                 Some(inside) => (self.examine(&inside, 0, Role::Program)?, Some(inside)),
                 None => {
-                    let f = Finding::new(
+                    let mut f = Finding::new(
                         Cause::NotFound,
                         Some(Errno::ENOENT),
                         format!(
@@ -324,7 +326,6 @@ impl<'a> Diagnoser<'a> {
                     .fix(format!(
                         "install {target}, give its path (./{target}), or add its directory to PATH"
                     ));
-                    let mut f = f;
                     f.error = Some(format!("{target}: command not found"));
                     (f, None)
                 }
@@ -413,9 +414,9 @@ impl<'a> Diagnoser<'a> {
             Lookup::Found(_) => Finding::ok(""),
             Lookup::Missing { at, link } => {
                 let mut message = if at == path {
-                    format!("{path} does not exist on {place}")
+                    format!("{path} does not exist {place}")
                 } else {
-                    format!("{path} does not exist on {place}: there is no {at}")
+                    format!("{path} does not exist {place}: there is no {at}")
                 };
                 let mut fix = "check the path".to_string();
                 if let Some((name, target)) = link {
@@ -430,25 +431,23 @@ impl<'a> Diagnoser<'a> {
             Lookup::NotDir { at } => Finding::new(
                 Cause::NotFound,
                 Some(Errno::ENOTDIR),
-                format!("{path} cannot exist in {place}: {at} is not a directory"),
+                format!("{path} cannot exist {place}: {at} is not a directory"),
             )
             .fix("check the path"),
             Lookup::Loop { at } => Finding::new(
                 Cause::NotFound,
                 Some(Errno::ELOOP),
-                format!("{path} cannot be found in {place}: the symlinks at {at} form a loop"),
+                format!("{path} cannot be found {place}: the symlinks at {at} form a loop"),
             )
             .fix("repair the symlinks"),
-            Lookup::Denied { at, errno } => {
-                Finding::new(
-                    Cause::NotExecutable,
-                    Some(errno),
-                    format!("{path} cannot be reached: {at}: {}", errno.desc()),
-                )
-                .fix(format!(
-                    "give search (x) permission on the directories on the way to {path}"
-                ))
-            }
+            Lookup::Denied { at, errno } => Finding::new(
+                Cause::NotExecutable,
+                Some(errno),
+                format!("{path} cannot be reached: {at}: {}", errno.desc()),
+            )
+            .fix(format!(
+                "give search (x) permission on the directories on the way to {path}"
+            )),
         }
     }
 
@@ -569,12 +568,12 @@ impl<'a> Diagnoser<'a> {
         }
     }
 
-    /// "the root ROOT" or "this system".
+    /// "in the root ROOT" or "on this system".
     fn where_(&self) -> String {
         if self.root.is_given() {
-            format!("the root {}", self.root.dir().display())
+            format!("in the root {}", self.root.dir().display())
         } else {
-            "this system".to_string()
+            "on this system".to_string()
         }
     }
 
@@ -616,13 +615,7 @@ impl<'a> Diagnoser<'a> {
     }
 
     /// An ELF handed to the kernel's own loader.
-    fn elf(
-        &self,
-        path: &str,
-        file: &File,
-        head: &[u8],
-        len: u64,
-    ) -> Result<Finding, String> {
+    fn elf(&self, path: &str, file: &File, head: &[u8], len: u64) -> Result<Finding, String> {
         let info = match elf::read(file, head, len) {
             Ok(info) => info,
             Err(e) => return self.damaged_elf(path, head, len, e, None),
@@ -864,12 +857,15 @@ impl<'a> Diagnoser<'a> {
     /// interpreter's (`…/qemu-aarch64-static`).
     fn entry_arch(&self, e: &Entry) -> Option<&'a Arch> {
         let table = self.table();
-        table.find(&e.name).filter(|a| a.qemu.is_some()).or_else(|| {
-            let file = Path::new(&e.interpreter).file_name()?.to_str()?;
-            let cpu = file.strip_prefix("qemu-")?;
-            let cpu = cpu.strip_suffix("-static").unwrap_or(cpu);
-            table.iter().find(|a| a.qemu.as_deref() == Some(cpu))
-        })
+        table
+            .find(&e.name)
+            .filter(|a| a.qemu.is_some())
+            .or_else(|| {
+                let file = Path::new(&e.interpreter).file_name()?.to_str()?;
+                let cpu = file.strip_prefix("qemu-")?;
+                let cpu = cpu.strip_suffix("-static").unwrap_or(cpu);
+                table.iter().find(|a| a.qemu.as_deref() == Some(cpu))
+            })
     }
 
     /// A native ELF: its loader (PT_INTERP) must exist inside the root, on an exec-allowed
@@ -921,10 +917,11 @@ impl<'a> Diagnoser<'a> {
         emulator: Option<&str>,
     ) -> Finding {
         let place = self.where_();
-        let mut message = format!(
-            "{what}, dynamically linked; its loader {loader} is not in {place}, so although {} exists, exec reports \"No such file or directory\"",
-            "the program"
-        );
+        let consequence = match emulator {
+            None => "so exec reports \"No such file or directory\" although the program exists",
+            Some(_) => "so the emulator starts but cannot load the program",
+        };
+        let mut message = format!("{what}; its loader {loader} is not {place}, {consequence}");
         if let (Some(t), Some(a)) = (self.target_arch(), arch) {
             if self.root.is_given() && t != a {
                 message.push_str(&format!(
@@ -934,7 +931,10 @@ impl<'a> Diagnoser<'a> {
         }
         let mut fix = loader_fix(loader, arch.and_then(|a| self.table().find(a)));
         if let Some(a) = arch {
-            if let Some(t) = self.target_arch().filter(|t| t != a && self.root.is_given()) {
+            if let Some(t) = self
+                .target_arch()
+                .filter(|t| t != a && self.root.is_given())
+            {
                 fix = format!("rebuild it for {t}{}, or {fix}", go_hint(&t));
             }
         }
@@ -998,8 +998,12 @@ impl<'a> Diagnoser<'a> {
         // 1. The interpreter.
         let inner = if fixed {
             if Path::new(interp).exists() {
-                let mut f =
-                    self.examine_file(interp, Path::new(interp), depth + 1, Opened::AtRegistration)?;
+                let mut f = self.examine_file(
+                    interp,
+                    Path::new(interp),
+                    depth + 1,
+                    Opened::AtRegistration,
+                )?;
                 f.chain.insert(
                     0,
                     Link {
@@ -1063,13 +1067,16 @@ impl<'a> Diagnoser<'a> {
                         .unwrap_or_default();
                     let fix = match arch {
                         Some(_) => format!("apt-get install qemu-user-static && {install}"),
-                        None => format!("register {} with a statically linked interpreter", entry.name),
+                        None => format!(
+                            "register {} with a statically linked interpreter",
+                            entry.name
+                        ),
                     };
                     Finding::new(
                         Cause::InterpreterDynamic,
                         inner.errno,
                         format!(
-                            "{what}; {by}, but {interp} is dynamically linked and its own loader {loader} is not in {}{}",
+                            "{what}; {by}, but {interp} is dynamically linked and its own loader {loader} is not {}{}",
                             self.where_(),
                             if fixed {
                                 ": F spares the interpreter's path, not its loader and libraries"
@@ -1082,7 +1089,8 @@ impl<'a> Diagnoser<'a> {
                 }
                 _ => {
                     let mut f = inner.clone();
-                    f.message = format!("{what}; {by}, and the interpreter fails: {}", inner.message);
+                    f.message =
+                        format!("{what}; {by}, and the interpreter fails: {}", inner.message);
                     f
                 }
             };
@@ -1226,7 +1234,7 @@ impl<'a> Diagnoser<'a> {
                 let mut f = inner.clone();
                 f.cause = Cause::ShebangInterpreterMissing;
                 f.message = format!(
-                    "a script for {interp}, which does not exist in {}",
+                    "a script for {interp}, which does not exist {}",
                     self.where_()
                 );
                 f.fix = Some(format!(
@@ -1369,9 +1377,9 @@ impl<'a> Diagnoser<'a> {
             .fix(format!("copy or build {path} again"));
         }
         let text = !head.is_empty()
-            && head
-                .iter()
-                .all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+            && head.iter().all(|&b| {
+                b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
+            });
         if text {
             Finding::new(
                 Cause::NotABinary,
@@ -1437,14 +1445,18 @@ fn explain_exec_bits(
         (format!("you are in its group (gid {group})"), 0o010, "g")
     } else {
         (
-            format!("you (uid {euid}) are neither its owner (uid {owner}) nor in its group (gid {group})"),
+            format!(
+                "you (uid {euid}) are neither its owner (uid {owner}) nor in its group (gid {group})"
+            ),
             0o001,
             "o",
         )
     };
     if mode & bit != 0 {
         return (
-            format!("{who} and mode {perm:04o} allows it, so an ACL or a security module refuses it"),
+            format!(
+                "{who} and mode {perm:04o} allows it, so an ACL or a security module refuses it"
+            ),
             "check getfacl FILE and the security module's log".into(),
         );
     }
@@ -1466,7 +1478,9 @@ fn kernel_shebang(head: &[u8]) -> (String, Option<String>) {
     let rest = head.strip_prefix(b"#!").unwrap_or(head);
     let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
     let line = String::from_utf8_lossy(&rest[..end]).into_owned();
-    let line = line.trim_start_matches([' ', '\t']).trim_end_matches([' ', '\t']);
+    let line = line
+        .trim_start_matches([' ', '\t'])
+        .trim_end_matches([' ', '\t']);
     match line.find([' ', '\t']) {
         Some(i) => {
             let arg = line[i..].trim_start_matches([' ', '\t']);

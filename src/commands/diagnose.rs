@@ -15,7 +15,9 @@ use crate::messages::{self, printable};
 pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
     if args.target.is_empty() {
-        return Err(Failure::bad_input(anyhow!("give a file or a command to diagnose")));
+        return Err(Failure::bad_input(anyhow!(
+            "give a file or a command to diagnose"
+        )));
     }
     let root = match &args.root {
         Some(dir) => RootFs::new(dir).map_err(|e| Failure::bad_input(anyhow!(e)))?,
@@ -33,11 +35,10 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
         (false, _) | (true, None) => None,
         (true, Some(path)) => {
             let chroot = root.is_given().then(|| root.dir());
-            match run::run(path, chroot, Duration::from_secs(args.timeout.max(1))) {
-                Ok(outcome) => Some(outcome),
-                Err(e @ RunError::ChrootDenied { .. }) => return Err(Failure::environment(e)),
-                Err(e) => return Err(Failure::environment(e)),
-            }
+            // Both a refused chroot and a failed fork are the environment's doing (exit 3).
+            let outcome = run::run(path, chroot, Duration::from_secs(args.timeout.max(1)))
+                .map_err(|e: RunError| Failure::environment(e))?;
+            Some(outcome)
         }
     };
     let agrees = ran.as_ref().map(|r| diagnosis.agrees(r));
@@ -94,7 +95,10 @@ fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, as
             };
             line(
                 "run:",
-                &format!("{} (DISAGREES: diagnose predicted {predicted})", r.describe()),
+                &format!(
+                    "{} (DISAGREES: diagnose predicted {predicted})",
+                    r.describe()
+                ),
             );
         }
         (None, _) if asked => line("run:", "not run: there is no file to execute"),

@@ -58,7 +58,12 @@ mod tests {
 
     #[test]
     fn longest_prefix_then_latest_wins() {
-        let mounts = [m("/", false), m("/tmp", true), m("/tmp/x", false), m("/tmp", false)];
+        let mounts = [
+            m("/", false),
+            m("/tmp", true),
+            m("/tmp/x", false),
+            m("/tmp", false),
+        ];
         assert_eq!(
             containing(&mounts, Path::new("/tmp/a")),
             Some(&mounts[3]),

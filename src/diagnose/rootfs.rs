@@ -36,7 +36,10 @@ pub enum Lookup {
     /// More than 40 symlinks (ELOOP).
     Loop { at: String },
     /// A directory on the way cannot be searched, or another error (EACCES, …).
-    Denied { at: String, errno: nix::errno::Errno },
+    Denied {
+        at: String,
+        errno: nix::errno::Errno,
+    },
 }
 
 impl RootFs {
@@ -50,8 +53,8 @@ impl RootFs {
 
     /// A directory to look paths up in. Fails when it is not a directory.
     pub fn new(dir: &Path) -> Result<RootFs, String> {
-        let canonical = std::fs::canonicalize(dir)
-            .map_err(|e| format!("--root {}: {e}", dir.display()))?;
+        let canonical =
+            std::fs::canonicalize(dir).map_err(|e| format!("--root {}: {e}", dir.display()))?;
         if !canonical.is_dir() {
             return Err(format!("--root {} is not a directory", dir.display()));
         }
@@ -130,7 +133,12 @@ impl RootFs {
                         at: show(&done, None),
                     };
                 }
-                Err(e) => return Lookup::Denied { at: shown, errno: errno_of(&e) },
+                Err(e) => {
+                    return Lookup::Denied {
+                        at: shown,
+                        errno: errno_of(&e),
+                    };
+                }
             };
             if meta.file_type().is_symlink() {
                 links += 1;
@@ -139,7 +147,12 @@ impl RootFs {
                 }
                 let target = match std::fs::read_link(&host) {
                     Ok(t) => t,
-                    Err(e) => return Lookup::Denied { at: shown, errno: errno_of(&e) },
+                    Err(e) => {
+                        return Lookup::Denied {
+                            at: shown,
+                            errno: errno_of(&e),
+                        };
+                    }
                 };
                 last_link = Some((shown, target.display().to_string()));
                 if target.is_absolute() {
@@ -232,7 +245,10 @@ mod tests {
                 link: Some(("/bin/esc".into(), "/etc/passwd".into()))
             }
         );
-        assert!(matches!(r.resolve("/../../etc/passwd"), Lookup::Missing { .. }));
+        assert!(matches!(
+            r.resolve("/../../etc/passwd"),
+            Lookup::Missing { .. }
+        ));
     }
 
     #[test]

@@ -79,9 +79,9 @@ pub fn run(path: &str, root: Option<&Path>, timeout: Duration) -> Result<RunOutc
     // system calls.
     let c_path = CString::new(path.as_bytes()).map_err(|_| setup("path")(Errno::EINVAL))?;
     let c_root = match root {
-        Some(r) => Some(
-            CString::new(r.as_os_str().as_bytes()).map_err(|_| setup("root")(Errno::EINVAL))?,
-        ),
+        Some(r) => {
+            Some(CString::new(r.as_os_str().as_bytes()).map_err(|_| setup("root")(Errno::EINVAL))?)
+        }
         None => None,
     };
     let env: Vec<CString> = std::env::vars_os()
