@@ -1192,11 +1192,16 @@ impl<'a> Diagnoser<'a> {
             if k_arg.is_none() {
                 // The kernel keeps the CR: it looks for "/bin/sh\r".
                 if !matches!(self.root.resolve(&k_interp), Lookup::Found(_)) {
+                    let without_cr = if matches!(self.root.resolve(interp), Lookup::Found(_)) {
+                        format!(" (only {interp} does)")
+                    } else {
+                        String::new()
+                    };
                     let mut f = Finding::new(
                         Cause::ShebangCrlf,
                         Some(Errno::ENOENT),
                         format!(
-                            "a script saved with Windows line endings (CR LF): the kernel looks for the interpreter '{interp}\\r', with a carriage return, which does not exist although {interp} may"
+                            "a script saved with Windows line endings (CR LF): the kernel looks for the interpreter '{interp}\\r', with a carriage return, which does not exist{without_cr}"
                         ),
                     )
                     .fix(format!("{sed}   (or: dos2unix {})", self.host_shown(host)));

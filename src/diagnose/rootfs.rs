@@ -84,7 +84,14 @@ impl RootFs {
             return format!("/{path}");
         }
         match std::env::current_dir() {
-            Ok(cwd) => cwd.join(path).display().to_string(),
+            // "./x" is shown as the user means it: the current directory's x.
+            Ok(cwd) => cwd
+                .join(path)
+                .components()
+                .filter(|c| *c != Component::CurDir)
+                .collect::<PathBuf>()
+                .display()
+                .to_string(),
             Err(_) => format!("/{path}"),
         }
     }
