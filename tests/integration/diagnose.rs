@@ -174,6 +174,9 @@ fn not_executable_for_root_and_for_another_user() {
         v["fix"].as_str().unwrap_or("").starts_with("chmod +x"),
         "{v:#}"
     );
+    // A directory, even with every x bit: exec refuses it the same way.
+    let v = diagnose(&ns, &[&s(dir.path())]);
+    expect(&v, "NOT_EXECUTABLE", Some("EACCES"));
 
     // Owner-only execute: root may run it, uid 65534 may not (no namespace needed: this
     // reads an empty --binfmt-dir, never the host's binfmt_misc).
