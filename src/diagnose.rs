@@ -8,6 +8,7 @@
 //! finding predicts what exec returns (an errno, or "starts") so `--run` can check it.
 //! Nothing here prints.
 
+mod libs;
 mod mounts;
 pub mod rootfs;
 pub mod run;
@@ -208,6 +209,8 @@ struct Finding {
     handler: Option<String>,
     notes: Vec<String>,
     resolved: Option<PathBuf>,
+    /// Shared libraries a loader will not find (LOADER_MISSING found past the loader).
+    libs: Vec<String>,
 }
 
 impl Finding {
@@ -224,6 +227,7 @@ impl Finding {
             handler: None,
             notes: Vec::new(),
             resolved: None,
+            libs: Vec::new(),
         }
     }
 
@@ -385,7 +389,9 @@ impl<'a> Diagnoser<'a> {
             self.too_deep(path, role)
         } else {
             match self.root.resolve(path) {
-                Lookup::Found(host) => self.examine_file(path, &host, depth, Opened::ByPath)?,
+                Lookup::Found(host) => {
+                    self.examine_file(path, &host, depth, role, Opened::ByPath)?
+                }
                 other => self.not_found(path, other),
             }
         };
@@ -457,6 +463,7 @@ impl<'a> Diagnoser<'a> {
         path: &str,
         host: &Path,
         depth: usize,
+        role: Role,
         opened: Opened,
     ) -> Result<Finding, String> {
         let meta = std::fs::metadata(host).map_err(|e| format!("cannot stat {path}: {e}"))?;
@@ -479,7 +486,7 @@ impl<'a> Diagnoser<'a> {
         let mut f = match self.inspector.binfmt().handler_for(Path::new(path), &head) {
             Some(entry) => self.via_handler(entry, path, &file, &head, len, format, depth)?,
             None => match format {
-                Format::Elf => self.elf(path, &file, &head, len)?,
+                Format::Elf => self.elf(path, host, &file, &head, len, role)?,
                 Format::Script => self.script(path, host, &head, depth)?,
                 Format::Macho => self.macho(&head),
                 Format::Pe => self.pe(&head),
@@ -615,7 +622,15 @@ impl<'a> Diagnoser<'a> {
     }
 
     /// An ELF handed to the kernel's own loader.
-    fn elf(&self, path: &str, file: &File, head: &[u8], len: u64) -> Result<Finding, String> {
+    fn elf(
+        &self,
+        path: &str,
+        on_host: &Path,
+        file: &File,
+        head: &[u8],
+        len: u64,
+        role: Role,
+    ) -> Result<Finding, String> {
         let info = match elf::read(file, head, len) {
             Ok(info) => info,
             Err(e) => return self.damaged_elf(path, head, len, e, None),
@@ -646,7 +661,7 @@ impl<'a> Diagnoser<'a> {
                 self.target_arch().unwrap_or(host.clone())
             )),
             ElfVerdict::Host(_) | ElfVerdict::Compat(_) => {
-                match self.native_loader(&info, &what, arch_name.as_deref())? {
+                match self.native_loader(&info, &what, arch_name.as_deref(), (path, on_host), role)? {
                     Some(f) => f,
                     None => {
                         let how = match self.inspector.elf_verdict(&info, arch_name.as_deref()) {
@@ -869,12 +884,17 @@ impl<'a> Diagnoser<'a> {
     }
 
     /// A native ELF: its loader (PT_INTERP) must exist inside the root, on an exec-allowed
-    /// mount, with execute permission.
+    /// mount, with execute permission. A handler's interpreter must also find its shared
+    /// libraries there (checked only for those: a dynamic QEMU in a foreign root is the case
+    /// that matters, and a search that is not the loader's own should not judge every
+    /// program).
     fn native_loader(
         &self,
         info: &ElfInfo,
         what: &str,
         arch: Option<&str>,
+        (path, on_host): (&str, &Path),
+        role: Role,
     ) -> Result<Option<Finding>, String> {
         let Some(loader) = &info.interpreter else {
             return Ok(None);
@@ -889,6 +909,25 @@ impl<'a> Diagnoser<'a> {
                     .map_err(|e| format!("cannot stat loader {loader}: {e}"))?;
                 match self.access_problem(loader, &host, &meta) {
                     Some(f) => f,
+                    None if role == Role::BinfmtInterpreter => {
+                        let missing = libs::missing(&self.root, on_host, path);
+                        let Some(first) = missing.first() else {
+                            return Ok(None);
+                        };
+                        let mut f = Finding::starts(
+                            Cause::LoaderMissing,
+                            format!(
+                                "{what}; its loader {loader} is {}, the libraries it must load are not: {}",
+                                self.where_(),
+                                missing.join(", ")
+                            ),
+                            format!(
+                                "{path}: error while loading shared libraries: {first}: cannot open shared object file: No such file or directory"
+                            ),
+                        );
+                        f.libs = missing;
+                        f
+                    }
                     None => return Ok(None),
                 }
             }
@@ -1002,6 +1041,7 @@ impl<'a> Diagnoser<'a> {
                     interp,
                     Path::new(interp),
                     depth + 1,
+                    Role::BinfmtInterpreter,
                     Opened::AtRegistration,
                 )?;
                 f.chain.insert(
@@ -1072,12 +1112,20 @@ impl<'a> Diagnoser<'a> {
                             entry.name
                         ),
                     };
-                    Finding::new(
+                    let lacking = if inner.libs.is_empty() {
+                        format!("its own loader {loader} is not {}", self.where_())
+                    } else {
+                        format!(
+                            "though its loader {loader} is {}, its libraries are not: {}",
+                            self.where_(),
+                            inner.libs.join(", ")
+                        )
+                    };
+                    let mut f = Finding::new(
                         Cause::InterpreterDynamic,
                         inner.errno,
                         format!(
-                            "{what}; {by}, but {interp} is dynamically linked and its own loader {loader} is not {}{}",
-                            self.where_(),
+                            "{what}; {by}, but {interp} is dynamically linked and {lacking}{}",
                             if fixed {
                                 ": F spares the interpreter's path, not its loader and libraries"
                             } else {
@@ -1085,7 +1133,9 @@ impl<'a> Diagnoser<'a> {
                             }
                         ),
                     )
-                    .fix(fix)
+                    .fix(fix);
+                    f.error = inner.error.clone();
+                    f
                 }
                 _ => {
                     let mut f = inner.clone();
@@ -1099,15 +1149,6 @@ impl<'a> Diagnoser<'a> {
             f.notes.append(&mut notes);
             return Ok(f);
         }
-        if fixed && self.root.is_given() {
-            if let Some(libs) = dynamic_libraries(Path::new(interp)) {
-                notes.push(format!(
-                    "{interp} is dynamically linked: inside the root it also needs {}; a static interpreter (qemu-user-static) needs nothing",
-                    libs.join(", ")
-                ));
-            }
-        }
-
         // 2. What QEMU then does with the program: it loads the ELF and its loader itself.
         let is_qemu = arch.is_some();
         let mut f = match (is_qemu, info) {
@@ -1619,24 +1660,6 @@ fn package_hint(interp: &str) -> String {
         _ => return String::new(),
     };
     format!(" (Debian: apt-get install {pkg})")
-}
-
-/// The DT_NEEDED libraries of a dynamically linked program, `None` for a static one.
-fn dynamic_libraries(path: &Path) -> Option<Vec<String>> {
-    let (file, head, len) = read_head(path).ok()?;
-    let info = elf::read(&file, &head, len).ok()?;
-    if info.is_static() {
-        return None;
-    }
-    // The whole file is read only here, for an interpreter of a few MB.
-    let bytes = std::fs::read(path).ok()?;
-    let parsed = goblin::elf::Elf::parse(&bytes).ok()?;
-    let libs: Vec<String> = parsed.libraries.iter().map(|s| s.to_string()).collect();
-    Some(if libs.is_empty() {
-        vec![info.interpreter.unwrap_or_default()]
-    } else {
-        libs
-    })
 }
 
 #[cfg(test)]

@@ -410,6 +410,45 @@ fn interpreter_dynamic() {
     );
     // On the host, where its libraries are, the same handler works.
     expect(&diagnose(&ns, &[&fx("arm64")]), "OK", None);
+
+    // With the amd64 loader in the root, exec succeeds and the loader fails on the
+    // libraries instead.
+    let loader = "/lib64/ld-linux-x86-64.so.2";
+    put(
+        root.path(),
+        loader,
+        &std::fs::canonicalize(loader).expect("loader"),
+        0o755,
+    );
+    let v = diagnose(&ns, &["--root", &s(root.path()), "/bin/hello"]);
+    expect(&v, "INTERPRETER_DYNAMIC", None);
+    assert_eq!(v["run"]["exit"], 127, "{v:#}");
+    assert!(
+        v["run"]["stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("error while loading shared libraries"),
+        "{v:#}"
+    );
+    // Every library ldd names, copied to the same place: now the dynamic QEMU runs there.
+    let ldd = std::process::Command::new("ldd")
+        .arg(dynamic)
+        .output()
+        .expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) else {
+            continue;
+        };
+        put(
+            root.path(),
+            lib,
+            &std::fs::canonicalize(lib).expect("lib"),
+            0o755,
+        );
+    }
+    let v = diagnose(&ns, &["--root", &s(root.path()), "/bin/hello"]);
+    expect(&v, "OK", None);
+    assert_eq!(v["run"]["exit"], 42, "{v:#}");
 }
 
 #[test]
