@@ -660,11 +660,11 @@ impl<'a> Diagnoser<'a> {
                 "rebuild it for {}",
                 self.target_arch().unwrap_or(host.clone())
             )),
-            ElfVerdict::Host(_) | ElfVerdict::Compat(_) => {
+            verdict @ (ElfVerdict::Host(_) | ElfVerdict::Compat(_)) => {
                 match self.native_loader(&info, &what, arch_name.as_deref(), (path, on_host), role)? {
                     Some(f) => f,
                     None => {
-                        let how = match self.inspector.elf_verdict(&info, arch_name.as_deref()) {
+                        let how = match verdict {
                             ElfVerdict::Compat(a) => {
                                 format!("this {host} kernel runs {} programs itself", a.name)
                             }
@@ -1149,6 +1149,12 @@ impl<'a> Diagnoser<'a> {
             f.notes.append(&mut notes);
             return Ok(f);
         }
+        if fixed && !self.root.is_given() && is_dynamic(Path::new(interp)) {
+            notes.push(format!(
+                "{interp} is dynamically linked: with F it works here, but inside a container or chroot without its loader and libraries it fails (INTERPRETER_DYNAMIC; check with --root); qemu-user-static avoids this"
+            ));
+        }
+
         // 2. What QEMU then does with the program: it loads the ELF and its loader itself.
         let is_qemu = arch.is_some();
         let mut f = match (is_qemu, info) {
@@ -1660,6 +1666,14 @@ fn package_hint(interp: &str) -> String {
         _ => return String::new(),
     };
     format!(" (Debian: apt-get install {pkg})")
+}
+
+/// An ELF with a loader (PT_INTERP): it needs that loader and its libraries wherever it runs.
+fn is_dynamic(path: &Path) -> bool {
+    read_head(path)
+        .ok()
+        .and_then(|(file, head, len)| elf::read(&file, &head, len).ok())
+        .is_some_and(|info| !info.is_static())
 }
 
 #[cfg(test)]

@@ -408,8 +408,16 @@ fn interpreter_dynamic() {
         v["fix"].as_str().unwrap_or("").contains("qemu-user-static"),
         "{v:#}"
     );
-    // On the host, where its libraries are, the same handler works.
-    expect(&diagnose(&ns, &[&fx("arm64")]), "OK", None);
+    // On the host, where its libraries are, the same handler works, with a warning.
+    let v = diagnose(&ns, &[&fx("arm64")]);
+    expect(&v, "OK", None);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap_or("")
+            .contains("dynamically linked"),
+        "{v:#}"
+    );
 
     // With the amd64 loader in the root, exec succeeds and the loader fails on the
     // libraries instead.
