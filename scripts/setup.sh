@@ -30,6 +30,7 @@ done
 
 packages=(
 	qemu-user-static # the emulators binfmt-setup registers and the tests run
+	qemu-user        # dynamically linked emulators: diagnose's INTERPRETER_DYNAMIC test
 	file             # the peer `inspect` is benchmarked against
 	hyperfine        # benchmark timing
 	shellcheck       # lint for these scripts

@@ -39,6 +39,23 @@ impl Runnable {
     }
 }
 
+/// What the kernel does with an ELF program on its own, without binfmt_misc.
+#[derive(Debug, Clone, Copy)]
+pub enum ElfVerdict<'t> {
+    /// Not a program at all (object file, core dump, …).
+    NotProgram(&'static str),
+    /// Built for another operating system (FreeBSD, …).
+    ForeignOs(&'static str),
+    /// An e_machine the table does not know.
+    UnknownMachine(u16),
+    /// The host's own architecture.
+    Host(&'t Arch),
+    /// A second ABI the kernel was found, by a probe, to run itself (386 on amd64).
+    Compat(&'t Arch),
+    /// Needs emulation. `compat`: a second ABI of the host's CPU that this kernel lacks.
+    Foreign { arch: &'t Arch, compat: bool },
+}
+
 /// The report for one file. Field names are the JSON contract (DESIGN.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
@@ -114,7 +131,7 @@ pub struct Inspector<'a> {
     binfmt: Snapshot,
     /// Per canonical arch name: does the kernel run it without emulation? Found by running a
     /// probe, once.
-    native_cache: RefCell<HashMap<String, bool>>,
+    native_cache: RefCell<HashMap<String, Result<bool, String>>>,
 }
 
 impl<'a> Inspector<'a> {
@@ -129,6 +146,15 @@ impl<'a> Inspector<'a> {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+
+    pub fn table(&self) -> &'a ArchTable {
+        self.table
+    }
+
+    /// The binfmt_misc state this inspector judges against.
+    pub fn binfmt(&self) -> &Snapshot {
+        &self.binfmt
     }
 
     /// Inspect one file. Never fails: problems are reported in the result.
@@ -248,60 +274,74 @@ impl<'a> Inspector<'a> {
     }
 
     fn elf_runnable(&self, info: &ElfInfo, arch: Option<&str>) -> (Runnable, String) {
+        let host = self.host.arch.as_deref().unwrap_or("unknown");
+        match self.elf_verdict(info, arch) {
+            ElfVerdict::NotProgram(what) => (Runnable::No, what.into()),
+            ElfVerdict::ForeignOs(os) => (
+                Runnable::No,
+                format!("a program for {os}; Linux cannot run it"),
+            ),
+            ElfVerdict::UnknownMachine(machine) => (
+                Runnable::No,
+                format!("e_machine {machine:#x} is not an architecture binfmt-setup knows"),
+            ),
+            ElfVerdict::Host(_) => (Runnable::Native, format!("this host is {host}")),
+            ElfVerdict::Compat(arch) => (
+                Runnable::Native,
+                format!("this {host} kernel runs {} programs itself", arch.name),
+            ),
+            ElfVerdict::Foreign { arch, compat } => {
+                // A second ABI of the host's own CPU (x32 on amd64) that the probe found
+                // missing is a kernel configuration matter, not one of emulation.
+                let host_is = if compat {
+                    format!(
+                        "this {host} kernel does not run {} programs itself",
+                        arch.name
+                    )
+                } else {
+                    format!("this host is {host}")
+                };
+                let reason = match &arch.qemu {
+                    Some(_) => format!(
+                        "a program for {}; {host_is} and has no binfmt_misc handler for it (binfmt-setup install --arch {})",
+                        arch.name, arch.name
+                    ),
+                    None => format!(
+                        "a program for {}; {host_is} and QEMU cannot emulate {}",
+                        arch.name, arch.name
+                    ),
+                };
+                (Runnable::No, reason)
+            }
+        }
+    }
+
+    /// What the kernel makes of an ELF by itself, before binfmt_misc is asked: the decision
+    /// `inspect` reports as `runnable` and `diagnose` builds its causes on.
+    pub fn elf_verdict<'t>(&'t self, info: &ElfInfo, arch: Option<&str>) -> ElfVerdict<'t> {
         if !info.is_program() {
-            let what = match info.e_type {
+            return ElfVerdict::NotProgram(match info.e_type {
                 1 => "a relocatable object (.o), not a program",
                 4 => "a core dump, not a program",
                 _ => "not an executable ELF type",
-            };
-            return (Runnable::No, what.into());
+            });
         }
         if !info.is_linux() {
-            return (
-                Runnable::No,
-                format!("a program for {}; Linux cannot run it", info.os()),
-            );
+            return ElfVerdict::ForeignOs(info.os());
         }
         let Some(arch) = arch.and_then(|a| self.table.find(a)) else {
-            return (
-                Runnable::No,
-                format!(
-                    "e_machine {:#x} is not an architecture binfmt-setup knows",
-                    info.machine
-                ),
-            );
+            return ElfVerdict::UnknownMachine(info.machine);
         };
-        let host = self.host.arch.as_deref().unwrap_or("unknown");
         if self.host.arch.as_deref() == Some(arch.name.as_str()) {
-            return (Runnable::Native, format!("this host is {host}"));
+            return ElfVerdict::Host(arch);
         }
         if self.runs_natively(arch) {
-            return (
-                Runnable::Native,
-                format!("this {host} kernel runs {} programs itself", arch.name),
-            );
+            return ElfVerdict::Compat(arch);
         }
-        // A second ABI of the host's own CPU (x32 on amd64) that the probe found missing is
-        // a kernel configuration matter, not one of emulation.
-        let host_is = if self.is_compat_candidate(arch) {
-            format!(
-                "this {host} kernel does not run {} programs itself",
-                arch.name
-            )
-        } else {
-            format!("this host is {host}")
-        };
-        let reason = match &arch.qemu {
-            Some(_) => format!(
-                "a program for {}; {host_is} and has no binfmt_misc handler for it (binfmt-setup install --arch {})",
-                arch.name, arch.name
-            ),
-            None => format!(
-                "a program for {}; {host_is} and QEMU cannot emulate {}",
-                arch.name, arch.name
-            ),
-        };
-        (Runnable::No, reason)
+        ElfVerdict::Foreign {
+            arch,
+            compat: self.is_compat_candidate(arch),
+        }
     }
 
     fn is_compat_candidate(&self, arch: &Arch) -> bool {
@@ -313,19 +353,26 @@ impl<'a> Inspector<'a> {
     /// Whether the kernel runs `arch` itself (386 on amd64, arm on many arm64 machines):
     /// a probe is run in a private, empty binfmt_misc, so no handler can pretend.
     pub fn runs_natively(&self, arch: &Arch) -> bool {
-        if !self.is_compat_candidate(arch) {
-            return false;
-        }
-        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
-            return *known;
-        }
-        let verdict = probe_natively(arch).unwrap_or_else(|e| {
+        self.native_probe(arch).unwrap_or_else(|e| {
             tracing::debug!("cannot tell whether {} runs natively: {e}", arch.name);
             false
-        });
+        })
+    }
+
+    /// Like [`runs_natively`](Self::runs_natively), but says when the probe could not run
+    /// at all, so a caller can tell "the kernel refused it" from "nobody asked the kernel".
+    /// Arches that are no second ABI of the host's are `Ok(false)` without a probe.
+    pub fn native_probe(&self, arch: &Arch) -> Result<bool, String> {
+        if !self.is_compat_candidate(arch) {
+            return Ok(false);
+        }
+        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
+            return known.clone();
+        }
+        let verdict = probe_natively(arch);
         self.native_cache
             .borrow_mut()
-            .insert(arch.name.clone(), verdict);
+            .insert(arch.name.clone(), verdict.clone());
         verdict
     }
 
@@ -395,7 +442,7 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
 
 /// Open a file and read its first bytes. The error names the path and what failed.
 /// Only regular files are read: opening is non-blocking so a FIFO cannot hang us.
-fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
+pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)

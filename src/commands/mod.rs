@@ -1,5 +1,6 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
+mod diagnose;
 mod export;
 mod inspect;
 mod install;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Export(args) => export::run(&cli.global, args),
         Command::Test(args) => test::run(&cli.global, args),
         Command::Platforms => platforms::run(&cli.global),
+        Command::Diagnose(args) => diagnose::run(&cli.global, args),
     }
 }
 
