@@ -27,7 +27,7 @@ use crate::arch::{Arch, ArchTable};
 use crate::binfmt::Entry;
 use crate::elf::{self, ElfError, ElfInfo};
 use crate::format::{self, Format};
-use crate::inspect::{ElfVerdict, Inspector, read_head};
+use crate::inspect::{ElfVerdict, Inspector, read_head, read_head_resolved};
 
 pub use rootfs::{Lookup, RootFs};
 pub use run::{RunError, RunOutcome};
@@ -480,7 +480,11 @@ impl<'a> Diagnoser<'a> {
                 return Ok(f);
             }
         }
-        let (file, head, len) = read_head(host)?;
+        // A path resolved inside the root holds no symlink; one found now was swapped in.
+        let (file, head, len) = match opened {
+            Opened::ByPath => read_head_resolved(host)?,
+            Opened::AtRegistration => read_head(host)?,
+        };
         let format = format::sniff(&head);
         // binfmt_misc is asked before the kernel's own script and ELF loaders.
         let mut f = match self.inspector.binfmt().handler_for(Path::new(path), &head) {
@@ -608,7 +612,7 @@ impl<'a> Diagnoser<'a> {
         let Lookup::Found(host) = self.root.resolve(path) else {
             return None;
         };
-        let (file, head, len) = read_head(&host).ok()?;
+        let (file, head, len) = read_head_resolved(&host).ok()?;
         let info = elf::read(&file, &head, len).ok()?;
         elf::name(&info, self.table()).arch
     }

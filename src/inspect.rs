@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use serde::Serialize;
 use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::Snapshot;
 use crate::elf::{self, ElfError, ElfInfo};
+use crate::fileio::{self, Follow, OpenError};
 use crate::format::{self, Format, HEAD_BYTES, MachSlice};
 use crate::probe;
 
@@ -441,36 +441,24 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
 }
 
 /// Open a file and read its first bytes. The error names the path and what failed.
-/// Only regular files are read: opening is non-blocking so a FIFO cannot hang us.
+/// Only regular files are opened (see `fileio`): a FIFO cannot hang us, nor a device be
+/// opened. Symlinks are followed, as exec follows them.
 pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("{} is {what}, not a program", path.display()));
-    }
-    let mut head = Vec::with_capacity(HEAD_BYTES);
-    (&file)
-        .take(HEAD_BYTES as u64)
-        .read_to_end(&mut head)
+    read_head_with(path, Follow::Yes)
+}
+
+/// Like [`read_head`] for a path already resolved by hand inside a root: a symlink anywhere
+/// on it now was swapped in since, and is not followed out of the root.
+pub(crate) fn read_head_resolved(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
+    read_head_with(path, Follow::Nowhere)
+}
+
+fn read_head_with(path: &Path, follow: Follow) -> Result<(File, Vec<u8>, u64), String> {
+    let (file, meta) = fileio::open_regular(path, follow).map_err(|e| match e {
+        OpenError::NotRegular(what) => format!("{} is {what}, not a program", path.display()),
+        OpenError::Io(e) => format!("cannot open {}: {e}", path.display()),
+    })?;
+    let head = fileio::read_prefix(&file, HEAD_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok((file, head, meta.len()))
 }

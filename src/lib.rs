@@ -10,7 +10,10 @@ pub mod diagnose;
 pub mod elf;
 pub mod emulator;
 pub mod error;
+pub mod fileio;
 pub mod format;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod inspect;
 pub mod messages;
 pub mod namespace;

@@ -8,6 +8,10 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use super::rootfs::{Lookup, RootFs};
+use crate::fileio::{self, Follow};
+
+/// ld.so.conf files are a few lines; a bigger one is not read.
+const MAX_CONF_BYTES: usize = 1 << 20;
 
 /// Stop after this many objects: real programs need a few dozen.
 const MAX_OBJECTS: usize = 256;
@@ -29,7 +33,15 @@ pub fn missing(root: &RootFs, program: &Path, inside: &str) -> Vec<String> {
         if objects > MAX_OBJECTS {
             break;
         }
-        let Some(needs) = needs(&host) else { continue };
+        // The program itself is the caller's path; every library was resolved in the root.
+        let follow = if objects == 1 {
+            Follow::Yes
+        } else {
+            Follow::Nowhere
+        };
+        let Some(needs) = needs(&host, follow) else {
+            continue;
+        };
         let origin = Path::new(&inside)
             .parent()
             .map(|p| p.display().to_string())
@@ -70,12 +82,14 @@ struct Needs {
     rpaths: Vec<String>,
 }
 
-fn needs(host: &Path) -> Option<Needs> {
-    let len = std::fs::metadata(host).ok()?.len();
-    if len > MAX_OBJECT_BYTES {
+fn needs(host: &Path, follow: Follow) -> Option<Needs> {
+    // Only a regular file is opened, no symlink followed where the path was resolved inside
+    // the root already, and no more than MAX_OBJECT_BYTES read.
+    let (file, meta) = fileio::open_regular(host, follow).ok()?;
+    if meta.len() > MAX_OBJECT_BYTES {
         return None;
     }
-    let bytes = std::fs::read(host).ok()?;
+    let bytes = fileio::read_prefix(&file, MAX_OBJECT_BYTES as usize).ok()?;
     let elf = goblin::elf::Elf::parse(&bytes).ok()?;
     Some(Needs {
         libraries: elf.libraries.iter().map(|s| s.to_string()).collect(),
@@ -109,7 +123,7 @@ fn search_dirs(root: &RootFs) -> Vec<String> {
         let Lookup::Found(host) = root.resolve(&conf) else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(&host) else {
+        let Ok(text) = fileio::read_text(&host, Follow::Nowhere, MAX_CONF_BYTES) else {
             continue;
         };
         for line in text.lines() {
