@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// A table is a few KiB; a file much larger is not one (and is not read whole).
+const MAX_TABLE_BYTES: usize = 1 << 20;
+
 /// The table shipped inside the binary.
 pub const EMBEDDED_TABLE: &str = include_str!("../configs/arches.toml");
 
@@ -175,10 +178,15 @@ impl ArchTable {
         match path {
             None => Ok(Self::embedded()),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ArchError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                let text =
+                    crate::fileio::read_text(path, crate::fileio::Follow::Yes, MAX_TABLE_BYTES)
+                        .map_err(|e| ArchError::Read {
+                            path: path.to_path_buf(),
+                            source: match e {
+                                crate::fileio::OpenError::Io(e) => e,
+                                other => std::io::Error::other(other.to_string()),
+                            },
+                        })?;
                 Self::parse(&text, &path.display().to_string())
             }
         }
@@ -391,6 +399,14 @@ pub fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
+    // Slicing two bytes at a time below is only sound on ASCII (a multi-byte character
+    // would put a slice boundary inside it, and panic).
+    if let Some(c) = cleaned.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "'{}' is not a hex byte string ({c:?} is no hex digit)",
+            s.escape_debug()
+        ));
+    }
     if cleaned.len() % 2 != 0 {
         return Err(format!("'{s}' has an odd number of hex digits"));
     }
@@ -726,5 +742,24 @@ mod tests {
                 "{m}"
             );
         }
+    }
+
+    /// Found by the arch_table fuzz target: a multi-byte character in a magic or mask put a
+    /// two-byte slice boundary inside it, and `--arch-table` panicked instead of refusing.
+    #[test]
+    fn regression_hex_with_a_multibyte_character_is_refused_not_a_panic() {
+        for bad in [
+            "a\u{fffd}a",
+            "\u{e9}\u{e9}",
+            "7f45\u{fffd}",
+            "+f",
+            "\\x\u{e9}0",
+        ] {
+            assert!(decode_hex(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(decode_hex("\\x7f 45"), Ok(vec![0x7f, 0x45]));
+        let table = EMBEDDED_TABLE.replacen("magic = \"7f454c46", "magic = \"7\u{fffd}454c46", 1);
+        let e = ArchTable::parse(&table, "t").expect_err("refused");
+        assert!(e.to_string().contains("no hex digit"), "{e}");
     }
 }
