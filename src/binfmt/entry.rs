@@ -2,7 +2,25 @@
 
 use std::path::Path;
 
-use crate::arch::{decode_hex, rule_matches};
+use crate::arch::rule_matches;
+
+/// Flags as the kernel prints them: a subsequence of `POCF`.
+fn is_kernel_flags(flags: &str) -> bool {
+    let mut order = "POCF".chars();
+    flags.chars().all(|c| order.any(|o| o == c))
+}
+
+/// Magic and mask as the kernel prints them: 1 to 256 bytes in lower-case hex, nothing else.
+fn kernel_hex(s: &str) -> Result<Vec<u8>, String> {
+    let ok = !s.is_empty()
+        && s.len() % 2 == 0
+        && s.len() <= 2 * super::BINPRM_BUF_SIZE
+        && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !ok {
+        return Err(format!("'{}' is not the kernel's hex", s.escape_debug()));
+    }
+    crate::arch::decode_hex(s)
+}
 
 /// A magic rule's offset, magic and (full) mask.
 pub type MagicRule<'a> = (usize, &'a [u8], std::borrow::Cow<'a, [u8]>);
@@ -70,7 +88,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Parse the kernel's entry file:
+    /// Parse the kernel's entry file, which has exactly this shape:
     /// ```text
     /// enabled
     /// interpreter /usr/bin/qemu-aarch64-static
@@ -79,53 +97,76 @@ impl Entry {
     /// magic 7f454c46…
     /// mask ffffffff…
     /// ```
-    /// or `extension .ext` in place of offset/magic/mask.
+    /// with `mask` only when one was registered, or `extension .ext` in place of
+    /// offset/magic/mask.
+    ///
+    /// Strictly: the interpreter (and an extension) may hold any byte but NUL and the
+    /// delimiter, newlines included, so whoever registers an entry can make its file show
+    /// extra lines. Every line must be the kernel's, in the kernel's order, or the file is
+    /// refused: a line smuggled in through the interpreter shifts the kernel's own lines out
+    /// of place, and cannot pass for them.
     pub fn parse(name: &str, text: &str) -> Result<Entry, String> {
-        let mut lines = text.lines();
-        let enabled = match lines.next().map(str::trim) {
+        let Some(body) = text.strip_suffix('\n') else {
+            return Err("does not end in a newline".into());
+        };
+        let lines: Vec<&str> = body.split('\n').collect();
+        let field = |i: usize, key: &str| -> Result<&str, String> {
+            let line = lines
+                .get(i)
+                .ok_or_else(|| format!("line {} ({key}) is missing", i + 1))?;
+            line.strip_prefix(key)
+                .ok_or_else(|| format!("line {} is not '{key}…'", i + 1))
+        };
+        let enabled = match lines.first().copied() {
             Some("enabled") => true,
             Some("disabled") => false,
             other => return Err(format!("first line is {other:?}, not enabled/disabled")),
         };
-        let mut interpreter = None;
-        let mut flags = None;
-        let mut offset = None;
-        let mut magic = None;
-        let mut mask = None;
-        let mut extension = None;
-        for line in lines {
-            let (key, value) = line.split_once([' ', ':']).unwrap_or((line, ""));
-            let value = value.trim_start_matches(':').trim();
-            match key {
-                "interpreter" => interpreter = Some(value.to_string()),
-                "flags" => flags = Some(value.to_string()),
-                "offset" => {
-                    offset = Some(
-                        value
-                            .parse::<usize>()
-                            .map_err(|_| format!("offset '{value}' is not a number"))?,
-                    )
-                }
-                "magic" => magic = Some(decode_hex(value)?),
-                "mask" => mask = Some(decode_hex(value)?),
-                "extension" => extension = Some(value.trim_start_matches('.').to_string()),
-                _ => {}
-            }
+        let interpreter = field(1, "interpreter ")?;
+        let flags = field(2, "flags: ")?;
+        if !is_kernel_flags(flags) {
+            return Err(format!(
+                "flags '{}' are not the kernel's",
+                flags.escape_debug()
+            ));
         }
-        let rule = match (extension, magic) {
-            (Some(ext), _) => Rule::Extension(ext),
-            (None, Some(magic)) => Rule::Magic {
-                offset: offset.unwrap_or(0),
-                magic,
-                mask,
-            },
-            (None, None) => return Err("neither magic nor extension".into()),
+        let (rule, used) = if let Ok(ext) = field(3, "extension .") {
+            (Rule::Extension(ext.to_string()), 4)
+        } else {
+            let offset = field(3, "offset ")?;
+            let offset = offset
+                .parse::<usize>()
+                .ok()
+                .filter(|o| *o < super::BINPRM_BUF_SIZE && !offset.starts_with('+'))
+                .ok_or_else(|| format!("offset '{}' is not the kernel's", offset.escape_debug()))?;
+            let magic = kernel_hex(field(4, "magic ")?)?;
+            let (mask, used) = match field(5, "mask ") {
+                Ok(m) => (Some(kernel_hex(m)?), 6),
+                Err(_) => (None, 5),
+            };
+            if mask.as_ref().is_some_and(|m| m.len() != magic.len()) {
+                return Err("mask and magic differ in length".into());
+            }
+            (
+                Rule::Magic {
+                    offset,
+                    magic,
+                    mask,
+                },
+                used,
+            )
         };
+        if lines.len() != used {
+            return Err(format!(
+                "{} lines where the kernel writes {used} (a newline inside the interpreter or extension?)",
+                lines.len()
+            ));
+        }
         Ok(Entry {
             name: name.to_string(),
             enabled,
-            interpreter: interpreter.ok_or("no interpreter line")?,
-            flags: flags.unwrap_or_default(),
+            interpreter: interpreter.to_string(),
+            flags: flags.to_string(),
             rule,
         })
     }
@@ -187,5 +228,40 @@ mod tests {
         assert!(Entry::parse("x", "enabled\nflags: F\n").is_err());
         assert!(Entry::parse("x", "maybe\n").is_err());
         assert!(Entry::parse("x", "enabled\ninterpreter /a\noffset zz\nmagic 00\n").is_err());
+        assert!(
+            Entry::parse(
+                "x",
+                "enabled\ninterpreter /a\nflags: FP\noffset 0\nmagic 00\n"
+            )
+            .is_err(),
+            "flags out of the kernel's order"
+        );
+        assert!(
+            Entry::parse(
+                "x",
+                "enabled\ninterpreter /a\nflags: \noffset 0\nmagic 0g\n"
+            )
+            .is_err()
+        );
+    }
+
+    /// Measured on 6.18: the kernel takes a newline inside the interpreter and shows it as is,
+    /// so an entry registered as `:evil:M::\x50\x51::/x\nextension .foo\noffset zz:` lists
+    /// these lines. Read leniently they either broke every command that reads binfmt_misc
+    /// (`offset zz`) or passed for an extension rule with interpreter `/x`.
+    #[test]
+    fn regression_lines_smuggled_through_the_interpreter_are_refused() {
+        for text in [
+            "enabled\ninterpreter /x\nextension .foo\noffset zz\nflags: \noffset 0\nmagic 5051\n",
+            "enabled\ninterpreter /x\nextension .foo\nflags: \noffset 0\nmagic 5051\n",
+            // Posing as ours: the kernel's real interpreter is "/evil\ninterpreter /usr/bin/…".
+            "enabled\ninterpreter /evil\ninterpreter /usr/bin/qemu-aarch64-static\nflags: F\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n",
+            // A mask smuggled into a mask-less rule, then the kernel's own lines.
+            "enabled\ninterpreter /x\nflags: \noffset 0\nmagic 00\nmask 00\nflags: \noffset 0\nmagic 5051\n",
+            // An extension with a newline in it.
+            "enabled\ninterpreter /z\nflags: \nextension .fo\no\n",
+        ] {
+            assert!(Entry::parse("evil", text).is_err(), "{text:?}");
+        }
     }
 }

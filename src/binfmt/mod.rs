@@ -62,6 +62,29 @@ pub struct Snapshot {
     pub enabled: bool,
     /// Entries newest first: the order the kernel tries them.
     pub entries: Vec<Entry>,
+    /// Entries whose file is not in the kernel's format (an interpreter path with a newline
+    /// in it, registered by someone else): listed, never trusted, never touched.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// An entry that is there but could not be read as the kernel's format.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Unreadable {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Entry files are a few hundred bytes (the whole register string is at most 1920).
+const MAX_ENTRY_FILE: usize = 16 * 1024;
+
+/// Read a binfmt_misc control or entry file: a regular file, at most MAX_ENTRY_FILE bytes
+/// (`--binfmt-dir` may name any directory, holding a FIFO or a device).
+pub(crate) fn read_control(path: &Path) -> std::io::Result<String> {
+    use crate::fileio::{Follow, OpenError, read_text};
+    read_text(path, Follow::NotLast, MAX_ENTRY_FILE).map_err(|e| match e {
+        OpenError::Io(e) => e,
+        OpenError::NotRegular(what) => std::io::Error::other(format!("is {what}")),
+    })
 }
 
 impl Registry {
@@ -135,7 +158,7 @@ impl Registry {
     /// no entries": that is what a host without binfmt_misc looks like.
     pub fn snapshot(&self) -> Result<Snapshot, BinfmtError> {
         let status_path = self.dir.join("status");
-        let status = match std::fs::read_to_string(&status_path) {
+        let status = match read_control(&status_path) {
             Ok(s) => Some(s),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
@@ -146,13 +169,10 @@ impl Registry {
             }
         };
         let Some(status) = status else {
-            return Ok(Snapshot {
-                mounted: false,
-                enabled: false,
-                entries: Vec::new(),
-            });
+            return Ok(Snapshot::empty());
         };
         let mut entries = Vec::new();
+        let mut unreadable = Vec::new();
         // The kernel lists binfmt_misc entries newest first (measured on 6.18: registering
         // zz, aa, mm, bb lists bb, mm, aa, zz), and tries them in that same order.
         let dir = std::fs::read_dir(&self.dir).map_err(|source| BinfmtError::ReadDir {
@@ -169,27 +189,47 @@ impl Registry {
                 continue;
             }
             let path = item.path();
-            let text = match std::fs::read_to_string(&path) {
+            let text = match read_control(&path) {
                 Ok(t) => t,
                 // Removed between readdir and read by another process: not an entry any more.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(BinfmtError::ReadEntry { path, source }),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(BinfmtError::ReadEntry { path, source: e });
+                }
+                Err(e) => {
+                    unreadable.push(Unreadable {
+                        name,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
             };
-            let entry = Entry::parse(&name, &text).map_err(|reason| BinfmtError::Parse {
-                path: path.clone(),
-                reason,
-            })?;
-            entries.push(entry);
+            // One hostile entry must not stop every command that reads binfmt_misc.
+            match Entry::parse(&name, &text) {
+                Ok(entry) => entries.push(entry),
+                Err(reason) => unreadable.push(Unreadable { name, reason }),
+            }
         }
         Ok(Snapshot {
             mounted: true,
             enabled: status.trim() == "enabled",
             entries,
+            unreadable,
         })
     }
 }
 
 impl Snapshot {
+    /// No binfmt_misc: nothing mounted, no entries.
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            mounted: false,
+            enabled: false,
+            entries: Vec::new(),
+            unreadable: Vec::new(),
+        }
+    }
+
     /// The entry the kernel would hand `path` (whose first bytes are `head`) to: the newest
     /// enabled entry that matches. `None` when nothing matches or the instance is disabled.
     pub fn handler_for(&self, path: &Path, head: &[u8]) -> Option<&Entry> {

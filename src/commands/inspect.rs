@@ -21,11 +21,7 @@ pub fn run(global: &GlobalArgs, args: &InspectArgs) -> Result<Exit, Failure> {
         messages::warn(&format!(
             "{e}; judging runnability without binfmt_misc handlers"
         ));
-        crate::binfmt::Snapshot {
-            mounted: false,
-            enabled: false,
-            entries: Vec::new(),
-        }
+        crate::binfmt::Snapshot::empty()
     });
     let inspector = Inspector::new(&table, Host::detect(&table), snapshot);
 

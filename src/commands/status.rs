@@ -18,6 +18,9 @@ struct Status {
     supported: Vec<String>,
     emulators: Vec<String>,
     entries: Vec<EntryView>,
+    /// Entries whose file is not in the kernel's format (see `Entry::parse`): named, with
+    /// the reason, and otherwise ignored.
+    unreadable: Vec<crate::binfmt::Unreadable>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,6 +73,7 @@ pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
 }
 
 fn gather(table: &ArchTable, host: Host, registry: &Registry, snap: Snapshot) -> Status {
+    let snap_unreadable = snap.unreadable.clone();
     let entries: Vec<EntryView> = snap.entries.iter().map(|e| view(table, e)).collect();
     let mount = Mount {
         path: registry.dir().display().to_string(),
@@ -105,6 +109,7 @@ fn gather(table: &ArchTable, host: Host, registry: &Registry, snap: Snapshot) ->
         supported,
         emulators: entries.iter().map(|e| e.name.clone()).collect(),
         entries,
+        unreadable: snap_unreadable,
     }
 }
 
@@ -170,7 +175,7 @@ fn print_human(s: &Status) {
     let m = &s.binfmt_misc;
     messages::out(&format!(
         "binfmt_misc: {} ({}{})",
-        m.path,
+        printable(&m.path),
         if m.mounted { "mounted" } else { "not mounted" },
         if m.mounted {
             if m.enabled { ", enabled" } else { ", DISABLED" }
@@ -180,6 +185,13 @@ fn print_human(s: &Status) {
     ));
     messages::out(&format!("native:     {}", s.native.join(",")));
     messages::out(&format!("supported:  {}", s.supported.join(",")));
+    for u in &s.unreadable {
+        messages::warn(&format!(
+            "entry {} is not in the kernel's format: {}",
+            printable(&u.name),
+            printable(&u.reason)
+        ));
+    }
     if s.entries.is_empty() {
         messages::out("entries:    none");
         return;
