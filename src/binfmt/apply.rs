@@ -10,15 +10,20 @@ use serde::Serialize;
 use super::Registry;
 use super::entry::Entry;
 use super::rule::{Registration, from_entry};
+use crate::emulator::Pin;
 
 /// One step of a plan.
 #[derive(Debug, Clone)]
 pub enum Step {
     /// Nothing there yet.
-    Register(Registration),
+    Register(Registration, Option<Pin>),
     /// Entries there now that give way: ours that differs, and other owners' overlapping
     /// entries the user asked to replace.
-    Replace { old: Vec<Entry>, new: Registration },
+    Replace {
+        old: Vec<Entry>,
+        new: Registration,
+        pin: Option<Pin>,
+    },
     /// Already exactly as wanted.
     Unchanged(String),
 }
@@ -73,14 +78,14 @@ pub fn apply(registry: &Registry, steps: &[Step], mut report: Report) -> Report 
                 report.unchanged.push(name.clone());
                 Ok(())
             }
-            Step::Register(new) => {
-                converge(registry, new, &[], &mut undo).map(|outcome| match outcome {
+            Step::Register(new, pin) => {
+                converge(registry, new, &[], pin.as_ref(), &mut undo).map(|outcome| match outcome {
                     Outcome::Made => report.installed.push(new.name.clone()),
                     Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
                 })
             }
-            Step::Replace { old, new } => {
-                converge(registry, new, old, &mut undo).map(|outcome| match outcome {
+            Step::Replace { old, new, pin } => {
+                converge(registry, new, old, pin.as_ref(), &mut undo).map(|outcome| match outcome {
                     Outcome::Made => report.replaced.push(new.name.clone()),
                     Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
                 })
@@ -91,7 +96,7 @@ pub fn apply(registry: &Registry, steps: &[Step], mut report: Report) -> Report 
                 is_permission(&e) && report.installed.is_empty() && report.replaced.is_empty();
             report.failed = Some(Failed {
                 name: match step {
-                    Step::Register(r) | Step::Replace { new: r, .. } => r.name.clone(),
+                    Step::Register(r, _) | Step::Replace { new: r, .. } => r.name.clone(),
                     Step::Unchanged(n) => n.clone(),
                 },
                 error: describe(&e, registry),
@@ -111,12 +116,17 @@ enum Outcome {
 }
 
 /// Make the entry for `new` exist exactly, removing `old` entries of other names first.
+/// `pin`, when given, is the interpreter as it was checked: it must still be that file just
+/// before the write and just after it (the kernel opens an `F` interpreter during the write),
+/// or the entry is taken out again.
 fn converge(
     registry: &Registry,
     new: &Registration,
     old: &[Entry],
+    pin: Option<&Pin>,
     undo: &mut Vec<Undo>,
 ) -> std::io::Result<Outcome> {
+    let verify = || pin.map_or(Ok(()), |p| p.verify().map_err(std::io::Error::other));
     for old in old.iter().filter(|o| o.name != new.name) {
         remove_recording(registry, old, undo)?;
     }
@@ -126,9 +136,15 @@ fn converge(
             Some(e) => remove_recording(registry, &e, undo)?,
             None => {}
         }
+        verify()?;
+        #[cfg(debug_assertions)]
+        pause_for_tests(&new.name);
         match registry.register(new) {
             Ok(()) => {
                 undo.push(Undo::Remove(new.name.clone()));
+                // Made with whatever the path named during the write: if that was not the
+                // checked file, the rollback takes the entry out again.
+                verify()?;
                 return Ok(Outcome::Made);
             }
             // Another process registered the name between our read and our write: look again.
@@ -153,8 +169,12 @@ fn remove_recording(registry: &Registry, e: &Entry, undo: &mut Vec<Undo>) -> std
 }
 
 fn current(registry: &Registry, name: &str) -> std::io::Result<Option<Entry>> {
-    match std::fs::read_to_string(registry.dir().join(name)) {
-        Ok(text) => Ok(Entry::parse(name, &text).ok()),
+    match super::read_control(&registry.dir().join(name)) {
+        Ok(text) => Entry::parse(name, &text).map(Some).map_err(|reason| {
+            std::io::Error::other(format!(
+                "entry {name} is there but not in the kernel's format ({reason}); left alone"
+            ))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -192,5 +212,22 @@ fn describe(e: &std::io::Error, registry: &Registry) -> String {
         )
     } else {
         format!("{}: {e}", register.display())
+    }
+}
+
+/// Tests only (debug builds): with `BINFMT_SETUP_TEST_PAUSE_DIR` set, stop just before each
+/// write to `register`, announce it with `<dir>/<entry>.ready`, and go on when `<dir>/<entry>.go`
+/// appears (or after 30 s), so a test can change the interpreter or kill the process there.
+#[cfg(debug_assertions)]
+fn pause_for_tests(name: &str) {
+    let Some(dir) = std::env::var_os("BINFMT_SETUP_TEST_PAUSE_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let _ = std::fs::write(dir.join(format!("{name}.ready")), b"");
+    let go = dir.join(format!("{name}.go"));
+    let start = std::time::Instant::now();
+    while !go.exists() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

@@ -142,7 +142,7 @@ pub fn plan<'t>(
             .iter()
             .zip(p_answers)
             .any(|((k, _, _), yes)| *k == key && *yes);
-        let next = plan_one(arch, &path, opts, preserve)?;
+        let next = plan_one(arch, &path, opts, host, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
         if let Some(other) = planned.iter().find(|p| {
@@ -239,6 +239,7 @@ fn plan_one<'t>(
     arch: &'t Arch,
     path: &Path,
     opts: &Options,
+    host: &Host,
     preserve_argv0: bool,
 ) -> Result<Planned<'t>, String> {
     let emu = emulator::check(path, opts.fix_binary).map_err(|e| format!("{}: {e}", arch.name))?;
@@ -259,15 +260,33 @@ fn plan_one<'t>(
     if opts.fix_binary {
         flags.push('F');
     }
+    if emu.path != path {
+        tracing::info!(
+            "{}: interpreter {} is a symlink; registering its target {}",
+            arch.name,
+            path.display(),
+            emu.path.display()
+        );
+    }
     let reg = Registration {
         name: arch.entry_name().unwrap_or_default(),
         offset: 0,
         magic: arch.magic.clone(),
         mask: arch.mask.clone(),
-        interpreter: path.display().to_string(),
+        interpreter: emu.path.display().to_string(),
         flags,
     };
     reg.validate().map_err(|e| format!("{}: {e}", arch.name))?;
+    // The rule must not take the host's own programs: every native exec would go to QEMU.
+    if let Some(what) = host_programs(host).iter().find_map(|(what, head)| {
+        rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(head)).then_some(what)
+    }) {
+        return Err(format!(
+            "the rule for {} would match {what}: every native program would be sent to {} (fix the architecture table)",
+            arch.name,
+            emu.path.display()
+        ));
+    }
     // The rule must not take its own interpreter: every exec would loop (ELOOP).
     if rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(&emu.head)) {
         return Err(format!(
@@ -281,4 +300,33 @@ fn plan_one<'t>(
         reg,
         emulator: emu,
     })
+}
+
+/// Heads of programs the host runs natively, which no rule of ours may match: this very
+/// binary, and an executable and a position-independent program of the host's architecture
+/// as its kernel runs them (built from the table, so a custom `--arch-table` row that copies
+/// the host's magic under another name is caught too).
+fn host_programs(host: &Host) -> Vec<(String, Vec<u8>)> {
+    let mut heads = Vec::new();
+    if let Ok((file, _)) =
+        crate::fileio::open_regular(Path::new("/proc/self/exe"), crate::fileio::Follow::Yes)
+    {
+        if let Ok(head) = crate::fileio::read_prefix(&file, super::BINPRM_BUF_SIZE) {
+            heads.push(("this program (binfmt-setup itself)".to_string(), head));
+        }
+    }
+    let table = crate::arch::ArchTable::embedded();
+    if let Some(a) = host.arch.as_deref().and_then(|h| table.find(h)) {
+        let image = crate::probe::elf_image(a, &[]);
+        for (e_type, what) in [(2u16, "executables"), (3, "position-independent programs")] {
+            let mut h = image.clone();
+            let bytes = match a.endian {
+                crate::arch::Endian::Little => e_type.to_le_bytes(),
+                crate::arch::Endian::Big => e_type.to_be_bytes(),
+            };
+            h[16..18].copy_from_slice(&bytes);
+            heads.push((format!("the host's own {} {what}", a.name), h));
+        }
+    }
+    heads
 }

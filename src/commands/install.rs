@@ -48,7 +48,34 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
         skipped,
         ..Report::default()
     };
-    for Planned { arch, reg, .. } in planned {
+    for u in snap
+        .unreadable
+        .iter()
+        .filter(|u| !planned.iter().any(|p| p.reg.name == u.name))
+    {
+        messages::warn(&format!(
+            "entry {} is not in the kernel's format ({}); it was not checked for overlap",
+            printable(&u.name),
+            printable(&u.reason)
+        ));
+    }
+    for Planned {
+        arch,
+        reg,
+        emulator,
+    } in planned
+    {
+        let pin = Some(emulator.pin);
+        if let Some(u) = snap.unreadable.iter().find(|u| u.name == reg.name) {
+            report.skipped.push(Skipped {
+                arch: arch.name.clone(),
+                reason: format!(
+                    "an entry named {} is there but not in the kernel's format ({}); left alone (uninstall --name {} removes it)",
+                    u.name, u.reason, u.name
+                ),
+            });
+            continue;
+        }
         let existing = snap.find(&reg.name);
         let foreign: Vec<_> = snap
             .entries
@@ -74,10 +101,10 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
             Some(e) if reg.same_as(e) && old.is_empty() => Step::Unchanged(reg.name.clone()),
             Some(e) => {
                 old.push(e.clone());
-                Step::Replace { old, new: reg }
+                Step::Replace { old, new: reg, pin }
             }
-            None if old.is_empty() => Step::Register(reg),
-            None => Step::Replace { old, new: reg },
+            None if old.is_empty() => Step::Register(reg, pin),
+            None => Step::Replace { old, new: reg, pin },
         });
     }
 
@@ -136,7 +163,7 @@ fn print_dry_run(global: &GlobalArgs, steps: &[Step], report: &Report) -> Exit {
     let strings: Vec<String> = steps
         .iter()
         .filter_map(|s| match s {
-            Step::Register(r) | Step::Replace { new: r, .. } => Some(r.register_string()),
+            Step::Register(r, _) | Step::Replace { new: r, .. } => Some(r.register_string()),
             Step::Unchanged(_) => None,
         })
         .collect();
@@ -151,7 +178,7 @@ fn print_dry_run(global: &GlobalArgs, steps: &[Step], report: &Report) -> Exit {
             messages::out(&printable(s));
         }
         for s in &report.skipped {
-            messages::warn(&format!("skip {}: {}", s.arch, s.reason));
+            messages::warn(&format!("skip {}: {}", s.arch, printable(&s.reason)));
         }
     }
     Exit::Success
@@ -168,10 +195,10 @@ fn print_report(r: &Report) {
         messages::out(&format!("unchanged  {n}"));
     }
     for s in &r.skipped {
-        messages::out(&format!("skipped    {}: {}", s.arch, s.reason));
+        messages::out(&format!("skipped    {}: {}", s.arch, printable(&s.reason)));
     }
     if let Some(f) = &r.failed {
-        messages::error(&format!("{}: {}", f.name, f.error));
+        messages::error(&format!("{}: {}", f.name, printable(&f.error)));
         if !r.rolled_back.is_empty() {
             messages::error(&format!(
                 "undid this run's changes: {}",
@@ -179,7 +206,10 @@ fn print_report(r: &Report) {
             ));
         }
         for e in &r.rollback_errors {
-            messages::error(&format!("could not undo {e}; run install again"));
+            messages::error(&format!(
+                "could not undo {}; run install again",
+                printable(e)
+            ));
         }
     }
 }
