@@ -16,26 +16,68 @@ pub fn set_quiet(quiet: bool) {
 pub fn out(line: &str) {
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth reporting.
-    let _ = writeln!(stdout, "{line}");
+    let _ = writeln!(stdout, "{}", terminal_safe(line));
 }
 
 /// The one JSON document of a `--json` run.
 pub fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => out(&text),
+        Ok(text) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", json_safe(&text));
+        }
         Err(e) => error(&format!("cannot encode JSON: {e}")),
     }
 }
 
+/// serde_json escapes the C0 controls but leaves DEL and the C1 controls (U+0080 to U+009F,
+/// among them U+009B, a one-character CSI to some terminals) as they are. They can only stand
+/// inside JSON strings, where `\u00XX` means the same character.
+fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let raw = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !text.chars().any(raw) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if raw(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 pub fn error(message: &str) {
-    eprintln!("binfmt-setup: error: {message}");
+    eprintln!("binfmt-setup: error: {}", terminal_safe(message));
 }
 
 pub fn warn(message: &str) {
     if QUIET.load(Ordering::Relaxed) {
         return;
     }
-    eprintln!("binfmt-setup: warning: {message}");
+    eprintln!("binfmt-setup: warning: {}", terminal_safe(message));
+}
+
+/// The last line of defence, applied to everything printed: every control character but the
+/// newline is escaped, so a name or path that reached a message unescaped still cannot send
+/// the terminal an escape sequence. (JSON escapes its own strings; its newlines are layout.)
+fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Make a path or name safe to print on a terminal: control characters are escaped, so a
@@ -57,6 +99,24 @@ pub fn printable(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn json_escapes_del_and_c1_controls_and_stays_json() {
+        let text = serde_json::to_string(&"a\u{9b}2J\u{7f}b").expect("encode");
+        let safe = super::json_safe(&text);
+        assert!(!safe.chars().any(char::is_control), "{safe}");
+        let back: String = serde_json::from_str(&safe).expect("still JSON");
+        assert_eq!(back, "a\u{9b}2J\u{7f}b");
+    }
+
+    #[test]
+    fn every_message_is_terminal_safe() {
+        assert_eq!(
+            super::terminal_safe("a\x1b]0;pwned\x07\nb"),
+            "a\\u{1b}]0;pwned\\u{7}\nb"
+        );
+        assert_eq!(super::terminal_safe("plain\nlines"), "plain\nlines");
+    }
+
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(super::printable("a\x1b[2Jb\n"), "a\\u{1b}[2Jb\\n");

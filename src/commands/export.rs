@@ -209,6 +209,6 @@ fn print_report(r: &Report) {
         }
     }
     for s in &r.skipped {
-        messages::warn(&format!("skip {}: {}", s.arch, s.reason));
+        messages::warn(&format!("skip {}: {}", s.arch, printable(&s.reason)));
     }
 }

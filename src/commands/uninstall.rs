@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::binfmt::Registry;
 use crate::cli::{GlobalArgs, UninstallArgs};
 use crate::error::{Exit, Failure};
-use crate::messages;
+use crate::messages::{self, printable};
 
 #[derive(Debug, Default, Serialize)]
 struct Report {
@@ -61,10 +61,10 @@ pub fn run(global: &GlobalArgs, args: &UninstallArgs) -> Result<Exit, Failure> {
         messages::json(&report);
     } else {
         for n in &report.removed {
-            messages::out(&format!("removed  {n}"));
+            messages::out(&format!("removed  {}", printable(n)));
         }
         for n in &report.absent {
-            messages::out(&format!("absent   {n}"));
+            messages::out(&format!("absent   {}", printable(n)));
         }
     }
     Ok(Exit::Success)
