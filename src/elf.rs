@@ -118,8 +118,38 @@ impl ElfInfo {
     }
 }
 
+/// Where ELF bytes come from: a file read with positional reads, or bytes already in memory
+/// (fuzzing, tar members). Every read names its offset and size; nothing streams.
+pub trait Source {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl Source for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl Source for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
+        let bytes = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Read an ELF held in memory.
+pub fn read_bytes(data: &[u8]) -> Result<ElfInfo, ElfError> {
+    let head = &data[..data.len().min(crate::format::HEAD_BYTES)];
+    read(data, head, data.len() as u64)
+}
+
 /// Read the ELF at `file` (whose first bytes are `head`).
-pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+pub fn read<S: Source + ?Sized>(file: &S, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
     let need = match head.get(header::EI_CLASS) {
         Some(&header::ELFCLASS32) => header::header32::SIZEOF_EHDR,
         Some(&header::ELFCLASS64) => header::header64::SIZEOF_EHDR,
@@ -225,12 +255,12 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
 }
 
 /// Bounded positional reads.
-struct Reader<'a> {
-    file: &'a File,
+struct Reader<'a, S: ?Sized> {
+    file: &'a S,
     len: u64,
 }
 
-impl Reader<'_> {
+impl<S: Source + ?Sized> Reader<'_, S> {
     fn bytes(&self, offset: u64, size: u64, what: &str) -> Result<Vec<u8>, ElfError> {
         let end = offset
             .checked_add(size)
