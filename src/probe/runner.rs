@@ -53,10 +53,13 @@ impl RunDir {
     /// A new directory under the system temp dir, 0755 so a child in another user namespace
     /// (where our uid is unmapped) can still reach the files through the "other" bits.
     pub fn new(prefix: &str) -> std::io::Result<RunDir> {
+        use std::os::unix::fs::DirBuilderExt;
         let base = std::env::temp_dir();
         for n in 0..100u32 {
             let path = base.join(format!("{prefix}-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&path) {
+            // Made 0755 at once: created 0777 and chmodded after, a umask of 0 would leave a
+            // moment in which anyone could plant a symlink where a probe is then written.
+            match std::fs::DirBuilder::new().mode(0o755).create(&path) {
                 Ok(()) => {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
                     return Ok(RunDir { path });
@@ -75,11 +78,20 @@ impl RunDir {
         &self.path
     }
 
-    /// Write an executable file into the directory.
+    /// Write a new executable file into the directory: never through a symlink, never over
+    /// a file already there.
     pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let p = self.path.join(name);
-        std::fs::write(&p, bytes)?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&p)?;
+        f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
         Ok(p)
     }
 }
@@ -280,4 +292,24 @@ fn enter_root(root: &std::ffi::CStr) -> std::io::Result<()> {
     }
     nix::unistd::chdir(c"/").map_err(std::io::Error::from)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Probes are written as root: a name planted in the run directory (a symlink to
+    /// /etc/passwd) must make the write fail, not redirect it.
+    #[test]
+    fn probes_are_never_written_through_a_planted_symlink() {
+        let dir = RunDir::new("binfmt-setup-unit").expect("run dir");
+        let mode = std::fs::metadata(dir.path()).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let victim = tempfile::NamedTempFile::new().expect("victim");
+        std::os::unix::fs::symlink(victim.path(), dir.path().join("probe")).expect("plant");
+        assert!(dir.write("probe", b"\x7fELF").is_err());
+        assert_eq!(std::fs::read(victim.path()).expect("read").len(), 0);
+        let p = dir.write("other", b"\x7fELF").expect("a new name is written");
+        assert_eq!(std::fs::read(p).expect("read"), b"\x7fELF");
+    }
 }
