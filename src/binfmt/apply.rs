@@ -216,15 +216,19 @@ fn describe(e: &std::io::Error, registry: &Registry) -> String {
 }
 
 /// Tests only (debug builds): with `BINFMT_SETUP_TEST_PAUSE_DIR` set, stop just before each
-/// write to `register`, announce it with `<dir>/<entry>.ready`, and go on when `<dir>/<entry>.go`
-/// appears (or after 30 s), so a test can change the interpreter or kill the process there.
+/// write to `register`, announce it with `<dir>/<entry>.ready` (holding this process's id),
+/// and go on when `<dir>/<entry>.go` appears (or after 30 s), so a test can change the
+/// interpreter or kill the process there.
 #[cfg(debug_assertions)]
 fn pause_for_tests(name: &str) {
     let Some(dir) = std::env::var_os("BINFMT_SETUP_TEST_PAUSE_DIR") else {
         return;
     };
     let dir = std::path::PathBuf::from(dir);
-    let _ = std::fs::write(dir.join(format!("{name}.ready")), b"");
+    let _ = std::fs::write(
+        dir.join(format!("{name}.ready")),
+        std::process::id().to_string(),
+    );
     let go = dir.join(format!("{name}.go"));
     let start = std::time::Instant::now();
     while !go.exists() && start.elapsed() < std::time::Duration::from_secs(30) {

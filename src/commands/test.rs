@@ -268,7 +268,12 @@ fn exec_failure(
             } else if !snap.enabled {
                 format!("binfmt_misc is disabled (its status is 0), so no handler runs {} programs (echo 1 > …/status)", a.name)
             } else if let Some(e) = snap.matching(path, &job.image).first() {
-                format!("its handler {} is disabled (echo 1 > …/{})", e.name, e.name)
+                if e.enabled {
+                    // Enabled when binfmt_misc was read, gone or off when the probe ran.
+                    format!("no handler for {} in binfmt_misc by the time the probe ran: {} was removed or disabled meanwhile ({fix})", a.name, e.name)
+                } else {
+                    format!("its handler {} is disabled (echo 1 > …/{})", e.name, e.name)
+                }
             } else {
                 format!("no handler for {} in binfmt_misc: exec gives Exec format error ({fix})", a.name)
             }

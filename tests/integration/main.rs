@@ -3,6 +3,7 @@
 
 mod diagnose;
 mod export;
+mod harden;
 mod inspect;
 mod install;
 mod isolation;
