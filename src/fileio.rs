@@ -9,7 +9,7 @@
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::fcntl::{OFlag, ResolveFlag};
@@ -40,23 +40,6 @@ pub enum OpenError {
 impl OpenError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, OpenError::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
-    }
-}
-
-/// What a non-regular file is, in words.
-pub fn kind_words(ft: std::fs::FileType) -> &'static str {
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
     }
 }
 
@@ -179,6 +162,36 @@ mod tests {
             read_text(Path::new("/dev/zero"), Follow::Yes, 10),
             Err(OpenError::NotRegular(_))
         ));
+    }
+
+    /// Opening a FIFO for reading, even non-blocking, is seen by the other side: a writer
+    /// blocked in open(2) wakes up. Looking at one through O_PATH is not.
+    #[test]
+    fn a_fifo_is_not_opened_at_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            // Blocks until some reader opens the FIFO.
+            let f = std::fs::OpenOptions::new().write(true).open(&writer_path);
+            let _ = tx.send(());
+            f.is_ok()
+        });
+        assert!(open_regular(&fifo, Follow::Yes).is_err());
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the FIFO was opened: its writer woke up"
+        );
+        // Let the writer go.
+        let _reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open reader");
+        assert!(writer.join().expect("writer"));
     }
 
     #[test]
