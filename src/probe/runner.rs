@@ -303,13 +303,18 @@ mod tests {
     #[test]
     fn probes_are_never_written_through_a_planted_symlink() {
         let dir = RunDir::new("binfmt-setup-unit").expect("run dir");
-        let mode = std::fs::metadata(dir.path()).expect("stat").permissions().mode();
+        let mode = std::fs::metadata(dir.path())
+            .expect("stat")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
         let victim = tempfile::NamedTempFile::new().expect("victim");
         std::os::unix::fs::symlink(victim.path(), dir.path().join("probe")).expect("plant");
         assert!(dir.write("probe", b"\x7fELF").is_err());
         assert_eq!(std::fs::read(victim.path()).expect("read").len(), 0);
-        let p = dir.write("other", b"\x7fELF").expect("a new name is written");
+        let p = dir
+            .write("other", b"\x7fELF")
+            .expect("a new name is written");
         assert_eq!(std::fs::read(p).expect("read"), b"\x7fELF");
     }
 }
