@@ -179,6 +179,8 @@ mod tests {
             let _ = tx.send(());
             f.is_ok()
         });
+        // Give the writer time to block in open(2).
+        std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(open_regular(&fifo, Follow::Yes).is_err());
         assert!(
             rx.recv_timeout(std::time::Duration::from_millis(300))
