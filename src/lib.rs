@@ -6,6 +6,7 @@ pub mod arch;
 pub mod binfmt;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod elf;
 pub mod emulator;
 pub mod error;
