@@ -15,3 +15,5 @@ pub mod inspect;
 pub mod messages;
 pub mod namespace;
 pub mod probe;
+pub mod sandbox;
+pub mod signals;

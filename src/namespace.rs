@@ -50,6 +50,104 @@ pub fn enter_private_instance() -> io::Result<()> {
     Ok(())
 }
 
+/// Make the calling process root of a new user namespace (the caller's uid and gid mapped to
+/// 0, so any user can do it) with a new mount namespace and its own empty binfmt_misc at the
+/// usual path. The process must be single-threaded: the kernel refuses CLONE_NEWUSER
+/// otherwise (EINVAL), so success also proves it is.
+pub fn enter_rootless() -> Result<(), NamespaceError> {
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| unavailable("cannot create a user namespace", e.into()))?;
+    // An unprivileged process may map only its own ids, one line each, and must give up
+    // setgroups(2) before it may write gid_map (else it could drop a group that denies it
+    // access). As root on the host the same single mapping is enough.
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text)
+            .map_err(|e| unavailable(&format!("cannot write /proc/self/{file}"), e))
+    };
+    if std::path::Path::new("/proc/self/setgroups").exists() {
+        write("setgroups", "deny".into())?;
+    }
+    write("uid_map", format!("0 {uid} 1\n"))?;
+    write("gid_map", format!("0 {gid} 1\n"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| unavailable("cannot make mounts private", e.into()))?;
+    mount(
+        Some("binfmt_misc"),
+        DEFAULT_DIR,
+        Some("binfmt_misc"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| {
+        unavailable(
+            &format!("cannot mount binfmt_misc at {DEFAULT_DIR}"),
+            e.into(),
+        )
+    })?;
+    Ok(())
+}
+
+/// The error for a refused step, naming this kernel's version or the setting that turns user
+/// namespaces off when one of them is the cause.
+fn unavailable(what: &str, e: io::Error) -> NamespaceError {
+    NamespaceError::Unavailable(io::Error::new(
+        e.kind(),
+        format!("{what}: {e}{}", requirement_hint()),
+    ))
+}
+
+fn requirement_hint() -> String {
+    if let Some((release, version)) = kernel_release() {
+        if version < (6, 7) {
+            return format!("; this kernel is {release}");
+        }
+    }
+    let settings = [
+        (
+            "/proc/sys/user/max_user_namespaces",
+            "0",
+            "user.max_user_namespaces is 0",
+        ),
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "kernel.unprivileged_userns_clone is 0",
+        ),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns is 1)",
+        ),
+    ];
+    settings
+        .iter()
+        .find(|(file, off, _)| std::fs::read_to_string(file).is_ok_and(|s| s.trim() == *off))
+        .map(|(_, _, say)| format!("; {say}"))
+        .unwrap_or_default()
+}
+
+/// The kernel release string and its (major, minor).
+fn kernel_release() -> Option<(String, (u32, u32))> {
+    let release = nix::sys::utsname::uname()
+        .ok()?
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let version = (parts.next()?, parts.next()?);
+    Some((release, version))
+}
+
 /// Run `program args…` in a private instance and return its exit status.
 pub fn run_private(
     program: &std::path::Path,

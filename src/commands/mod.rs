@@ -1,8 +1,10 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
 mod export;
+mod init;
 mod inspect;
 mod install;
+mod run;
 mod status;
 mod uninstall;
 
@@ -18,6 +20,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Install(args) => install::run(&cli.global, args),
         Command::Uninstall(args) => uninstall::run(&cli.global, args),
         Command::Export(args) => export::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Init(args) => init::run(&cli.global, args),
     }
 }
 
