@@ -152,6 +152,8 @@ fn io_context(e: nix::errno::Errno, what: &str) -> io::Error {
 pub enum LookupError {
     #[error("{0}: command not found (looked in PATH {1})")]
     NotFound(String, String),
+    #[error("{0}: no such file")]
+    NoSuchFile(String),
     #[error("{0}: not an executable file")]
     NotExecutable(String),
 }
@@ -167,10 +169,7 @@ pub fn find_command(command: &OsStr, path: &OsStr) -> Result<PathBuf, LookupErro
     if command.as_bytes().contains(&b'/') {
         let p = PathBuf::from(command);
         return match std::fs::metadata(&p) {
-            Err(_) => Err(LookupError::NotFound(
-                shown,
-                "(not searched: a path)".into(),
-            )),
+            Err(_) => Err(LookupError::NoSuchFile(shown)),
             Ok(_) if is_program(&p) => Ok(p),
             Ok(_) => Err(LookupError::NotExecutable(shown)),
         };

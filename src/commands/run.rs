@@ -84,16 +84,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| sandbox::DEFAULT_PATH.into());
-    let program = sandbox::find_command(&args.command[0], &path).map_err(|e| {
+    let program = sandbox::find_command(&args.command[0], &path).map_err(|e: LookupError| {
         let inside = root
             .as_ref()
             .map(|r| format!(" inside {}", r.display()))
             .unwrap_or_default();
-        match e {
-            LookupError::NotFound(..) | LookupError::NotExecutable(_) => {
-                Failure::bad_input(anyhow!("{e}{inside}"))
-            }
-        }
+        Failure::bad_input(anyhow!("{e}{inside}"))
     })?;
     let argv: Vec<OsString> = args.command.clone();
     let running = sandbox::spawn(&program, &argv).map_err(|e| {

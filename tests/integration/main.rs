@@ -1,9 +1,13 @@
 //! Integration tests: the real binary, real fixtures, real kernel (private binfmt_misc
 //! instances only; the host's is read, never written).
 
+mod configs;
 mod export;
+mod fleet_util;
+mod init;
 mod inspect;
 mod install;
 mod isolation;
 mod mutate;
+mod run;
 mod util;
