@@ -440,10 +440,29 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
     }
 }
 
+/// What a file that is not a regular one is, in words: "a directory", "a FIFO", …
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Open a file and read its first bytes. The error names the path and what failed.
 /// Only regular files are read: opening is non-blocking so a FIFO cannot hang us.
 pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
@@ -452,20 +471,12 @@ pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("{} is {what}, not a program", path.display()));
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is {}, not a program",
+            path.display(),
+            file_kind(&meta)
+        ));
     }
     let mut head = Vec::with_capacity(HEAD_BYTES);
     (&file)
