@@ -32,6 +32,7 @@ done
 
 packages=(
 	qemu-user-static # the emulators binfmt-setup registers and the tests run
+	qemu-user        # dynamically linked emulators: diagnose's INTERPRETER_DYNAMIC test
 	file             # the peer `inspect` is benchmarked against
 	hyperfine        # benchmark timing
 	shellcheck       # lint for these scripts
@@ -68,7 +69,7 @@ if ((${#missing[@]})); then
 fi
 
 # Unpack (never install) peer packages into target/peers/root.
-peers=(binfmt-support)
+peers=(binfmt-support arch-test)
 peer_root=$root/target/peers/root
 peer_stamp=$root/target/peers/stamp
 if [[ "$(cat "$peer_stamp" 2>/dev/null)" != "${peers[*]}" ]]; then

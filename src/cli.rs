@@ -116,6 +116,36 @@ qemu-user-static ships in /usr/lib/binfmt.d. Nothing is registered and binfmt_mi
 read. Without --output the files are printed, each after a `# file: NAME` line.")]
     Export(ExportArgs),
 
+    /// Prove architectures run: execute each one's probe program through the kernel.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup test                      # every registered handler, plus the native arches
+  binfmt-setup test --arch arm64,riscv64
+  binfmt-setup test --binary ./build/server-arm64   # your own program, the same way
+
+Each probe is a static program of a few hundred bytes, generated for its architecture, that \
+prints a token and its argv[0] and exits 42. All run at once through a real exec, by default \
+as the only file of an empty chroot: only a handler with F (interpreter opened at \
+registration) can run it there, as inside a container. Levels: 0 it ran, 1 it echoed its \
+token, 2 it also kept its own argv[0] (a P handler, or native). A failure names its cause: \
+no handler (Exec format error), a handler without F (No such file or directory in the \
+chroot), an interpreter that is missing, crashes or exits early, or a timeout. Exit 1 when \
+any architecture asked for fails.")]
+    Test(TestArgs),
+
+    /// Print the platforms this host is proven to run, comma-separated (for buildx --platform).
+    #[command(after_help = "\
+Example:
+  docker buildx build --platform \"$(binfmt-setup platforms)\" .
+
+The list is what `test` proves with its default set: the host's own platform, those the \
+kernel runs itself, and every architecture whose handler passed its probe in an empty chroot.")]
+    Platforms,
+
+    /// Explain why a program will not run ("Exec format error" and its cousins), and the fix.
+    #[command(after_help = DIAGNOSE_HELP)]
+    Diagnose(DiagnoseArgs),
+
     /// Run a command with its own private binfmt_misc, as any user (Linux 6.7 or later).
     #[command(after_help = "\
 Examples:
@@ -218,6 +248,11 @@ pub struct HandlerArgs {
     /// for a root-owned interpreter that group and others cannot write.
     #[arg(long)]
     pub credential: bool,
+
+    /// Never add P. By default P (programs keep their own argv[0]) is added when a probe shows
+    /// the interpreter honours it.
+    #[arg(long)]
+    pub no_preserve_argv0: bool,
 }
 
 /// File formats `export` writes.
@@ -229,6 +264,28 @@ pub enum ExportFormat {
     Debian,
     /// The raw register strings, one per line.
     Register,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Architectures, comma-separated, or `all`. Default: every one a handler takes, plus the
+    /// host's own and those it runs natively.
+    #[arg(long, value_name = "LIST", conflicts_with = "binary")]
+    pub arch: Option<String>,
+
+    /// Run this program the same way instead of the probes (it passes when it runs and exits,
+    /// whatever its exit status).
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+
+    /// Seconds each program may take.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub timeout: f64,
+
+    /// Run from a temporary directory instead of an empty chroot (a handler without F then
+    /// passes too).
+    #[arg(long)]
+    pub no_chroot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +327,66 @@ pub struct InspectArgs {
     /// Fail (exit 1) unless every file is a program of this architecture or platform.
     #[arg(long, value_name = "ARCH")]
     pub expect: Option<String>,
+}
+
+const DIAGNOSE_HELP: &str = "\
+Examples:
+  binfmt-setup diagnose ./server
+  binfmt-setup diagnose --root ./rootfs /usr/local/bin/server --run
+  binfmt-setup diagnose python3 --json | jq -r .fix
+
+It follows exec's own steps (path and symlinks inside --root, noexec mounts, permission, \
+binfmt_misc: the newest enabled entry that matches, #! scripts, ELF loaders) and names the \
+first that fails. A script's interpreter, a handler's interpreter and a program's loader \
+are checked the same way.
+
+Cause codes (the user sees: Exec format error = ENOEXEC, No such file or directory = \
+ENOENT, Permission denied = EACCES):
+  OK                           it runs (natively, or through a handler)
+  NOT_FOUND                    no such file, no such command in PATH, or a dangling symlink
+  NOT_EXECUTABLE               no execute permission for you (EACCES)
+  NOEXEC_MOUNT                 it lies on a filesystem mounted noexec (EACCES)
+  NOT_A_BINARY                 a text file without #!, an object file, an empty file (ENOEXEC)
+  FOREIGN_OS                   a macOS, Windows or FreeBSD program
+  TRUNCATED                    an ELF cut short (ENOEXEC)
+  BINFMT_NOT_MOUNTED           a foreign program, and binfmt_misc is not mounted (ENOEXEC)
+  BINFMT_DISABLED              binfmt_misc is disabled as a whole (ENOEXEC)
+  NO_HANDLER                   a foreign program with no handler for its arch (ENOEXEC)
+  HANDLER_DISABLED             its handler exists but is disabled (ENOEXEC)
+  INTERPRETER_MISSING          the handler's interpreter does not exist (ENOENT)
+  INTERPRETER_NOT_IN_ROOT      a handler without F, its interpreter absent in --root (ENOENT)
+  INTERPRETER_DYNAMIC          the handler's QEMU is dynamically linked and its loader or
+                               libraries are absent in --root (ENOENT)
+  LOADER_MISSING               the program's loader (PT_INTERP) is absent (ENOENT, or QEMU's
+                               \"Could not open\")
+  SHEBANG_INTERPRETER_MISSING  the #! interpreter does not exist (ENOENT)
+  SHEBANG_CRLF                 the #! line ends in CR LF (Windows line endings)
+  UNSUPPORTED_ARCH             an architecture QEMU cannot emulate (ENOEXEC)
+  HOST_ABI_UNSUPPORTED         an ABI of this CPU the kernel was built without, e.g. x32
+
+--run also executes it (a plain execve, stdin from /dev/null, chrooted into --root, which \
+needs root) and prints the real result beside the prediction. Exit 0 when it will run, 1 when \
+a cause is found or the run disagrees, 2 for bad input, 3 when chroot is not permitted.";
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    /// A program's path, or a command name looked up in PATH (inside --root when given).
+    #[arg(value_name = "FILE|COMMAND")]
+    pub target: String,
+
+    /// The root directory the program runs in (an unpacked image, a chroot): paths, symlinks,
+    /// loaders and interpreters are looked up inside it.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Also execute it (chrooted into --root), and compare the real result with the
+    /// prediction.
+    #[arg(long)]
+    pub run: bool,
+
+    /// With --run: kill the program after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
 }
 
 #[cfg(test)]
@@ -363,6 +480,23 @@ mod tests {
         assert!(
             Cli::try_parse_from(["binfmt-setup", "run", "--"]).is_err(),
             "a command is required"
+        );
+    }
+
+    #[test]
+    fn diagnose_takes_one_target_root_and_run() {
+        let cli = Cli::try_parse_from(["binfmt-setup", "diagnose", "--root", "/r", "--run", "sh"])
+            .expect("parse");
+        let Command::Diagnose(a) = cli.command else {
+            panic!("not diagnose")
+        };
+        assert_eq!(
+            (a.target.as_str(), a.root, a.run, a.timeout),
+            ("sh", Some(PathBuf::from("/r")), true, 10)
+        );
+        assert!(
+            Cli::try_parse_from(["binfmt-setup", "diagnose"]).is_err(),
+            "a target is required"
         );
     }
 

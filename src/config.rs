@@ -68,8 +68,8 @@ pub struct Flags {
     /// `C` (reads back `OC`): setuid programs keep their privileges through the interpreter.
     #[serde(default)]
     pub credential: bool,
-    /// `P`: pass the program's own argv[0] on to it.
-    #[serde(default)]
+    /// `P` where a probe shows the interpreter honours it: programs keep their own argv[0].
+    #[serde(default = "yes")]
     pub preserve_argv0: bool,
 }
 
@@ -78,7 +78,7 @@ impl Default for Flags {
         Flags {
             fix_binary: true,
             credential: false,
-            preserve_argv0: false,
+            preserve_argv0: true,
         }
     }
 }

@@ -4,8 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,7 +13,7 @@ use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::Snapshot;
 use crate::elf::{self, ElfError, ElfInfo};
 use crate::format::{self, Format, HEAD_BYTES, MachSlice};
-use crate::{namespace, probe};
+use crate::probe;
 
 /// How deep `#!` chains are followed (the kernel itself allows 4 levels).
 const MAX_SCRIPT_DEPTH: usize = 4;
@@ -38,6 +37,23 @@ impl Runnable {
             Runnable::No => "no",
         }
     }
+}
+
+/// What the kernel does with an ELF program on its own, without binfmt_misc.
+#[derive(Debug, Clone, Copy)]
+pub enum ElfVerdict<'t> {
+    /// Not a program at all (object file, core dump, …).
+    NotProgram(&'static str),
+    /// Built for another operating system (FreeBSD, …).
+    ForeignOs(&'static str),
+    /// An e_machine the table does not know.
+    UnknownMachine(u16),
+    /// The host's own architecture.
+    Host(&'t Arch),
+    /// A second ABI the kernel was found, by a probe, to run itself (386 on amd64).
+    Compat(&'t Arch),
+    /// Needs emulation. `compat`: a second ABI of the host's CPU that this kernel lacks.
+    Foreign { arch: &'t Arch, compat: bool },
 }
 
 /// The report for one file. Field names are the JSON contract (DESIGN.md).
@@ -115,7 +131,7 @@ pub struct Inspector<'a> {
     binfmt: Snapshot,
     /// Per canonical arch name: does the kernel run it without emulation? Found by running a
     /// probe, once.
-    native_cache: RefCell<HashMap<String, bool>>,
+    native_cache: RefCell<HashMap<String, Result<bool, String>>>,
 }
 
 impl<'a> Inspector<'a> {
@@ -130,6 +146,15 @@ impl<'a> Inspector<'a> {
 
     pub fn host(&self) -> &Host {
         &self.host
+    }
+
+    pub fn table(&self) -> &'a ArchTable {
+        self.table
+    }
+
+    /// The binfmt_misc state this inspector judges against.
+    pub fn binfmt(&self) -> &Snapshot {
+        &self.binfmt
     }
 
     /// Inspect one file. Never fails: problems are reported in the result.
@@ -249,60 +274,74 @@ impl<'a> Inspector<'a> {
     }
 
     fn elf_runnable(&self, info: &ElfInfo, arch: Option<&str>) -> (Runnable, String) {
+        let host = self.host.arch.as_deref().unwrap_or("unknown");
+        match self.elf_verdict(info, arch) {
+            ElfVerdict::NotProgram(what) => (Runnable::No, what.into()),
+            ElfVerdict::ForeignOs(os) => (
+                Runnable::No,
+                format!("a program for {os}; Linux cannot run it"),
+            ),
+            ElfVerdict::UnknownMachine(machine) => (
+                Runnable::No,
+                format!("e_machine {machine:#x} is not an architecture binfmt-setup knows"),
+            ),
+            ElfVerdict::Host(_) => (Runnable::Native, format!("this host is {host}")),
+            ElfVerdict::Compat(arch) => (
+                Runnable::Native,
+                format!("this {host} kernel runs {} programs itself", arch.name),
+            ),
+            ElfVerdict::Foreign { arch, compat } => {
+                // A second ABI of the host's own CPU (x32 on amd64) that the probe found
+                // missing is a kernel configuration matter, not one of emulation.
+                let host_is = if compat {
+                    format!(
+                        "this {host} kernel does not run {} programs itself",
+                        arch.name
+                    )
+                } else {
+                    format!("this host is {host}")
+                };
+                let reason = match &arch.qemu {
+                    Some(_) => format!(
+                        "a program for {}; {host_is} and has no binfmt_misc handler for it (binfmt-setup install --arch {})",
+                        arch.name, arch.name
+                    ),
+                    None => format!(
+                        "a program for {}; {host_is} and QEMU cannot emulate {}",
+                        arch.name, arch.name
+                    ),
+                };
+                (Runnable::No, reason)
+            }
+        }
+    }
+
+    /// What the kernel makes of an ELF by itself, before binfmt_misc is asked: the decision
+    /// `inspect` reports as `runnable` and `diagnose` builds its causes on.
+    pub fn elf_verdict<'t>(&'t self, info: &ElfInfo, arch: Option<&str>) -> ElfVerdict<'t> {
         if !info.is_program() {
-            let what = match info.e_type {
+            return ElfVerdict::NotProgram(match info.e_type {
                 1 => "a relocatable object (.o), not a program",
                 4 => "a core dump, not a program",
                 _ => "not an executable ELF type",
-            };
-            return (Runnable::No, what.into());
+            });
         }
         if !info.is_linux() {
-            return (
-                Runnable::No,
-                format!("a program for {}; Linux cannot run it", info.os()),
-            );
+            return ElfVerdict::ForeignOs(info.os());
         }
         let Some(arch) = arch.and_then(|a| self.table.find(a)) else {
-            return (
-                Runnable::No,
-                format!(
-                    "e_machine {:#x} is not an architecture binfmt-setup knows",
-                    info.machine
-                ),
-            );
+            return ElfVerdict::UnknownMachine(info.machine);
         };
-        let host = self.host.arch.as_deref().unwrap_or("unknown");
         if self.host.arch.as_deref() == Some(arch.name.as_str()) {
-            return (Runnable::Native, format!("this host is {host}"));
+            return ElfVerdict::Host(arch);
         }
         if self.runs_natively(arch) {
-            return (
-                Runnable::Native,
-                format!("this {host} kernel runs {} programs itself", arch.name),
-            );
+            return ElfVerdict::Compat(arch);
         }
-        // A second ABI of the host's own CPU (x32 on amd64) that the probe found missing is
-        // a kernel configuration matter, not one of emulation.
-        let host_is = if self.is_compat_candidate(arch) {
-            format!(
-                "this {host} kernel does not run {} programs itself",
-                arch.name
-            )
-        } else {
-            format!("this host is {host}")
-        };
-        let reason = match &arch.qemu {
-            Some(_) => format!(
-                "a program for {}; {host_is} and has no binfmt_misc handler for it (binfmt-setup install --arch {})",
-                arch.name, arch.name
-            ),
-            None => format!(
-                "a program for {}; {host_is} and QEMU cannot emulate {}",
-                arch.name, arch.name
-            ),
-        };
-        (Runnable::No, reason)
+        ElfVerdict::Foreign {
+            arch,
+            compat: self.is_compat_candidate(arch),
+        }
     }
 
     fn is_compat_candidate(&self, arch: &Arch) -> bool {
@@ -314,19 +353,26 @@ impl<'a> Inspector<'a> {
     /// Whether the kernel runs `arch` itself (386 on amd64, arm on many arm64 machines):
     /// a probe is run in a private, empty binfmt_misc, so no handler can pretend.
     pub fn runs_natively(&self, arch: &Arch) -> bool {
-        if !self.is_compat_candidate(arch) {
-            return false;
-        }
-        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
-            return *known;
-        }
-        let verdict = probe_natively(arch).unwrap_or_else(|e| {
+        self.native_probe(arch).unwrap_or_else(|e| {
             tracing::debug!("cannot tell whether {} runs natively: {e}", arch.name);
             false
-        });
+        })
+    }
+
+    /// Like [`runs_natively`](Self::runs_natively), but says when the probe could not run
+    /// at all, so a caller can tell "the kernel refused it" from "nobody asked the kernel".
+    /// Arches that are no second ABI of the host's are `Ok(false)` without a probe.
+    pub fn native_probe(&self, arch: &Arch) -> Result<bool, String> {
+        if !self.is_compat_candidate(arch) {
+            return Ok(false);
+        }
+        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
+            return known.clone();
+        }
+        let verdict = probe_natively(arch);
         self.native_cache
             .borrow_mut()
-            .insert(arch.name.clone(), verdict);
+            .insert(arch.name.clone(), verdict.clone());
         verdict
     }
 
@@ -366,53 +412,57 @@ impl<'a> Inspector<'a> {
     }
 }
 
-/// Run the arch's exit probe in a private binfmt_misc instance; exit status 42 means the kernel
-/// ran it itself.
+/// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
+/// means the kernel ran it itself, as no handler exists there.
 fn probe_natively(arch: &Arch) -> Result<bool, String> {
+    use probe::runner::{Ending, Job, Place, run_all};
     let image = probe::program(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
-    let dir = tempdir_for_probe().map_err(|e| format!("temporary directory: {e}"))?;
-    let path = dir.join("probe");
-    let result = (|| {
-        std::fs::write(&path, &image).map_err(|e| format!("write {}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-        // One token, so a probe that ran exits 40 + argc = 42.
-        match namespace::run_private(&path, &["native"], Duration::from_secs(5)) {
-            Ok(status) => Ok(status.code() == Some(probe::EXIT_CODE)),
-            Err(namespace::NamespaceError::Exec(e))
-                if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.to_string()),
+    let job = Job {
+        file: "probe".into(),
+        image,
+        argv0: "probe".into(),
+        args: vec!["native".into()],
+        place: Place::PrivateInstance(None),
+    };
+    let out = run_all(&[job], Duration::from_secs(5))?;
+    let out = out.first().ok_or("the probe did not run")?;
+    match &out.ending {
+        Ending::Exited(code) => {
+            Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
         }
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+        Ending::ExecFailed(nix::errno::Errno::ENOEXEC) => Ok(false),
+        // unshare or mount refused: no private instance on this kernel or for this user.
+        Ending::ExecFailed(e) => Err(format!(
+            "cannot run the probe in a private binfmt_misc: {}",
+            e.desc()
+        )),
+        other => Err(format!("the probe ended with {other:?}")),
+    }
 }
 
-/// A private directory others may enter: inside the new user namespace our uid is unmapped,
-/// so the probe is reached through the "other" permission bits.
-fn tempdir_for_probe() -> std::io::Result<PathBuf> {
-    let base = std::env::temp_dir();
-    for n in 0..100u32 {
-        let dir = base.join(format!("binfmt-setup-probe-{}-{n}", std::process::id()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
+/// What a file that is not a regular one is, in words: "a directory", "a FIFO", …
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
     }
-    Err(std::io::Error::other("no free name for a probe directory"))
 }
 
 /// Open a file and read its first bytes. The error names the path and what failed.
 /// Only regular files are read: opening is non-blocking so a FIFO cannot hang us.
-fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
@@ -421,20 +471,12 @@ fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("{} is {what}, not a program", path.display()));
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is {}, not a program",
+            path.display(),
+            file_kind(&meta)
+        ));
     }
     let mut head = Vec::with_capacity(HEAD_BYTES);
     (&file)

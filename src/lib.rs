@@ -7,6 +7,7 @@ pub mod binfmt;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod diagnose;
 pub mod elf;
 pub mod emulator;
 pub mod error;

@@ -23,7 +23,8 @@ pub struct Options {
     pub fix_binary: bool,
     /// `OC`: setuid programs run with their own credentials.
     pub credential: bool,
-    /// `P`: pass the program's own argv[0] (the interpreter must read it from the aux vector).
+    /// `P` where the interpreter honours it (found by a probe): programs keep their own
+    /// argv[0].
     pub preserve_argv0: bool,
     /// The request was `all`: an arch without an interpreter is skipped, not an error.
     pub all: bool,
@@ -39,65 +40,121 @@ pub struct Planned<'t> {
 
 /// The registrations for `arches`, and the arches skipped with their reasons. An error is bad
 /// input (a missing or unfit interpreter the user asked for by name): nothing may be written.
+///
+/// Two questions are answered by running probes, all in one parallel batch, each in a private
+/// binfmt_misc: does the kernel run an arch itself (386 on amd64), and does an interpreter
+/// honour `P`. Interpreters sharing a directory and modification time come from one package
+/// build, so one of each such group is asked.
 pub fn plan<'t>(
     arches: &[&'t Arch],
     opts: &Options,
     host: &Host,
-    runs_natively: impl Fn(&Arch) -> bool,
 ) -> Result<(Vec<Planned<'t>>, Vec<Skipped>), String> {
-    let mut planned = Vec::new();
     let mut skipped = Vec::new();
+    let skip = |arch: &Arch, reason: String| Skipped {
+        arch: arch.name.clone(),
+        reason,
+    };
+    // Pass 1: what needs asking.
+    let mut wanted: Vec<(&'t Arch, Option<PathBuf>)> = Vec::new();
     for &arch in arches {
-        let skip = |reason: String| Skipped {
-            arch: arch.name.clone(),
-            reason,
-        };
-        let Some(cpu) = arch.qemu.as_deref() else {
-            skipped.push(skip(format!(
-                "QEMU has no user-mode emulator for {}",
-                arch.name
-            )));
+        if arch.qemu.is_none() {
+            skipped.push(skip(
+                arch,
+                format!("QEMU has no user-mode emulator for {}", arch.name),
+            ));
             continue;
-        };
+        }
         if host.arch.as_deref() == Some(arch.name.as_str()) {
             skipped.push(skip(
+                arch,
                 "the host's own architecture: a handler would send every native program through QEMU".into(),
             ));
             continue;
         }
-        if runs_natively(arch) {
-            skipped.push(skip(format!(
-                "this kernel runs {} programs itself (a probe ran in a private binfmt_misc)",
-                arch.name
-            )));
+        let path = opts
+            .interpreters
+            .get(&arch.name)
+            .cloned()
+            .or_else(|| emulator::find(arch, &opts.search));
+        wanted.push((arch, path));
+    }
+    let native_jobs: Vec<&'t Arch> = wanted
+        .iter()
+        .map(|(a, _)| *a)
+        .filter(|a| a.compat_on.iter().any(|h| Some(h) == host.arch.as_ref()))
+        .collect();
+    let mut groups: Vec<(GroupKey, &'t Arch, PathBuf)> = Vec::new();
+    if opts.preserve_argv0 {
+        for (arch, path) in &wanted {
+            if let Some(path) = path {
+                let key = group_key(path);
+                if !groups.iter().any(|(k, _, _)| *k == key) {
+                    groups.push((key, arch, path.clone()));
+                }
+            }
+        }
+    }
+    let pending = ask(&native_jobs, &groups);
+    // While the probes run, check every interpreter (reading its header is the slow part).
+    let checked: Vec<Option<Result<Emulator, String>>> = wanted
+        .iter()
+        .map(|(_, p)| p.as_deref().map(|p| emulator::check(p, opts.fix_binary)))
+        .collect();
+    let answers = pending.answers(native_jobs.len() + groups.len());
+    let native = |a: &Arch| {
+        native_jobs
+            .iter()
+            .zip(&answers)
+            .any(|(n, yes)| n.name == a.name && *yes)
+    };
+    let p_answers = &answers[native_jobs.len()..];
+
+    // Pass 2: the plan.
+    let mut planned: Vec<Planned<'t>> = Vec::new();
+    for ((arch, path), checked) in wanted.into_iter().zip(checked) {
+        let cpu = arch.qemu.as_deref().unwrap_or_default();
+        if native(arch) {
+            skipped.push(skip(
+                arch,
+                format!(
+                    "this kernel runs {} programs itself (a probe ran in a private binfmt_misc)",
+                    arch.name
+                ),
+            ));
             continue;
         }
-        let path = match opts.interpreters.get(&arch.name) {
-            Some(p) => p.clone(),
-            None => match emulator::find(arch, &opts.search) {
-                Some(p) => p,
-                None if opts.all => {
-                    skipped.push(skip(format!("no interpreter qemu-{cpu}-static found")));
-                    continue;
-                }
-                None => {
-                    return Err(format!(
-                        "no interpreter for {}: looked for qemu-{cpu}-static and qemu-{cpu} in {} (apt-get install qemu-user-static, or --interpreter {}=PATH)",
-                        arch.name,
-                        opts.search
-                            .iter()
-                            .map(|p| p.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        arch.name,
-                    ));
-                }
-            },
+        let Some(path) = path else {
+            if opts.all {
+                skipped.push(skip(
+                    arch,
+                    format!("no interpreter qemu-{cpu}-static found"),
+                ));
+                continue;
+            }
+            return Err(format!(
+                "no interpreter for {}: looked for qemu-{cpu}-static and qemu-{cpu} in {} (apt-get install qemu-user-static, or --interpreter {}=PATH)",
+                arch.name,
+                opts.search
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                arch.name,
+            ));
         };
-        let next = plan_one(arch, &path, opts)?;
+        let key = group_key(&path);
+        let preserve = groups
+            .iter()
+            .zip(p_answers)
+            .any(|((k, _, _), yes)| *k == key && *yes);
+        let emu = checked
+            .unwrap_or_else(|| emulator::check(&path, opts.fix_binary))
+            .map_err(|e| format!("{}: {e}", arch.name))?;
+        let next = plan_one(arch, &path, emu, opts, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
-        if let Some(other) = planned.iter().find(|p: &&Planned<'_>| {
+        if let Some(other) = planned.iter().find(|p| {
             next.reg
                 .overlaps_rule(p.reg.offset, &p.reg.magic, &p.reg.mask)
         }) {
@@ -111,11 +168,107 @@ pub fn plan<'t>(
     Ok((planned, skipped))
 }
 
-/// The registration for one arch with the interpreter at `path`, every check made.
-fn plan_one<'t>(arch: &'t Arch, path: &Path, opts: &Options) -> Result<Planned<'t>, String> {
-    let emu = emulator::check(path, opts.fix_binary).map_err(|e| format!("{}: {e}", arch.name))?;
+/// Interpreters from one package build: same directory, same modification time.
+type GroupKey = (PathBuf, i64);
+
+fn group_key(path: &Path) -> GroupKey {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    match std::fs::metadata(path) {
+        Ok(m) => (dir, m.mtime()),
+        // Unreadable: a group of its own (its check will say what is wrong).
+        Err(_) => (path.to_path_buf(), i64::MIN),
+    }
+}
+
+const ARGV0: &str = "binfmt-setup-argv0";
+
+/// Probes started by [`ask`].
+struct Pending {
+    batch: Option<crate::probe::runner::Batch>,
+    expect: Vec<String>,
+}
+
+impl Pending {
+    /// One answer per question asked, in order; a probe that did not run answers no.
+    fn answers(self, asked: usize) -> Vec<bool> {
+        use crate::probe::runner::Ending;
+        let outcomes = self
+            .batch
+            .map(|b| b.wait(std::time::Duration::from_secs(10)))
+            .unwrap_or_default();
+        let mut answers: Vec<bool> = outcomes
+            .iter()
+            .zip(&self.expect)
+            .map(|(o, want)| {
+                o.ending == Ending::Exited(crate::probe::EXIT_CODE) && o.stdout == want.as_bytes()
+            })
+            .collect();
+        answers.resize(asked, false);
+        answers
+    }
+}
+
+/// Start, in one parallel batch, the native probe of each of `native` (against an empty
+/// private instance) and, for each group, the probe of its arch through a `P` handler for its
+/// interpreter (in a private instance holding only that).
+fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Pending {
+    use crate::probe::runner::{Job, Place, start};
+    let mut jobs = Vec::new();
+    let mut expect = Vec::new();
+    for a in native {
+        let Some(image) = crate::probe::program(a) else {
+            continue;
+        };
+        jobs.push(Job {
+            file: format!("native-{}", a.name),
+            image,
+            argv0: "native".into(),
+            args: vec!["yes".into()],
+            place: Place::PrivateInstance(None),
+        });
+        expect.push("yes\nnative\n".to_string());
+    }
+    for (_, a, path) in groups {
+        let Some(image) = crate::probe::program(a) else {
+            continue;
+        };
+        let reg = Registration {
+            name: a.entry_name().unwrap_or_default(),
+            offset: 0,
+            magic: a.magic.clone(),
+            mask: a.mask.clone(),
+            interpreter: path.display().to_string(),
+            flags: "P".into(),
+        };
+        if reg.validate().is_err() {
+            continue;
+        }
+        jobs.push(Job {
+            file: format!("argv0-{}", a.name),
+            image,
+            argv0: ARGV0.into(),
+            args: vec!["p".into()],
+            place: Place::PrivateInstance(Some(reg.register_string())),
+        });
+        expect.push(format!("p\n{ARGV0}\n"));
+    }
+    let batch = start(&jobs)
+        .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
+        .ok();
+    Pending { batch, expect }
+}
+
+/// The registration for one arch with the interpreter at `path` (checked: `emu`).
+fn plan_one<'t>(
+    arch: &'t Arch,
+    path: &Path,
+    emu: Emulator,
+    opts: &Options,
+    preserve_argv0: bool,
+) -> Result<Planned<'t>, String> {
     let mut flags = String::new();
-    if opts.preserve_argv0 {
+    if preserve_argv0 {
         flags.push('P');
     }
     if opts.credential {

@@ -9,12 +9,11 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use crate::arch::Host;
+use crate::binfmt::Registration;
 use crate::binfmt::apply::Skipped;
 use crate::binfmt::plan::{self, Planned};
-use crate::binfmt::{Registration, Snapshot};
 use crate::cli::{ExportArgs, ExportFormat, GlobalArgs};
 use crate::error::{Exit, Failure};
-use crate::inspect::Inspector;
 use crate::messages::{self, printable};
 
 #[derive(Debug, Serialize)]
@@ -48,15 +47,8 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<Exit, Failure> {
         check_output_dir(dir)?;
     }
     let host = Host::detect(&table);
-    // Nativeness is decided by a probe in a private instance; the live binfmt_misc plays no part.
-    let empty = Snapshot {
-        mounted: false,
-        enabled: false,
-        entries: Vec::new(),
-    };
-    let inspector = Inspector::new(&table, host.clone(), empty);
-    let (planned, skipped) = plan::plan(&arches, &opts, &host, |a| inspector.runs_natively(a))
-        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) =
+        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
 
     let mut files: Vec<FileView> = planned
         .iter()

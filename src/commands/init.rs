@@ -4,19 +4,20 @@
 //! With `--keep-running` it stays up and keeps the handlers in place.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use crate::arch::{ArchTable, Host};
+use super::test::Report as TestReport;
+use crate::arch::{Arch, ArchTable, Host};
+use crate::binfmt::Registry;
 use crate::binfmt::apply::{self, Report, Skipped, Step};
 use crate::binfmt::plan::{self, Planned};
-use crate::binfmt::{Registry, Snapshot};
 use crate::cli::{ExportFormat, GlobalArgs, InitArgs};
 use crate::config::{self, Config, OnSigterm};
 use crate::error::{Exit, Failure};
-use crate::inspect::Inspector;
 use crate::messages;
 use crate::signals::SignalWatch;
 
@@ -25,11 +26,10 @@ use crate::signals::SignalWatch;
 struct Summary {
     #[serde(flatten)]
     install: Report,
-    /// One per architecture whose entry is in place, when the config asks for tests.
-    results: Vec<probe_test::TestResult>,
-    /// Platforms this host runs: its own, and each emulated one that passed its test (or,
-    /// untested, whose entry is in place).
-    supported: Vec<String>,
+    /// `test`'s report on every entry in place and the host's own architecture (with
+    /// `test = false`: no results, and `supported` from the entries in place).
+    #[serde(flatten)]
+    test: TestReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     export: Option<ExportSummary>,
 }
@@ -50,7 +50,7 @@ struct ExportedFile {
 
 impl Summary {
     fn ok(&self) -> bool {
-        self.install.failed.is_none() && self.results.iter().all(|r| r.ok)
+        self.install.failed.is_none() && self.test.results.iter().all(|r| r.ok)
     }
 }
 
@@ -78,14 +78,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     let registry = Registry::new(&global.binfmt_dir);
     mount(&registry)?;
     let host = Host::detect(&table);
-    // Nativeness is probed in a private instance of its own, whatever is registered here.
-    let empty = Snapshot {
-        mounted: false,
-        enabled: false,
-        entries: Vec::new(),
-    };
-    let inspector = Inspector::new(&table, host.clone(), empty);
-    let (planned, skipped) = plan::plan(&arches, &opts, &host, |a| inspector.runs_natively(a))
+    let (planned, skipped) = plan::plan(&arches, &opts, &host)
         .map_err(|e| Failure::bad_input(anyhow!("config {}: {e}", config.origin())))?;
 
     let snap = super::snapshot(&registry)?;
@@ -93,19 +86,20 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
         super::install::steps_for(&snap, planned.clone(), skipped, config.replace_foreign);
     let install = apply::apply(&registry, &steps, report);
     let in_place = in_place(&planned, &install);
-    let results = if config.test && install.failed.is_none() {
-        probe_test::run(&in_place)
-    } else {
-        Vec::new()
+    let test = match (config.test, &install.failed) {
+        (true, None) => test_step(&registry, &table, &host, &in_place)?,
+        _ => TestReport {
+            results: Vec::new(),
+            supported: untested_platforms(&host, &table, &in_place),
+        },
     };
     let export = match (&config.export, &install.failed) {
         (Some(e), None) => Some(export(e, &planned)?),
         _ => None,
     };
     let summary = Summary {
-        supported: supported(&host, &table, &in_place, &results, config.test),
         install,
-        results,
+        test,
         export,
     };
     if global.json {
@@ -123,6 +117,8 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
         Some(watch) if exit != Exit::Environment => {
             let keeper = Keeper {
                 registry: &registry,
+                table: &table,
+                host: &host,
                 config: &config,
                 planned: &planned,
                 ready_file: config.keep_running.readiness_file(),
@@ -185,13 +181,27 @@ fn in_place<'p, 't>(planned: &'p [Planned<'t>], report: &Report) -> Vec<&'p Plan
         .collect()
 }
 
-fn supported(
-    host: &Host,
+/// The TEST step: `test`'s own check of each entry in place, and of the host's own
+/// architecture, each probe run through the kernel from an empty chroot (so only an `F`
+/// handler passes, as inside a container).
+fn test_step(
+    registry: &Registry,
     table: &ArchTable,
+    host: &Host,
     in_place: &[&Planned<'_>],
-    results: &[probe_test::TestResult],
-    tested: bool,
-) -> Vec<String> {
+) -> Result<TestReport, Failure> {
+    let snap = super::snapshot(registry)?;
+    let mut arches: Vec<&Arch> = host.arch.iter().filter_map(|a| table.find(a)).collect();
+    arches.extend(in_place.iter().map(|p| p.arch));
+    super::test::test_arches(table, &snap, &arches, true, TEST_TIMEOUT)
+        .map_err(|e| Failure::environment(anyhow!("cannot run the probes: {e}")))
+}
+
+/// Each probe's limit, as `test`'s default.
+const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With `test = false`: the host's platforms and those of every entry in place.
+fn untested_platforms(host: &Host, table: &ArchTable, in_place: &[&Planned<'_>]) -> Vec<String> {
     let mut out: Vec<String> = host
         .arch
         .as_deref()
@@ -199,12 +209,8 @@ fn supported(
         .map(|a| a.platforms())
         .unwrap_or_default();
     for p in in_place {
-        let passed = !tested || results.iter().any(|r| r.arch == p.arch.name && r.ok);
-        if passed {
-            out.extend(p.arch.platforms());
-        }
+        out.extend(p.arch.platforms());
     }
-    out.dedup();
     out
 }
 
@@ -253,11 +259,15 @@ fn print_summary(s: &Summary) {
             ));
         }
     }
-    for t in &s.results {
+    for t in &s.test.results {
         match &t.error {
             None => messages::out(&format!(
                 "{:<10} {} ({} through {}, {} ms)",
-                "tested", t.arch, t.platform, t.handler, t.ms
+                "tested",
+                t.arch,
+                t.platform,
+                t.handler.as_deref().unwrap_or("?"),
+                t.ms
             )),
             Some(e) => messages::out(&format!("{:<10} {}: {e}", "FAILED", t.arch)),
         }
@@ -271,20 +281,20 @@ fn print_summary(s: &Summary) {
             ));
         }
     }
-    let failed = s.results.iter().filter(|t| !t.ok).count();
+    let failed = s.test.results.iter().filter(|t| !t.ok).count();
     let handlers = r.installed.len() + r.replaced.len() + r.unchanged.len();
     let line = match (&r.failed, failed) {
         (Some(_), _) => {
             "init: installing failed; nothing of this run was left in place".to_string()
         }
-        (None, 0) if s.results.is_empty() => format!("init: {handlers} handlers in place"),
+        (None, 0) if s.test.results.is_empty() => format!("init: {handlers} handlers in place"),
         (None, 0) => format!(
-            "init: {handlers} handlers in place, {} tested ok",
-            s.results.len()
+            "init: {handlers} handlers in place; {} architectures tested ok",
+            s.test.results.len()
         ),
         (None, n) => format!(
-            "init: {handlers} handlers in place, {n} of {} failed their test",
-            s.results.len()
+            "init: {handlers} handlers in place; {n} of {} architectures failed their test",
+            s.test.results.len()
         ),
     };
     messages::out(&line);
@@ -293,6 +303,8 @@ fn print_summary(s: &Summary) {
 /// `--keep-running`: keeps the handlers in place until SIGTERM.
 struct Keeper<'a, 't> {
     registry: &'a Registry,
+    table: &'t ArchTable,
+    host: &'a Host,
     config: &'a Config,
     planned: &'a [Planned<'t>],
     ready_file: PathBuf,
@@ -369,15 +381,22 @@ impl Keeper<'_, '_> {
             .filter(|p| !report.skipped.iter().any(|s| s.arch == p.arch.name))
             .collect();
         let ok = if self.config.test {
-            let results = probe_test::run(&touched);
-            for r in results.iter().filter(|r| !r.ok) {
-                messages::warn(&format!(
-                    "{} failed its test: {}",
-                    r.arch,
-                    r.error.as_deref().unwrap_or("")
-                ));
+            match test_step(self.registry, self.table, self.host, &touched) {
+                Ok(report) => {
+                    for r in report.results.iter().filter(|r| !r.ok) {
+                        messages::warn(&format!(
+                            "{} failed its test: {}",
+                            r.arch,
+                            r.error.as_deref().unwrap_or("")
+                        ));
+                    }
+                    report.results.iter().all(|r| r.ok)
+                }
+                Err(e) => {
+                    messages::warn(&e.to_string());
+                    false
+                }
             }
-            results.iter().all(|r| r.ok)
         } else {
             true
         };
@@ -446,154 +465,5 @@ fn remove_ready(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    }
-}
-
-/// The TEST step: each architecture's echo probe run through the kernel.
-mod probe_test {
-    use std::io::Read;
-    use std::os::unix::fs::PermissionsExt;
-    use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    use serde::Serialize;
-
-    use crate::binfmt::plan::Planned;
-    use crate::probe;
-
-    /// A probe that has not finished by then is stuck (QEMU starts in milliseconds).
-    const TIMEOUT: Duration = Duration::from_secs(10);
-
-    /// One architecture's probe run; keys as `test --json` has them.
-    #[derive(Debug, Clone, Serialize)]
-    pub struct TestResult {
-        pub arch: String,
-        pub platform: String,
-        pub handler: String,
-        pub ok: bool,
-        /// `echo`: it ran, printed its token and argv[0] and exited 42; `exit`: it ran and
-        /// exited 42 but printed something else; `none`: it did not run as it should.
-        pub level: &'static str,
-        pub error: Option<String>,
-        pub ms: u64,
-    }
-
-    pub fn run(planned: &[&Planned<'_>]) -> Vec<TestResult> {
-        let dir = std::env::temp_dir().join(format!("binfmt-setup-init-{}", std::process::id()));
-        let results = match std::fs::create_dir_all(&dir) {
-            Ok(()) => planned.iter().map(|p| one(&dir, p)).collect(),
-            Err(e) => planned
-                .iter()
-                .map(|p| {
-                    failed(
-                        p,
-                        "none",
-                        format!("cannot create {}: {e}", dir.display()),
-                        0,
-                    )
-                })
-                .collect(),
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        results
-    }
-
-    fn failed(p: &Planned<'_>, level: &'static str, error: String, ms: u64) -> TestResult {
-        TestResult {
-            arch: p.arch.name.clone(),
-            platform: p.arch.default_platform(),
-            handler: p.reg.name.clone(),
-            ok: false,
-            level,
-            error: Some(error),
-            ms,
-        }
-    }
-
-    fn one(dir: &Path, p: &Planned<'_>) -> TestResult {
-        let start = Instant::now();
-        let ms = |start: Instant| start.elapsed().as_millis() as u64;
-        let Some(image) = probe::program(p.arch) else {
-            return failed(p, "none", format!("no probe for {}", p.arch.name), 0);
-        };
-        let path = dir.join(format!("probe-{}", p.arch.name));
-        let written = std::fs::write(&path, &image)
-            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)));
-        if let Err(e) = written {
-            return failed(
-                p,
-                "none",
-                format!("cannot write {}: {e}", path.display()),
-                0,
-            );
-        }
-        let token = format!("binfmt-setup-{}", std::process::id());
-        // No pre_exec and no changed credentials: std spawns with posix_spawn, which (unlike
-        // execvp) does not retry an ENOEXEC file as a shell script.
-        let mut child = match Command::new(&path)
-            .arg(&token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return failed(
-                    p,
-                    "none",
-                    format!("exec {}: {e}", path.display()),
-                    ms(start),
-                );
-            }
-        };
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) if start.elapsed() > TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return failed(p, "none", format!("no answer in {TIMEOUT:?}"), ms(start));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-                Err(e) => return failed(p, "none", format!("wait: {e}"), ms(start)),
-            }
-        };
-        let mut out = String::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            let _ = stdout.read_to_string(&mut out);
-        }
-        let elapsed = ms(start);
-        let want = probe::expected_output(&token, &path.display().to_string());
-        if status.code() != Some(probe::EXIT_CODE) {
-            return failed(
-                p,
-                "none",
-                format!(
-                    "the probe ended with {status}, not exit {}",
-                    probe::EXIT_CODE
-                ),
-                elapsed,
-            );
-        }
-        // argv[0] is the path as exec'd; without P QEMU passes the path, so both agree.
-        if out != want && out.lines().next() != Some(token.as_str()) {
-            return failed(
-                p,
-                "exit",
-                format!("the probe printed {out:?}, not {want:?}"),
-                elapsed,
-            );
-        }
-        TestResult {
-            arch: p.arch.name.clone(),
-            platform: p.arch.default_platform(),
-            handler: p.reg.name.clone(),
-            ok: true,
-            level: "echo",
-            error: None,
-            ms: elapsed,
-        }
     }
 }

@@ -12,7 +12,6 @@ use crate::binfmt::plan::{self, Planned};
 use crate::binfmt::{Registry, Snapshot};
 use crate::cli::{GlobalArgs, HandlerArgs, InstallArgs};
 use crate::error::{Exit, Failure};
-use crate::inspect::Inspector;
 use crate::messages::{self, printable};
 
 pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
@@ -41,9 +40,8 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     }
     let snap = super::snapshot(&registry)?;
     let host = Host::detect(&table);
-    let inspector = Inspector::new(&table, host.clone(), snap.clone());
-    let (planned, skipped) = plan::plan(&arches, &opts, &host, |a| inspector.runs_natively(a))
-        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) =
+        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
 
     let (steps, report) = steps_for(&snap, planned, skipped, args.replace_foreign);
 
@@ -125,7 +123,7 @@ pub(super) fn handler_options(
         search: super::qemu_paths(global),
         fix_binary: !args.no_fix_binary,
         credential: args.credential,
-        preserve_argv0: false,
+        preserve_argv0: !args.no_preserve_argv0,
         all: arch_list.trim().eq_ignore_ascii_case("all"),
     })
 }

@@ -1,11 +1,14 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
+mod diagnose;
 mod export;
 mod init;
 mod inspect;
 mod install;
+mod platforms;
 mod run;
 mod status;
+mod test;
 mod uninstall;
 
 use crate::arch::ArchTable;
@@ -20,6 +23,9 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Install(args) => install::run(&cli.global, args),
         Command::Uninstall(args) => uninstall::run(&cli.global, args),
         Command::Export(args) => export::run(&cli.global, args),
+        Command::Test(args) => test::run(&cli.global, args),
+        Command::Platforms => platforms::run(&cli.global),
+        Command::Diagnose(args) => diagnose::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
     }

@@ -2,8 +2,6 @@
 //! for any user on Linux ≥ 6.7. Nothing on the host changes; the exit status is the command's.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
@@ -11,12 +9,11 @@ use anyhow::anyhow;
 use crate::arch::Host;
 use crate::binfmt::apply::{self, Report, Step};
 use crate::binfmt::plan::{self, Planned};
-use crate::binfmt::{DEFAULT_DIR, Registry, Snapshot};
+use crate::binfmt::{DEFAULT_DIR, Registry};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::error::{Exit, Failure};
-use crate::inspect::Inspector;
 use crate::sandbox::{self, LookupError};
-use crate::{messages, namespace, probe};
+use crate::{messages, namespace};
 
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
@@ -27,20 +24,16 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     let opts = plan::Options {
         search: super::qemu_paths(global),
         fix_binary: true,
+        // Where a probe shows QEMU keeps argv[0]: a multi-call program (busybox) that runs
+        // its applets through /proc/self/exe learns which one from it.
         preserve_argv0: true,
         all: args.arch.trim().eq_ignore_ascii_case("all"),
         ..plan::Options::default()
     };
     let host = Host::detect(&table);
-    // Nativeness is probed in a private instance of its own: no live binfmt_misc takes part.
-    let empty = Snapshot {
-        mounted: false,
-        enabled: false,
-        entries: Vec::new(),
-    };
-    let inspector = Inspector::new(&table, host.clone(), empty);
-    let (planned, skipped) = plan::plan(&arches, &opts, &host, |a| inspector.runs_natively(a))
-        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    // Nativeness and P are probed in private instances of their own, before ours exists.
+    let (planned, skipped) =
+        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
     for s in &skipped {
         if opts.all {
             tracing::info!("skip {}: {}", s.arch, s.reason);
@@ -52,30 +45,6 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     namespace::enter_rootless().map_err(Failure::environment)?;
     let registry = Registry::new(DEFAULT_DIR);
     register(&registry, &planned)?;
-    // P, when the interpreter proves it honours it: a multi-call program (busybox) that runs
-    // its applets through /proc/self/exe learns which one from argv[0], which QEMU otherwise
-    // replaces with the program's path.
-    if let Some(first) = planned.first() {
-        if !argv0_preserved(first) {
-            tracing::info!(
-                "{} does not keep argv[0] with P; registering with F only",
-                first.reg.interpreter
-            );
-            for p in &planned {
-                let _ = registry.remove(&p.reg.name);
-            }
-            let without_p: Vec<Planned<'_>> = planned
-                .iter()
-                .cloned()
-                .map(|mut p| {
-                    p.reg.flags = p.reg.flags.replace('P', "");
-                    p
-                })
-                .collect();
-            register(&registry, &without_p)?;
-        }
-    }
-
     if let Some(root) = &root {
         let prepared = sandbox::enter_root(root)
             .map_err(|e| Failure::environment(anyhow!("cannot prepare {}: {e}", root.display())))?;
@@ -138,36 +107,6 @@ fn register(registry: &Registry, planned: &[Planned<'_>]) -> Result<(), Failure>
     tracing::info!("registered {}", report.installed.join(", "));
     Ok(())
 }
-
-/// Run `p`'s echo probe through the kernel with a chosen argv[0] and see it printed back.
-fn argv0_preserved(p: &Planned<'_>) -> bool {
-    let Some(image) = probe::program(p.arch) else {
-        return false;
-    };
-    let dir = std::env::temp_dir().join(format!("binfmt-setup-run-{}", std::process::id()));
-    let path = dir.join("probe");
-    let result = (|| -> std::io::Result<bool> {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(&path, &image)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-        let out = std::process::Command::new(&path)
-            .arg0(ARGV0_TOKEN)
-            .arg("argv0-check")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()?;
-        Ok(out.status.code() == Some(probe::EXIT_CODE)
-            && String::from_utf8_lossy(&out.stdout)
-                == probe::expected_output("argv0-check", ARGV0_TOKEN))
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result.unwrap_or_else(|e| {
-        tracing::debug!("argv[0] check of {}: {e}", p.arch.name);
-        false
-    })
-}
-
-const ARGV0_TOKEN: &str = "binfmt-setup-argv0";
 
 /// `--rootfs` as an absolute directory; anything else is bad input.
 fn check_root(dir: &std::path::Path) -> Result<PathBuf, Failure> {

@@ -7,6 +7,7 @@
 //! code ran and read its own stack. The machine code lives in `isa/`, one file per CPU family.
 
 mod isa;
+pub mod runner;
 
 use crate::arch::{Arch, Endian};
 
@@ -25,6 +26,17 @@ pub(crate) struct Code {
     pub entry: usize,
     /// e_flags to write instead of the table's, where the ABI needs other bits.
     pub e_flags: Option<u32>,
+}
+
+impl Code {
+    /// Code entered at its first byte, with the table's e_flags.
+    pub(crate) fn new(bytes: Vec<u8>) -> Code {
+        Code {
+            bytes,
+            entry: 0,
+            e_flags: None,
+        }
+    }
 }
 
 /// The address the first byte of [`Code::bytes`] is loaded at, for code that needs absolute

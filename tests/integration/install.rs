@@ -390,7 +390,7 @@ fn dry_run_prints_register_strings_and_writes_nothing() {
     assert!(
         r.stdout
             .trim_end()
-            .ends_with(":/usr/bin/qemu-aarch64-static:F"),
+            .ends_with(":/usr/bin/qemu-aarch64-static:PF"),
         "{}",
         r.stdout
     );
@@ -483,4 +483,60 @@ fn a_refusing_environment_exits_3_and_changes_nothing() {
     } else {
         crate::util::skipped("the unmountable case: the tests do not run as root");
     }
+}
+
+/// P is added when a probe shows the interpreter hands the program its own argv[0], and not
+/// for one that ignores it: a wrapper script that re-executes QEMU loses the kernel's hint,
+/// so under P the program would get its own path as a first argument.
+#[test]
+fn p_is_added_only_when_the_interpreter_honours_it() {
+    let ns = PrivateBinfmt::new();
+    ns.run(&["install", "--arch", "arm64"]).expect_code(0);
+    let status = ns.run(&["--json", "status"]).json();
+    let flags = status["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["name"] == "qemu-aarch64")
+        .map(|e| e["flags"].as_str().unwrap_or_default().to_string());
+    assert_eq!(flags.as_deref(), Some("PF"), "{status}");
+    let r = ns.run(&["--json", "test", "--arch", "arm64"]);
+    r.expect_code(0);
+    assert_eq!(r.json()["results"][0]["level"], 2, "{}", r.stdout);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let wrapper = dir.path().join("qemu-wrapper");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec /usr/bin/qemu-riscv64-static \"$@\"\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let spec = format!("riscv64={}", wrapper.display());
+    let r = ns.run(&[
+        "--json",
+        "install",
+        "--arch",
+        "riscv64",
+        "--no-fix-binary",
+        "--interpreter",
+        &spec,
+    ]);
+    r.expect_code(0);
+    let entry = ns
+        .tool("cat", &[&format!("{HOST_BINFMT}/qemu-riscv64")])
+        .stdout;
+    assert!(entry.contains("flags: \n"), "{entry}");
+    ns.run(&["test", "--arch", "riscv64", "--no-chroot"])
+        .expect_code(0);
+    // --no-preserve-argv0 leaves P off even where it would work.
+    let r = ns.run(&[
+        "install",
+        "--arch",
+        "s390x",
+        "--no-preserve-argv0",
+        "--dry-run",
+    ]);
+    assert!(r.stdout.trim_end().ends_with(":F"), "{}", r.stdout);
 }

@@ -2,6 +2,7 @@
 //! instances only; the host's is read, never written).
 
 mod configs;
+mod diagnose;
 mod export;
 mod fleet_util;
 mod init;
@@ -9,5 +10,6 @@ mod inspect;
 mod install;
 mod isolation;
 mod mutate;
+mod probe;
 mod run;
 mod util;

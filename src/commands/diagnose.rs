@@ -1,0 +1,114 @@
+//! `diagnose FILE|COMMAND [--root DIR] [--run]`: why it will not run, and the fix.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use crate::arch::Host;
+use crate::binfmt::Registry;
+use crate::cli::{DiagnoseArgs, GlobalArgs};
+use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunError, RunOutcome, run};
+use crate::error::{Exit, Failure};
+use crate::inspect::Inspector;
+use crate::messages::{self, printable};
+
+pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
+    let table = super::load_table(global)?;
+    if args.target.is_empty() {
+        return Err(Failure::bad_input(anyhow!(
+            "give a file or a command to diagnose"
+        )));
+    }
+    let root = match &args.root {
+        Some(dir) => RootFs::new(dir).map_err(|e| Failure::bad_input(anyhow!(e)))?,
+        None => RootFs::host(),
+    };
+    let registry = Registry::new(&global.binfmt_dir);
+    let snapshot = super::snapshot(&registry)?;
+    let inspector = Inspector::new(&table, Host::detect(&table), snapshot);
+    let diagnoser = Diagnoser::new(&inspector, root.clone(), registry.dir());
+    let diagnosis = diagnoser
+        .diagnose(&args.target)
+        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
+
+    let ran = match (args.run, &diagnosis.exec_path) {
+        (false, _) | (true, None) => None,
+        (true, Some(path)) => {
+            let chroot = root.is_given().then(|| root.dir());
+            // Both a refused chroot and a failed fork are the environment's doing (exit 3).
+            let outcome = run::run(path, chroot, Duration::from_secs(args.timeout.max(1)))
+                .map_err(|e: RunError| Failure::environment(e))?;
+            Some(outcome)
+        }
+    };
+    let agrees = ran.as_ref().map(|r| diagnosis.agrees(r));
+
+    if global.json {
+        let mut doc = serde_json::to_value(&diagnosis).unwrap_or_default();
+        if let (Some(obj), Some(r)) = (doc.as_object_mut(), &ran) {
+            let mut run_doc = serde_json::to_value(r).unwrap_or_default();
+            if let Some(run_obj) = run_doc.as_object_mut() {
+                run_obj.insert("agrees".into(), agrees.unwrap_or(false).into());
+            }
+            obj.insert("run".into(), run_doc);
+        }
+        messages::json(&doc);
+    } else {
+        print_human(&diagnosis, ran.as_ref(), agrees, args.run);
+    }
+    Ok(if diagnosis.ok && agrees != Some(false) {
+        Exit::Success
+    } else {
+        Exit::Problem
+    })
+}
+
+fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, asked: bool) {
+    let line = |label: &str, text: &str| {
+        messages::out(&format!("  {label:<9} {}", printable(text)));
+    };
+    messages::out(&format!("{}: {}", printable(&d.path), d.cause.as_str()));
+    messages::out(&format!("  {}", printable(&d.message)));
+    if d.chain.len() > 1 {
+        let chain: Vec<String> = d.chain.iter().map(|l| l.describe()).collect();
+        line("chain:", &chain.join(" -> "));
+    }
+    if let Some(error) = &d.error {
+        let shown = match d.errno {
+            Some(e) => format!("{error} ({e:?})"),
+            None => format!("{error} (exec itself succeeds)"),
+        };
+        line("you see:", &shown);
+    }
+    if let Some(fix) = &d.fix {
+        line("fix:", fix);
+    }
+    for note in &d.notes {
+        line("note:", note);
+    }
+    match (ran, agrees) {
+        (Some(r), Some(true)) => line("run:", &format!("{}, as predicted", r.describe())),
+        (Some(r), _) => {
+            let predicted = match d.errno {
+                Some(e) => format!("exec to fail with {e:?}"),
+                None => "exec to succeed".to_string(),
+            };
+            line(
+                "run:",
+                &format!(
+                    "{} (DISAGREES: diagnose predicted {predicted})",
+                    r.describe()
+                ),
+            );
+        }
+        (None, _) if asked => line("run:", "not run: there is no file to execute"),
+        (None, _) => {}
+    }
+    if let Some(r) = ran {
+        let stderr = r.stderr.trim_end();
+        if !stderr.is_empty() {
+            let first: Vec<&str> = stderr.lines().take(3).collect();
+            line("stderr:", &first.join(" | "));
+        }
+    }
+}

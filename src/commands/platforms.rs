@@ -1,0 +1,31 @@
+//! `platforms`: the platforms this host is proven to run, as `docker buildx --platform` takes
+//! them. Each is proven by running its probe (as `test` does, default set, in a chroot).
+
+use std::time::Duration;
+
+use crate::binfmt::Registry;
+use crate::cli::GlobalArgs;
+use crate::error::{Exit, Failure};
+use crate::messages;
+
+pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
+    let table = super::load_table(global)?;
+    let registry = Registry::new(&global.binfmt_dir);
+    let snap = super::snapshot(&registry)?;
+    let arches = super::test::default_set(&table, &snap);
+    let report = super::test::test_arches(&table, &snap, &arches, true, Duration::from_secs(10))
+        .map_err(|e| Failure::environment(anyhow::anyhow!(e)))?;
+    for r in report.results.iter().filter(|r| !r.ok) {
+        messages::warn(&format!(
+            "{} is not listed: {}",
+            r.platform,
+            r.error.as_deref().unwrap_or("it did not run")
+        ));
+    }
+    if global.json {
+        messages::json(&serde_json::json!({ "supported": report.supported }));
+    } else {
+        messages::out(&report.supported.join(","));
+    }
+    Ok(Exit::Success)
+}

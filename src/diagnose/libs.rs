@@ -1,0 +1,203 @@
+//! The shared libraries a dynamically linked program needs, looked up inside a root roughly
+//! as glibc's loader finds them: RPATH/RUNPATH (with `$ORIGIN`), LD_LIBRARY_PATH, the
+//! directories of the root's /etc/ld.so.conf (what its ld.so.cache is built from), and the
+//! usual system directories. Over-inclusive on purpose: a library reported missing was
+//! looked for everywhere the loader could find it.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use super::rootfs::{Lookup, RootFs};
+
+/// Stop after this many objects: real programs need a few dozen.
+const MAX_OBJECTS: usize = 256;
+/// Libraries larger than this are not parsed for their own needs.
+const MAX_OBJECT_BYTES: u64 = 256 << 20;
+
+/// Names of libraries (DT_NEEDED, transitively) that cannot be found inside `root` for the
+/// program at `program` (a host path; `inside` its path in the root, for `$ORIGIN`), in the
+/// order the loader meets them (breadth first, as glibc loads them).
+pub fn missing(root: &RootFs, program: &Path, inside: &str) -> Vec<String> {
+    let dirs = search_dirs(root);
+    let mut missing: Vec<String> = Vec::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<(PathBuf, String)> = VecDeque::new();
+    queue.push_back((program.to_path_buf(), inside.to_string()));
+    let mut objects = 0;
+    while let Some((host, inside)) = queue.pop_front() {
+        objects += 1;
+        if objects > MAX_OBJECTS {
+            break;
+        }
+        let Some(needs) = needs(&host) else { continue };
+        let origin = Path::new(&inside)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "/".into());
+        let own: Vec<String> = needs
+            .rpaths
+            .iter()
+            .flat_map(|r| r.split(':'))
+            .map(|d| d.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin))
+            .collect();
+        for lib in needs.libraries {
+            if !seen.insert(lib.clone()) {
+                continue;
+            }
+            let candidates: Vec<String> = if lib.contains('/') {
+                vec![lib.clone()]
+            } else {
+                own.iter()
+                    .chain(dirs.iter())
+                    .map(|d| format!("{}/{lib}", d.trim_end_matches('/')))
+                    .collect()
+            };
+            let found = candidates.iter().find_map(|c| match root.resolve(c) {
+                Lookup::Found(h) if h.is_file() => Some((h, c.clone())),
+                _ => None,
+            });
+            match found {
+                Some(f) => queue.push_back(f),
+                None => missing.push(lib),
+            }
+        }
+    }
+    missing
+}
+
+struct Needs {
+    libraries: Vec<String>,
+    rpaths: Vec<String>,
+}
+
+fn needs(host: &Path) -> Option<Needs> {
+    let len = std::fs::metadata(host).ok()?.len();
+    if len > MAX_OBJECT_BYTES {
+        return None;
+    }
+    let bytes = std::fs::read(host).ok()?;
+    let elf = goblin::elf::Elf::parse(&bytes).ok()?;
+    Some(Needs {
+        libraries: elf.libraries.iter().map(|s| s.to_string()).collect(),
+        rpaths: elf
+            .runpaths
+            .iter()
+            .chain(elf.rpaths.iter())
+            .map(|s| s.to_string())
+            .collect(),
+    })
+}
+
+/// LD_LIBRARY_PATH, the root's ld.so.conf directories, then the system directories and any
+/// multiarch directories (`/usr/lib/<triplet>`) the root has.
+fn search_dirs(root: &RootFs) -> Vec<String> {
+    let mut dirs: Vec<String> = std::env::var("LD_LIBRARY_PATH")
+        .map(|p| {
+            p.split(':')
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut conf_files = vec!["/etc/ld.so.conf".to_string()];
+    let mut read = 0;
+    while let Some(conf) = conf_files.pop() {
+        read += 1;
+        if read > 64 {
+            break;
+        }
+        let Lookup::Found(host) = root.resolve(&conf) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(&host) else {
+            continue;
+        };
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if let Some(pattern) = line.strip_prefix("include") {
+                for p in pattern.split_whitespace() {
+                    let p = if p.starts_with('/') {
+                        p.to_string()
+                    } else {
+                        format!("/etc/{p}")
+                    };
+                    conf_files.extend(expand(root, &p));
+                }
+            } else if line.starts_with('/') {
+                dirs.push(line.split_whitespace().next().unwrap_or(line).to_string());
+            }
+        }
+    }
+    for base in ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] {
+        dirs.push(base.to_string());
+    }
+    for base in ["/lib", "/usr/lib"] {
+        if let Lookup::Found(host) = root.resolve(base) {
+            if let Ok(entries) = std::fs::read_dir(host) {
+                let mut multiarch: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains("-linux-"))
+                    .map(|n| format!("{base}/{n}"))
+                    .collect();
+                multiarch.sort();
+                dirs.extend(multiarch);
+            }
+        }
+    }
+    dirs
+}
+
+/// `/etc/ld.so.conf.d/*.conf`: a `*` in the last component only, as ld.so.conf uses it.
+fn expand(root: &RootFs, pattern: &str) -> Vec<String> {
+    let path = Path::new(pattern);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let Some((before, after)) = name.split_once('*') else {
+        return vec![pattern.to_string()];
+    };
+    let dir_s = dir.display().to_string();
+    let Lookup::Found(host) = root.resolve(&dir_s) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = std::fs::read_dir(host)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    n.starts_with(before)
+                        && n.ends_with(after)
+                        && n.len() >= before.len() + after.len()
+                })
+                .map(|n| format!("{}/{n}", dir_s.trim_end_matches('/')))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_hosts_own_programs_miss_nothing() {
+        let root = RootFs::host();
+        for p in ["/bin/ls", "/usr/bin/env"] {
+            let host = std::fs::canonicalize(p).expect("canonicalize");
+            assert_eq!(missing(&root, &host, p), Vec::<String>::new(), "{p}");
+        }
+    }
+
+    #[test]
+    fn an_empty_root_misses_every_library() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = RootFs::new(dir.path()).expect("root");
+        let ls = std::fs::canonicalize("/bin/ls").expect("ls");
+        let m = missing(&root, &ls, "/bin/ls");
+        assert!(m.iter().any(|l| l.starts_with("libc.so")), "{m:?}");
+    }
+}

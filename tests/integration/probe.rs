@@ -1,0 +1,211 @@
+//! `test` and `platforms`: generated probes executed through real handlers in private
+//! instances, in empty chroots.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::{AARCH64_MAGIC, AARCH64_MASK, PrivateBinfmt, fixture, fx, register_string};
+
+fn results(r: &crate::util::Run) -> Vec<serde_json::Value> {
+    r.json()["results"].as_array().expect("results").clone()
+}
+
+fn result_for<'a>(rs: &'a [serde_json::Value], arch: &str) -> &'a serde_json::Value {
+    rs.iter()
+        .find(|r| r["arch"] == arch)
+        .unwrap_or_else(|| panic!("no result for {arch}: {rs:?}"))
+}
+
+#[test]
+fn after_install_all_every_installed_architecture_passes() {
+    let ns = PrivateBinfmt::new();
+    let installed = ns.run(&["--json", "install", "--arch", "all"]);
+    installed.expect_code(0);
+    let names: Vec<String> = installed.json()["installed"]
+        .as_array()
+        .expect("installed")
+        .iter()
+        .map(|n| n.as_str().expect("name").to_string())
+        .collect();
+    assert!(names.len() >= 25, "{names:?}");
+
+    let r = ns.run(&["--json", "test"]);
+    r.expect_code(0);
+    let rs = results(&r);
+    for name in &names {
+        let hit = rs
+            .iter()
+            .find(|x| x["handler"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} was not tested: {rs:?}"));
+        assert_eq!(hit["ok"], true, "{hit}");
+        assert!(hit["level"].as_u64() >= Some(1), "{hit}");
+        assert!(hit["error"].is_null(), "{hit}");
+    }
+    // The host's own arch runs natively and keeps its argv[0].
+    let amd64 = result_for(&rs, "amd64");
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(
+            (&amd64["handler"], &amd64["level"]),
+            (&"native".into(), &2.into())
+        );
+    }
+    let supported = r.json()["supported"].clone();
+    for p in [
+        "linux/arm64",
+        "linux/riscv64",
+        "linux/arm/v7",
+        "linux/s390x",
+    ] {
+        assert!(
+            supported
+                .as_array()
+                .expect("supported")
+                .iter()
+                .any(|s| s == p),
+            "{p} missing from {supported}"
+        );
+    }
+
+    // platforms: the same proof, as buildx takes it.
+    let p = ns.run(&["platforms"]);
+    p.expect_code(0);
+    let list = p.stdout.trim();
+    assert!(
+        !list.contains(' ') && list.contains("linux/arm64,"),
+        "{list}"
+    );
+    assert!(list.split(',').any(|x| x == "linux/riscv64"), "{list}");
+}
+
+#[test]
+fn without_a_handler_the_failure_names_the_cause_and_the_fix() {
+    let ns = PrivateBinfmt::new();
+    ns.run(&["install", "--arch", "arm64,riscv64"])
+        .expect_code(0);
+    ns.run(&["uninstall", "--arch", "arm64"]).expect_code(0);
+    let r = ns.run(&["--json", "test", "--arch", "arm64"]);
+    r.expect_code(1);
+    let rs = results(&r);
+    let arm64 = result_for(&rs, "arm64");
+    assert_eq!(arm64["ok"], false);
+    let err = arm64["error"].as_str().expect("error");
+    assert!(
+        err.contains("no handler for arm64") && err.contains("install --arch arm64"),
+        "{err}"
+    );
+    // Human output says the same on one line.
+    let r = ns.run(&["test", "--arch", "arm64,riscv64"]);
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("FAIL arm64") && r.stdout.contains("Exec format error"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ok   riscv64"), "{}", r.stdout);
+}
+
+#[test]
+fn a_handler_without_f_fails_in_the_chroot_and_says_f_is_missing() {
+    let ns = PrivateBinfmt::new();
+    ns.run(&["install", "--arch", "arm64", "--no-fix-binary"])
+        .expect_code(0);
+    let r = ns.run(&["--json", "test", "--arch", "arm64"]);
+    r.expect_code(1);
+    let rs = results(&r);
+    let err = result_for(&rs, "arm64")["error"]
+        .as_str()
+        .expect("error")
+        .to_string();
+    assert!(err.contains("no F flag") && err.contains("chroot"), "{err}");
+    // Outside a chroot the interpreter's path exists, so the same handler works.
+    ns.run(&["test", "--arch", "arm64", "--no-chroot"])
+        .expect_code(0);
+}
+
+/// Interpreters that are not QEMU: one exits 1, one dies of a signal. Scripts, so they run
+/// outside a chroot only (their own `#!` interpreter is not in an empty root).
+#[test]
+fn a_broken_interpreter_is_reported_as_broken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (name, body) in [
+        ("exits-1", "#!/bin/sh\necho 'not an emulator' >&2\nexit 1\n"),
+        ("crashes", "#!/bin/sh\nkill -SEGV $$\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let ns = PrivateBinfmt::new();
+        ns.register(&register_string(
+            "qemu-aarch64",
+            AARCH64_MAGIC,
+            AARCH64_MASK,
+            path.to_str().expect("utf-8"),
+            "",
+        ));
+        let r = ns.run(&["--json", "test", "--arch", "arm64", "--no-chroot"]);
+        r.expect_code(1);
+        let rs = results(&r);
+        let err = result_for(&rs, "arm64")["error"]
+            .as_str()
+            .expect("error")
+            .to_string();
+        let want = if name == "exits-1" {
+            "exited 1 instead of running the program (not an emulator)"
+        } else {
+            "was killed by SIGSEGV"
+        };
+        assert!(
+            err.contains(want) && err.contains(path.to_str().expect("utf-8")),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_p_handler_hands_on_argv0_for_level_2() {
+    let ns = PrivateBinfmt::new();
+    ns.register(&register_string(
+        "qemu-aarch64",
+        AARCH64_MAGIC,
+        AARCH64_MASK,
+        "/usr/bin/qemu-aarch64-static",
+        "PF",
+    ));
+    let r = ns.run(&["--json", "test", "--arch", "arm64"]);
+    r.expect_code(0);
+    let rs = results(&r);
+    assert_eq!(result_for(&rs, "arm64")["level"], 2, "{rs:?}");
+}
+
+#[test]
+fn test_binary_runs_the_users_own_program_the_same_way() {
+    let ns = PrivateBinfmt::new();
+    let r = ns.run(&["test", "--binary", &fx("arm64")]);
+    r.expect_code(1);
+    assert!(r.stdout.contains("no handler for arm64"), "{}", r.stdout);
+    ns.run(&["install", "--arch", "arm64"]).expect_code(0);
+    let r = ns.run(&["--json", "test", "--binary", &fx("arm64")]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(
+        (&j["exit_code"], &j["result"]["handler"]),
+        (&42.into(), &"qemu-aarch64".into()),
+        "{j}"
+    );
+    let _ = fixture("arm64");
+}
+
+#[test]
+fn bad_test_arguments_exit_2() {
+    let ns = PrivateBinfmt::new();
+    for args in [
+        vec!["test", "--arch", "vax"],
+        vec!["test", "--timeout", "0"],
+        vec!["test", "--timeout", "-1"],
+        vec!["test", "--binary", "/nonexistent/program"],
+        vec!["test", "--arch", "arm64", "--binary", "/bin/true"],
+    ] {
+        let r = ns.run(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+    }
+}
