@@ -12,6 +12,7 @@ Exit codes:
   1  the check found a problem (a damaged file, a file not of the expected platform, …)
   2  bad input: unknown architecture, bad flag, unreadable file or table
   3  environment: not permitted, binfmt_misc unavailable
+  `run` exits with its command's status once the command has started.
 
 Architecture names: Docker/OCI's (amd64, arm64, arm/v7, ppc64le, riscv64, …), QEMU's
 (aarch64, x86_64, mips64el, …), Debian's (armhf, armel, ppc64el, i386, …) or platform

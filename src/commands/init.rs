@@ -261,14 +261,16 @@ fn print_summary(s: &Summary) {
     }
     for t in &s.test.results {
         match &t.error {
-            None => messages::out(&format!(
-                "{:<10} {} ({} through {}, {} ms)",
-                "tested",
-                t.arch,
-                t.platform,
-                t.handler.as_deref().unwrap_or("?"),
-                t.ms
-            )),
+            None => {
+                let via = match t.handler.as_deref() {
+                    Some("native") | None => "natively".to_string(),
+                    Some(h) => format!("through {h}"),
+                };
+                messages::out(&format!(
+                    "{:<10} {} ({} {via}, {} ms)",
+                    "tested", t.arch, t.platform, t.ms
+                ))
+            }
             Some(e) => messages::out(&format!("{:<10} {}: {e}", "FAILED", t.arch)),
         }
     }

@@ -201,3 +201,16 @@ fn check_dockerfile(path: &Path) {
     let script = repo().join("scripts/build-static.sh");
     assert!(script.exists(), "{}", script.display());
 }
+
+/// Every ```toml block in the README is a config `init` accepts.
+#[test]
+fn toml_snippets_in_the_readme_parse() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let mut found = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let text = block.split("```").next().unwrap_or_default();
+        Config::parse(text, "README.md").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        found += 1;
+    }
+    assert!(found >= 1, "no toml snippet in the README");
+}
