@@ -58,6 +58,9 @@ seed() {
         arch_table)
             cp configs/arches.toml "$dir/seed-arches.toml"
             ;;
+        init_config)
+            cp configs/binfmt-setup.toml "$dir/seed-binfmt-setup.toml"
+            ;;
         *) ;;
     esac
 }

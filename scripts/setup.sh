@@ -7,6 +7,8 @@
 #
 # Installing packages does not register anything in binfmt_misc: Debian's qemu-user-static
 # only ships binfmt.d files, and nothing here runs systemd-binfmt or update-binfmts.
+# The arm64 busybox for the rootless `run` tests is fetched by scripts/rootfs.sh into target/
+# with a private apt list directory (the machine's apt architectures are not changed).
 # Peer tools whose packages would act on the host when installed (binfmt-support's scripts
 # enable every known format) are unpacked into target/peers instead, scripts not run; the
 # tests and benchmarks run them only inside private binfmt_misc instances.
@@ -85,6 +87,9 @@ if [[ "$(cat "$peer_stamp" 2>/dev/null)" != "${peers[*]}" ]]; then
 	echo "${peers[*]}" >"$peer_stamp"
 	echo "setup.sh: unpacked ${peers[*]} into $peer_root" >&2
 fi
+
+# An arm64 busybox root filesystem for the `run --rootfs` tests (fetched once into target/).
+"$root/scripts/rootfs.sh"
 
 if ((build)); then
 	cd "$root"

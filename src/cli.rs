@@ -12,6 +12,7 @@ Exit codes:
   1  the check found a problem (a damaged file, a file not of the expected platform, …)
   2  bad input: unknown architecture, bad flag, unreadable file or table
   3  environment: not permitted, binfmt_misc unavailable
+  `run` exits with its command's status once the command has started.
 
 Architecture names: Docker/OCI's (amd64, arm64, arm/v7, ppc64le, riscv64, …), QEMU's
 (aarch64, x86_64, mips64el, …), Debian's (armhf, armel, ppc64el, i386, …) or platform
@@ -145,6 +146,73 @@ kernel runs itself, and every architecture whose handler passed its probe in an 
     /// Explain why a program will not run ("Exec format error" and its cousins), and the fix.
     #[command(after_help = DIAGNOSE_HELP)]
     Diagnose(DiagnoseArgs),
+
+    /// Run a command with its own private binfmt_misc, as any user (Linux 6.7 or later).
+    #[command(after_help = "\
+Examples:
+  binfmt-setup run -- ./build/server-arm64 --version
+  binfmt-setup run --arch arm64 --rootfs ./alpine-arm64 -- /bin/sh -c 'uname -m'
+
+The command runs as root of a new user namespace (your uid mapped to 0: no privilege on \
+the host) with a new mount namespace and a fresh binfmt_misc in it, where the handlers for \
+--arch are registered with F. The host's binfmt_misc is not read or changed. With --rootfs \
+it runs chrooted there, with /proc and a minimal /dev (null, zero, full, random, urandom, \
+tty) bound in, and the command is looked up in PATH inside the root.
+
+Exit status: the command's own, or 128+N when a signal N ended it. Signals sent to \
+binfmt-setup are passed on. Before the command starts: 2 for bad input (no such root, \
+command not found), 3 when the kernel cannot give a private binfmt_misc (older than 6.7, \
+user namespaces turned off), 1 when a handler could not be registered.")]
+    Run(RunArgs),
+
+    /// Container and boot step: mount binfmt_misc, install, test, export, optionally stay up.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup init                                   # every arch, F, tested
+  binfmt-setup init --config /etc/binfmt-setup.toml
+  binfmt-setup init --config /etc/binfmt-setup.toml --keep-running   # DaemonSet
+
+The config (example: configs/binfmt-setup.toml) says which architectures, flags and \
+interpreters to register, whether to test them by running each one's probe through the \
+kernel, and where to export them. With --keep-running it stays up: every interval it \
+registers again any entry that disappeared, it writes the readiness file once everything \
+is installed and tested, and SIGTERM ends it with exit 0, leaving the handlers in place \
+unless the config says on_sigterm = \"uninstall\".
+
+Exit codes: 0 everything installed (and tested); 1 a registration or a test failed; 2 bad \
+config (the key and line are named); 3 binfmt_misc cannot be mounted or written.")]
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Architectures to register, comma-separated, or `all`.
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub arch: String,
+
+    /// Run the command chrooted in DIR (its PATH searched there).
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+
+    /// The command and its arguments (after `--`).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The TOML config (without one: every architecture, F, tested).
+    #[arg(long, env = "BINFMT_SETUP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Stay up and keep the handlers in place (same as keep_running.enabled in the config).
+    #[arg(long)]
+    pub keep_running: bool,
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +455,36 @@ mod tests {
     }
 
     #[test]
+    fn run_takes_everything_after_the_separator_as_the_command() {
+        let cli = Cli::try_parse_from([
+            "binfmt-setup",
+            "run",
+            "--rootfs",
+            "/r",
+            "--",
+            "sh",
+            "-c",
+            "exit 7",
+            "--json",
+        ])
+        .expect("parse");
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.arch, "all");
+        assert_eq!(a.rootfs, Some(PathBuf::from("/r")));
+        assert_eq!(a.command, ["sh", "-c", "exit 7", "--json"]);
+        assert!(
+            !cli.global.json,
+            "--json after the command is the command's"
+        );
+        assert!(
+            Cli::try_parse_from(["binfmt-setup", "run", "--"]).is_err(),
+            "a command is required"
+        );
+    }
+
+    #[test]
     fn diagnose_takes_one_target_root_and_run() {
         let cli = Cli::try_parse_from(["binfmt-setup", "diagnose", "--root", "/r", "--run", "sh"])
             .expect("parse");
@@ -401,6 +499,23 @@ mod tests {
             Cli::try_parse_from(["binfmt-setup", "diagnose"]).is_err(),
             "a target is required"
         );
+    }
+
+    #[test]
+    fn init_takes_a_config_and_keep_running() {
+        let cli = Cli::try_parse_from([
+            "binfmt-setup",
+            "init",
+            "--config",
+            "/c.toml",
+            "--keep-running",
+        ])
+        .expect("parse");
+        let Command::Init(a) = cli.command else {
+            panic!("not init")
+        };
+        assert_eq!(a.config, Some(PathBuf::from("/c.toml")));
+        assert!(a.keep_running);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::cell::OnceCell;
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -27,7 +27,7 @@ use crate::arch::{Arch, ArchTable};
 use crate::binfmt::Entry;
 use crate::elf::{self, ElfError, ElfInfo};
 use crate::format::{self, Format};
-use crate::inspect::{ElfVerdict, Inspector, read_head, read_head_resolved};
+use crate::inspect::{ElfVerdict, Inspector, file_kind, read_head, read_head_resolved};
 
 pub use rootfs::{Lookup, RootFs};
 pub use run::{RunError, RunOutcome};
@@ -1551,22 +1551,6 @@ fn kernel_shebang(head: &[u8]) -> (String, Option<String>) {
 
 fn is_env(interp: &str) -> bool {
     Path::new(interp).file_name().is_some_and(|n| n == "env")
-}
-
-/// "a directory", "a FIFO", …
-fn file_kind(meta: &Metadata) -> &'static str {
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else {
-        "not a regular file"
-    }
 }
 
 /// "an arm64 program (linux/arm64, static)".

@@ -42,7 +42,6 @@ struct Stamp {
     dev: u64,
     ino: u64,
     mode: u32,
-    uid: u32,
     size: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
@@ -54,10 +53,11 @@ impl Stamp {
             dev: m.dev(),
             ino: m.ino(),
             mode: m.mode(),
-            uid: m.uid(),
             size: m.size(),
             mtime: (m.mtime(), m.mtime_nsec()),
-            // Any write to the file or change of its mode or owner moves ctime.
+            // Any write to the file or change of its mode or owner moves ctime. (The owner is
+            // not compared itself: `run` checks before entering a user namespace, where
+            // the same owner reads as another uid.)
             ctime: (m.ctime(), m.ctime_nsec()),
         }
     }
@@ -86,9 +86,8 @@ impl Pin {
         }
         if held != self.seen {
             return Err(format!(
-                "interpreter {shown} was modified after it was checked (mode {:o}, owner {}, {} bytes)",
+                "interpreter {shown} was modified after it was checked (now mode {:o}, {} bytes)",
                 held.mode & 0o7777,
-                held.uid,
                 held.size
             ));
         }

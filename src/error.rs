@@ -6,18 +6,32 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Everything asked for is true.
-    Success = 0,
+    Success,
     /// The check ran and found a problem.
-    Problem = 1,
+    Problem,
     /// The request itself is wrong: unknown arch, bad flag, unreadable file or config.
-    BadInput = 2,
+    BadInput,
     /// The environment refuses: no permission, binfmt_misc unavailable, read-only.
-    Environment = 3,
+    Environment,
+    /// `run`: the status of the command it ran, passed on (128 + N for a death by signal N).
+    Command(u8),
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Problem => 1,
+            Exit::BadInput => 2,
+            Exit::Environment => 3,
+            Exit::Command(code) => code,
+        }
+    }
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
-        std::process::ExitCode::from(e as u8)
+        std::process::ExitCode::from(e.code())
     }
 }
 
@@ -56,11 +70,17 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end_matches('\n');
     match e.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            let (line, column) = line_column(text, span.start);
             format!("line {line}, column {column}: {message}")
         }
         None => message.to_string(),
     }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
 }

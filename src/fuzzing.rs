@@ -125,6 +125,22 @@ pub fn arch_table(data: &[u8]) {
     let _ = Host::arch_for_machine(&t, &text, true);
 }
 
+/// `init`'s TOML config. Errors must be one line that names where; a config that loads must
+/// answer every question `init` asks of it.
+pub fn init_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match crate::config::Config::parse(&text, "fuzz") {
+        Ok(c) => {
+            let _ = (c.arches(table()), c.interpreters(table()), c.all());
+            let k = &c.keep_running;
+            let _ = (c.qemu_paths(), k.interval(), k.readiness_file(), c.origin());
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
 /// What the kernel checks of a register string, and what our own parsing of the entry it
 /// makes must give back.
 fn registration_properties(reg: &Registration) {
@@ -264,6 +280,13 @@ mod tests {
             (
                 arch_table,
                 vec![crate::arch::EMBEDDED_TABLE.as_bytes()[..2000].to_vec()],
+            ),
+            (
+                init_config,
+                vec![
+                    include_bytes!("../configs/binfmt-setup.toml").to_vec(),
+                    b"architectures = [\"arm64\"]\n[interpreters]\narm64 = \"/x\"\n".to_vec(),
+                ],
             ),
         ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

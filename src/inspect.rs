@@ -440,6 +440,25 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
     }
 }
 
+/// What a file that is not a regular one is, in words: "a directory", "a FIFO", …
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
 /// Open a file and read its first bytes. The error names the path and what failed.
 /// Only regular files are opened (see `fileio`): a FIFO cannot hang us, nor a device be
 /// opened. Symlinks are followed, as exec follows them.

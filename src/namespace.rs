@@ -42,6 +42,68 @@ pub fn enter_private_instance() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A private binfmt_misc instance could not be made: the kernel is older than 6.7, or user
+/// namespaces are turned off or restricted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot create a private binfmt_misc instance: {0}{hint} (needs Linux 6.7 or later with unprivileged user namespaces)",
+    hint = requirement_hint()
+)]
+pub struct Unavailable(#[source] std::io::Error);
+
+/// [`enter_private_instance`] for a process that stays in the namespace (`run`), with an
+/// error that says what the kernel requires. The process must be single-threaded: the kernel
+/// refuses CLONE_NEWUSER otherwise (EINVAL), so success also proves it is.
+pub fn enter_rootless() -> Result<(), Unavailable> {
+    enter_private_instance().map_err(Unavailable)
+}
+
+/// This kernel's version, or the setting that turns user namespaces off, when one of them
+/// explains a refusal.
+fn requirement_hint() -> String {
+    if let Some((release, version)) = kernel_release() {
+        if version < (6, 7) {
+            return format!("; this kernel is {release}");
+        }
+    }
+    let settings = [
+        (
+            "/proc/sys/user/max_user_namespaces",
+            "0",
+            "user.max_user_namespaces is 0",
+        ),
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "kernel.unprivileged_userns_clone is 0",
+        ),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns is 1)",
+        ),
+    ];
+    settings
+        .iter()
+        .find(|(file, off, _)| std::fs::read_to_string(file).is_ok_and(|s| s.trim() == *off))
+        .map(|(_, _, say)| format!("; {say}"))
+        .unwrap_or_default()
+}
+
+/// The kernel release string and its (major, minor).
+fn kernel_release() -> Option<(String, (u32, u32))> {
+    let release = nix::sys::utsname::uname()
+        .ok()?
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let version = (parts.next()?, parts.next()?);
+    Some((release, version))
+}
+
 /// `0 <id> 1`: the namespace's root is the caller's own id, and nobody else is mapped.
 fn id_map(buf: &mut [u8; 32], id: u32) -> &[u8] {
     let mut digits = [0u8; 10];

@@ -38,6 +38,29 @@ pub struct Planned<'t> {
     pub emulator: Emulator,
 }
 
+impl<'t> Planned<'t> {
+    /// The same registration with its interpreter checked again now: a plan kept for later
+    /// (init's repair loop) must not register a file that changed since, nor refuse one that
+    /// was legitimately upgraded.
+    pub fn rechecked(&self) -> Result<Planned<'t>, String> {
+        let emulator = emulator::check(&self.emulator.path, self.reg.flags.contains('F'))
+            .map_err(|e| format!("{}: {e}", self.arch.name))?;
+        if emulator.path != self.emulator.path {
+            return Err(format!(
+                "{}: interpreter {} now resolves to {}",
+                self.arch.name,
+                self.emulator.path.display(),
+                emulator.path.display()
+            ));
+        }
+        Ok(Planned {
+            arch: self.arch,
+            reg: self.reg.clone(),
+            emulator,
+        })
+    }
+}
+
 /// The registrations for `arches`, and the arches skipped with their reasons. An error is bad
 /// input (a missing or unfit interpreter the user asked for by name): nothing may be written.
 ///
@@ -95,7 +118,13 @@ pub fn plan<'t>(
             }
         }
     }
-    let answers = ask(&native_jobs, &groups);
+    let pending = ask(&native_jobs, &groups);
+    // While the probes run, check every interpreter (reading its header is the slow part).
+    let checked: Vec<Option<Result<Emulator, String>>> = wanted
+        .iter()
+        .map(|(_, p)| p.as_deref().map(|p| emulator::check(p, opts.fix_binary)))
+        .collect();
+    let answers = pending.answers(native_jobs.len() + groups.len());
     let native = |a: &Arch| {
         native_jobs
             .iter()
@@ -106,7 +135,7 @@ pub fn plan<'t>(
 
     // Pass 2: the plan.
     let mut planned: Vec<Planned<'t>> = Vec::new();
-    for (arch, path) in wanted {
+    for ((arch, path), checked) in wanted.into_iter().zip(checked) {
         let cpu = arch.qemu.as_deref().unwrap_or_default();
         if native(arch) {
             skipped.push(skip(
@@ -142,7 +171,10 @@ pub fn plan<'t>(
             .iter()
             .zip(p_answers)
             .any(|((k, _, _), yes)| *k == key && *yes);
-        let next = plan_one(arch, &path, opts, host, preserve)?;
+        let emu = checked
+            .unwrap_or_else(|| emulator::check(&path, opts.fix_binary))
+            .map_err(|e| format!("{}: {e}", arch.name))?;
+        let next = plan_one(arch, &path, emu, opts, host, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
         if let Some(other) = planned.iter().find(|p| {
@@ -174,11 +206,37 @@ fn group_key(path: &Path) -> GroupKey {
 
 const ARGV0: &str = "binfmt-setup-argv0";
 
-/// Run, in one parallel batch, the native probe of each of `native` (against an empty private
-/// instance) and, for each group, the probe of its arch through a `P` handler for its
-/// interpreter (in a private instance holding only that). One answer per job, in order.
-fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Vec<bool> {
-    use crate::probe::runner::{Ending, Job, Place, run_all};
+/// Probes started by [`ask`].
+struct Pending {
+    batch: Option<crate::probe::runner::Batch>,
+    expect: Vec<String>,
+}
+
+impl Pending {
+    /// One answer per question asked, in order; a probe that did not run answers no.
+    fn answers(self, asked: usize) -> Vec<bool> {
+        use crate::probe::runner::Ending;
+        let outcomes = self
+            .batch
+            .map(|b| b.wait(std::time::Duration::from_secs(10)))
+            .unwrap_or_default();
+        let mut answers: Vec<bool> = outcomes
+            .iter()
+            .zip(&self.expect)
+            .map(|(o, want)| {
+                o.ending == Ending::Exited(crate::probe::EXIT_CODE) && o.stdout == want.as_bytes()
+            })
+            .collect();
+        answers.resize(asked, false);
+        answers
+    }
+}
+
+/// Start, in one parallel batch, the native probe of each of `native` (against an empty
+/// private instance) and, for each group, the probe of its arch through a `P` handler for its
+/// interpreter (in a private instance holding only that).
+fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Pending {
+    use crate::probe::runner::{Job, Place, start};
     let mut jobs = Vec::new();
     let mut expect = Vec::new();
     for a in native {
@@ -218,31 +276,21 @@ fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Vec<bool> {
         });
         expect.push(format!("p\n{ARGV0}\n"));
     }
-    let outcomes = run_all(&jobs, std::time::Duration::from_secs(10)).unwrap_or_else(|e| {
-        tracing::debug!("probes in private instances could not run: {e}");
-        Vec::new()
-    });
-    // Jobs skipped above (no probe) answer no; so does a job that did not run.
-    let mut answers: Vec<bool> = outcomes
-        .iter()
-        .zip(&expect)
-        .map(|(o, want)| {
-            o.ending == Ending::Exited(crate::probe::EXIT_CODE) && o.stdout == want.as_bytes()
-        })
-        .collect();
-    answers.resize(native.len() + groups.len(), false);
-    answers
+    let batch = start(&jobs)
+        .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
+        .ok();
+    Pending { batch, expect }
 }
 
-/// The registration for one arch with the interpreter at `path`, every check made.
+/// The registration for one arch with the interpreter at `path` (checked: `emu`).
 fn plan_one<'t>(
     arch: &'t Arch,
     path: &Path,
+    emu: Emulator,
     opts: &Options,
     host: &Host,
     preserve_argv0: bool,
 ) -> Result<Planned<'t>, String> {
-    let emu = emulator::check(path, opts.fix_binary).map_err(|e| format!("{}: {e}", arch.name))?;
     let mut flags = String::new();
     if preserve_argv0 {
         flags.push('P');

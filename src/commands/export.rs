@@ -78,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-fn format_name(format: ExportFormat) -> &'static str {
+pub(super) fn format_name(format: ExportFormat) -> &'static str {
     match format {
         ExportFormat::Systemd => "systemd",
         ExportFormat::Debian => "debian",
@@ -88,7 +88,7 @@ fn format_name(format: ExportFormat) -> &'static str {
 
 /// Files are named after their entry, so a later export replaces an earlier one and, in
 /// /etc/binfmt.d, takes the place of qemu-user-static's file of the same name.
-fn file_name(format: ExportFormat, reg: &Registration) -> String {
+pub(super) fn file_name(format: ExportFormat, reg: &Registration) -> String {
     match format {
         ExportFormat::Systemd => format!("{}.conf", reg.name),
         ExportFormat::Debian => reg.name.clone(),
@@ -96,7 +96,7 @@ fn file_name(format: ExportFormat, reg: &Registration) -> String {
     }
 }
 
-fn render(format: ExportFormat, p: &Planned<'_>) -> String {
+pub(super) fn render(format: ExportFormat, p: &Planned<'_>) -> String {
     let reg = &p.reg;
     match format {
         ExportFormat::Systemd => format!(
@@ -141,7 +141,7 @@ fn escape(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
-fn check_output_dir(dir: &Path) -> Result<(), Failure> {
+pub(super) fn check_output_dir(dir: &Path) -> Result<(), Failure> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(Failure::bad_input(anyhow!(
@@ -165,7 +165,7 @@ fn io_failure(err: anyhow::Error, e: &std::io::Error) -> Failure {
 
 /// Write `content` to `dir/name` whole or not at all: a temporary file in the same directory,
 /// renamed over the old one.
-fn write_file(dir: &Path, name: &str, content: &str) -> Result<&'static str, Failure> {
+pub(super) fn write_file(dir: &Path, name: &str, content: &str) -> Result<&'static str, Failure> {
     let path = dir.join(name);
     if std::fs::read(&path).is_ok_and(|old| old == content.as_bytes()) {
         return Ok("unchanged");

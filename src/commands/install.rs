@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use crate::arch::{ArchTable, Host};
-use crate::binfmt::Registry;
 use crate::binfmt::apply::{self, Report, Skipped, Step};
 use crate::binfmt::plan::{self, Planned};
+use crate::binfmt::{Registry, Snapshot};
 use crate::cli::{GlobalArgs, HandlerArgs, InstallArgs};
 use crate::error::{Exit, Failure};
 use crate::messages::{self, printable};
@@ -43,6 +43,34 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     let (planned, skipped) =
         plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
 
+    let (steps, report) = steps_for(&snap, planned, skipped, args.replace_foreign);
+
+    if args.dry_run {
+        return Ok(print_dry_run(global, &steps, &report));
+    }
+    let report = apply::apply(&registry, &steps, report);
+    if global.json {
+        messages::json(&report);
+    } else {
+        print_report(&report);
+    }
+    Ok(match (&report.failed, report.not_permitted) {
+        (None, _) => Exit::Success,
+        (Some(_), true) => Exit::Environment,
+        (Some(_), false) => Exit::Problem,
+    })
+}
+
+/// The steps that bring `snap` to the planned entries: `Unchanged` where one is already
+/// exactly there, `Replace` where ours differs (or another owner's overlapping entry is to
+/// go, with `replace_foreign`), `Register` otherwise. An arch whose rule overlaps another
+/// owner's entry is skipped instead when `replace_foreign` is off. Shared with `init`.
+pub(super) fn steps_for(
+    snap: &Snapshot,
+    planned: Vec<Planned<'_>>,
+    skipped: Vec<Skipped>,
+    replace_foreign: bool,
+) -> (Vec<Step>, Report) {
     let mut steps: Vec<Step> = Vec::new();
     let mut report = Report {
         skipped,
@@ -82,7 +110,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
             .iter()
             .filter(|e| e.name != reg.name && reg.overlaps(e))
             .collect();
-        if !foreign.is_empty() && !args.replace_foreign {
+        if !foreign.is_empty() && !replace_foreign {
             let names: Vec<String> = foreign
                 .iter()
                 .map(|e| format!("{} ({})", e.name, e.interpreter))
@@ -107,21 +135,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
             None => Step::Replace { old, new: reg, pin },
         });
     }
-
-    if args.dry_run {
-        return Ok(print_dry_run(global, &steps, &report));
-    }
-    let report = apply::apply(&registry, &steps, report);
-    if global.json {
-        messages::json(&report);
-    } else {
-        print_report(&report);
-    }
-    Ok(match (&report.failed, report.not_permitted) {
-        (None, _) => Exit::Success,
-        (Some(_), true) => Exit::Environment,
-        (Some(_), false) => Exit::Problem,
-    })
+    (steps, report)
 }
 
 /// The registration options a command line asks for (shared with `export`).

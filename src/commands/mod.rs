@@ -2,9 +2,11 @@
 
 mod diagnose;
 mod export;
+mod init;
 mod inspect;
 mod install;
 mod platforms;
+mod run;
 mod status;
 mod test;
 mod uninstall;
@@ -24,6 +26,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Test(args) => test::run(&cli.global, args),
         Command::Platforms => platforms::run(&cli.global),
         Command::Diagnose(args) => diagnose::run(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
+        Command::Init(args) => init::run(&cli.global, args),
     }
 }
 

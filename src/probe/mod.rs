@@ -28,6 +28,17 @@ pub(crate) struct Code {
     pub e_flags: Option<u32>,
 }
 
+impl Code {
+    /// Code entered at its first byte, with the table's e_flags.
+    pub(crate) fn new(bytes: Vec<u8>) -> Code {
+        Code {
+            bytes,
+            entry: 0,
+            e_flags: None,
+        }
+    }
+}
+
 /// The address the first byte of [`Code::bytes`] is loaded at, for code that needs absolute
 /// addresses (a ppc64 ELFv1 function descriptor, a literal pool).
 #[allow(dead_code)] // used by the families whose code needs absolute addresses

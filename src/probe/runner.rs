@@ -117,6 +117,19 @@ pub enum Place {
 
 /// Run every job at once and wait for all, each bounded by `timeout`.
 pub fn run_all(jobs: &[Job], timeout: Duration) -> Result<Vec<Outcome>, String> {
+    Ok(start(jobs)?.wait(timeout))
+}
+
+/// Programs started by [`start`], running while the caller does other work.
+#[derive(Debug)]
+pub struct Batch {
+    running: Vec<(Instant, Option<Child>, Option<Ending>)>,
+    // Removed only after every program has finished with it.
+    _dir: RunDir,
+}
+
+/// Start every job now; [`Batch::wait`] collects them.
+pub fn start(jobs: &[Job]) -> Result<Batch, String> {
     let dir = RunDir::new("binfmt-setup-test").map_err(|e| format!("temporary directory: {e}"))?;
     for j in jobs {
         dir.write(&j.file, &j.image)
@@ -175,50 +188,58 @@ pub fn run_all(jobs: &[Job], timeout: Duration) -> Result<Vec<Outcome>, String> 
             ),
         });
     }
+    Ok(Batch { running, _dir: dir })
+}
 
-    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
-    for (i, (started, child, ending)) in running.iter_mut().enumerate() {
-        if child.is_none() {
-            outcomes[i] = Some(Outcome {
-                ending: ending.clone().unwrap_or(Ending::TimedOut),
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                elapsed: started.elapsed(),
-            });
-        }
-    }
-    let mut pause = Duration::from_micros(50);
-    while outcomes.iter().any(Option::is_none) {
-        for (i, (started, child, _)) in running.iter_mut().enumerate() {
-            let Some(c) = child.as_mut() else { continue };
-            if outcomes[i].is_some() {
-                continue;
+impl Batch {
+    /// Wait for every program, each bounded by `timeout` from its start; one outcome per job,
+    /// in order.
+    pub fn wait(mut self, timeout: Duration) -> Vec<Outcome> {
+        let running = &mut self.running;
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; running.len()];
+        for (i, (started, child, ending)) in running.iter_mut().enumerate() {
+            if child.is_none() {
+                outcomes[i] = Some(Outcome {
+                    ending: ending.clone().unwrap_or(Ending::TimedOut),
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    elapsed: started.elapsed(),
+                });
             }
-            let ending = match c.try_wait() {
-                Ok(Some(status)) => match (status.code(), status.signal()) {
-                    (Some(code), _) => Ending::Exited(code),
-                    (None, Some(sig)) => Ending::Signaled(sig),
-                    (None, None) => Ending::Exited(-1),
-                },
-                Ok(None) if started.elapsed() > timeout => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    Ending::TimedOut
-                }
-                Ok(None) => continue,
-                Err(e) => Ending::ExecFailed(Errno::from_raw(e.raw_os_error().unwrap_or(0))),
-            };
-            outcomes[i] = Some(Outcome {
-                ending,
-                stdout: drain(c.stdout.take()),
-                stderr: drain(c.stderr.take()),
-                elapsed: started.elapsed(),
-            });
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(5));
+        let mut pause = Duration::from_micros(50);
+        while outcomes.iter().any(Option::is_none) {
+            for (i, (started, child, _)) in running.iter_mut().enumerate() {
+                let Some(c) = child.as_mut() else { continue };
+                if outcomes[i].is_some() {
+                    continue;
+                }
+                let ending = match c.try_wait() {
+                    Ok(Some(status)) => match (status.code(), status.signal()) {
+                        (Some(code), _) => Ending::Exited(code),
+                        (None, Some(sig)) => Ending::Signaled(sig),
+                        (None, None) => Ending::Exited(-1),
+                    },
+                    Ok(None) if started.elapsed() > timeout => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        Ending::TimedOut
+                    }
+                    Ok(None) => continue,
+                    Err(e) => Ending::ExecFailed(Errno::from_raw(e.raw_os_error().unwrap_or(0))),
+                };
+                outcomes[i] = Some(Outcome {
+                    ending,
+                    stdout: drain(c.stdout.take()),
+                    stderr: drain(c.stderr.take()),
+                    elapsed: started.elapsed(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        outcomes.into_iter().flatten().collect()
     }
-    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// A prepared execv(2). std's Command execs with execvp semantics, which answer ENOEXEC by

@@ -1,12 +1,16 @@
 //! Integration tests: the real binary, real fixtures, real kernel (private binfmt_misc
 //! instances only; the host's is read, never written).
 
+mod configs;
 mod diagnose;
 mod export;
+mod fleet_util;
 mod harden;
+mod init;
 mod inspect;
 mod install;
 mod isolation;
 mod mutate;
 mod probe;
+mod run;
 mod util;

@@ -28,11 +28,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         })
         .collect();
     bytes.push(b'\n');
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 /// AArch64: x19 walks the argv slots down to x20 (the entry sp); `svc #0` keeps every register

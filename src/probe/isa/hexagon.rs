@@ -11,7 +11,7 @@
 //! find CPU model 'unknown'"). The probe says v67, which every QEMU with Hexagon accepts and
 //! which covers every instruction it uses; binfmt_misc's rule does not look at e_flags.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Endian};
 use crate::probe::Code;
 
 /// e_flags for Hexagon v67.
@@ -55,7 +55,7 @@ const WORDS: [u32; 25] = [
 
 pub(super) fn code(_arch: &Arch) -> Option<Code> {
     debug_assert_eq!(PC_PACKET_AT + PC_TO_DATA, WORDS.len() * 4);
-    let mut bytes: Vec<u8> = WORDS.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut bytes = super::words(&WORDS, Endian::Little);
     bytes.extend_from_slice(b"\n\0"); // data
     Some(Code {
         bytes,

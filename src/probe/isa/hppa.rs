@@ -56,9 +56,5 @@ pub(super) fn code(_arch: &Arch) -> Option<Code> {
         .flat_map(u32::to_be_bytes)
         .collect();
     bytes.extend_from_slice(b"\n\0"); // data
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }

@@ -6,7 +6,7 @@
 //! number in $a7, `syscall 0`; the kernel may clobber $t0-$t8 but keeps $s0. write is 64,
 //! exit 93. Instruction words are little-endian; `pcaddi` needs the newline word aligned.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Endian};
 use crate::probe::Code;
 
 pub(super) fn code(arch: &Arch) -> Option<Code> {
@@ -42,11 +42,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         0x002b_0000, // 54: syscall 0  ; exit(40 + argc)
                      // 58 newline
     ];
-    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut bytes = super::words(&words, Endian::Little);
     bytes.push(b'\n');
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }

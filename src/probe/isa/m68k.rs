@@ -48,11 +48,7 @@ pub(super) fn code(_arch: &Arch) -> Option<Code> {
     ];
     let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
     bytes.push(b'\n'); // 44  nl
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! State lives in `r19..r22`, which survive it. Syscalls: write 4, exit 1. Only base
 //! instructions are used (no barrel shifter); a branch ending in `d` runs its delay slot.
 
-use crate::arch::{Arch, Endian};
+use crate::arch::Arch;
 use crate::probe::Code;
 
 /// `addik r22, r22, 0`; [`code`] fills in the displacement to the data.
@@ -50,19 +50,12 @@ const WORDS: [u32; 29] = [
 
 pub(super) fn code(arch: &Arch) -> Option<Code> {
     let data_disp = ((WORDS.len() - MFS_AT) * 4) as u32;
-    let mut bytes: Vec<u8> = WORDS
+    let patched: Vec<u32> = WORDS
         .iter()
         .enumerate()
         .map(|(i, &w)| if i == MFS_AT + 1 { w | data_disp } else { w })
-        .flat_map(|w| match arch.endian {
-            Endian::Big => w.to_be_bytes(),
-            Endian::Little => w.to_le_bytes(),
-        })
         .collect();
+    let mut bytes = super::words(&patched, arch.endian);
     bytes.extend_from_slice(b"\n\0"); // data
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }

@@ -11,7 +11,7 @@
 //! temporaries but keeps `$s0..$s7` and `$ra`, so argc and argv[0] live in `$s0`/`$s1`.
 //! Every branch has a delay slot: the instruction after it runs before the branch lands.
 
-use crate::arch::{Arch, Endian};
+use crate::arch::Arch;
 use crate::probe::{Code, code_address};
 
 /// The three Linux MIPS syscall ABIs.
@@ -92,19 +92,9 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         0x03e0_0008,                 // 30  jr     $ra
         0x0000_0000,                 // 31  nop                       (delay slot)
     ];
-    let mut bytes: Vec<u8> = words
-        .iter()
-        .flat_map(|w| match arch.endian {
-            Endian::Little => w.to_le_bytes(),
-            Endian::Big => w.to_be_bytes(),
-        })
-        .collect();
+    let mut bytes = super::words(&words, arch.endian);
     bytes.push(b'\n'); // nl
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 /// Shared by this worktree's family tests: run the echo probe of `name` under its QEMU with no

@@ -19,7 +19,17 @@ mod x86;
 mod xtensa;
 
 use super::Code;
-use crate::arch::Arch;
+use crate::arch::{Arch, Endian};
+
+/// 32-bit instruction words laid out in `endian` byte order.
+fn words(ws: &[u32], endian: Endian) -> Vec<u8> {
+    ws.iter()
+        .flat_map(|w| match endian {
+            Endian::Little => w.to_le_bytes(),
+            Endian::Big => w.to_be_bytes(),
+        })
+        .collect()
+}
 
 /// The echo probe's machine code for `arch`, by family.
 pub(super) fn code(arch: &Arch) -> Option<Code> {

@@ -9,7 +9,7 @@
 //! Power has no PC-relative load before ISA 3.1, so the newline's absolute address is built
 //! with lis/ori from [`code_address`]. `sc` may clobber r0 and r3-r12 and cr0; r14 survives.
 
-use crate::arch::{Arch, Endian};
+use crate::arch::Arch;
 use crate::probe::{Code, code_address};
 
 /// Offset of the newline byte from the first instruction.
@@ -78,19 +78,10 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
             bytes.extend_from_slice(&v.to_be_bytes());
         }
     }
-    for w in words {
-        bytes.extend_from_slice(&match arch.endian {
-            Endian::Little => w.to_le_bytes(),
-            Endian::Big => w.to_be_bytes(),
-        });
-    }
+    bytes.extend(super::words(&words, arch.endian));
     bytes.push(b'\n');
     debug_assert_eq!(bytes.len() as u64, prefix + NEWLINE + 1);
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! only, no compressed instructions. Syscalls: number in a7, `ecall`, only a0 changes; write
 //! is 64, exit 93. Instruction words are little-endian.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Endian};
 use crate::probe::Code;
 
 pub(super) fn code(arch: &Arch) -> Option<Code> {
@@ -52,11 +52,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         0x0000_0073,             // 5c: ecall  ; exit(40 + argc)
                                  // 60 newline
     ];
-    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut bytes = super::words(&words, Endian::Little);
     bytes.push(b'\n');
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }

@@ -63,11 +63,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         })
         .collect();
     bytes.push(b'\n'); // 48  nl
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 #[cfg(test)]

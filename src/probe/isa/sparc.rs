@@ -13,7 +13,7 @@
 //! taken. `call` leaves the return address in `%o7`, which the syscalls keep, and argc and
 //! argv[0] sit in the locals `%l0`/`%l1`.
 
-use crate::arch::Arch;
+use crate::arch::{Arch, Endian};
 use crate::probe::{Code, code_address};
 
 /// Number of instruction words before the newline byte.
@@ -67,13 +67,9 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         0x81c3_e008,                         // 29  retl
         0x0100_0000,                         // 30  nop                            (delay slot)
     ];
-    let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+    let mut bytes = super::words(&words, Endian::Big);
     bytes.push(b'\n'); // nl
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 #[cfg(test)]

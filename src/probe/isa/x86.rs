@@ -16,11 +16,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
         "386" => i386(code_address(arch)),
         _ => return None,
     };
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 /// One opcode byte followed by a little-endian 32-bit immediate.

@@ -98,11 +98,7 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
     for insn in &body {
         bytes.extend_from_slice(&pack(insn, arch.endian));
     }
-    Some(Code {
-        bytes,
-        entry: 0,
-        e_flags: None,
-    })
+    Some(Code::new(bytes))
 }
 
 #[cfg(test)]

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Build a statically linked binfmt-setup (musl libc), the one to copy into a scratch image,
+# an initramfs or any host whatever its libc, and check it with our own `inspect`.
+#
+#   scripts/build-static.sh        -> target/<arch>-unknown-linux-musl/release/binfmt-setup
+#
+# Installs what it needs when missing: the Rust musl target (rustup) and, when the linker
+# needs it, Debian's musl-tools.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+triple=$(uname -m)-unknown-linux-musl
+
+if command -v rustup >/dev/null; then
+	if ! rustup target list --installed | grep -qx "$triple"; then
+		echo "build-static.sh: rustup target add $triple" >&2
+		rustup target add "$triple"
+	fi
+fi
+
+build() { cargo build --release --locked --target "$triple"; }
+
+if ! build; then
+	# Rust links musl programs with its own CRT objects and the system C compiler; a
+	# compiler that cannot do that alone wants musl-gcc.
+	if ! command -v musl-gcc >/dev/null; then
+		sudo=()
+		if ((EUID != 0)) && command -v sudo >/dev/null; then sudo=(sudo); fi
+		echo "build-static.sh: installing musl-tools and trying again" >&2
+		DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends musl-tools >/dev/null
+		CC_x86_64_unknown_linux_musl=musl-gcc build
+	else
+		exit 1
+	fi
+fi
+
+bin=target/$triple/release/binfmt-setup
+report=$("$bin" inspect --json "$bin")
+if ! grep -q '"static": true' <<<"$report"; then
+	echo "build-static.sh: $bin is not statically linked:" >&2
+	echo "$report" >&2
+	exit 1
+fi
+echo "build-static.sh: built $bin ($(stat -c %s "$bin") bytes, static)" >&2
