@@ -278,6 +278,12 @@ fn thirty_two_racing_installs_uninstalls_and_tests_leave_a_consistent_instance()
             .collect()
     });
     assert!(runs.len() >= 32, "only {} runs", runs.len());
+    let mut tally = std::collections::BTreeMap::new();
+    for (args, r) in &runs {
+        let verb = args.split(' ').next().unwrap_or_default().to_string();
+        *tally.entry((verb, r.code)).or_insert(0) += 1;
+    }
+    crate::util::note(&format!("{seconds} s of racing: {tally:?}"));
     for (args, r) in &runs {
         let all = format!("{}{}", r.stdout, r.stderr);
         assert!(!all.contains("panicked"), "{args}: {all}");

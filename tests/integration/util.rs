@@ -326,3 +326,9 @@ pub fn host_entries() -> Vec<String> {
 pub fn skipped(reason: &str) {
     eprintln!("skipped: {reason}");
 }
+
+/// Say what a test saw (shown with `cargo test -- --nocapture`).
+#[allow(clippy::print_stderr)]
+pub fn note(what: &str) {
+    eprintln!("note: {what}");
+}
