@@ -74,6 +74,17 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// Open a control file (`register`, an entry) for writing. binfmt_misc holds no symlinks; a
+/// directory given with `--binfmt-dir` that does must not turn our `-1` into a write to
+/// whatever file the link names.
+fn control_for_writing(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .open(path)
+}
+
 /// Entry files are a few hundred bytes (the whole register string is at most 1920).
 const MAX_ENTRY_FILE: usize = 16 * 1024;
 
@@ -125,9 +136,7 @@ impl Registry {
     /// Register one rule with a single write(2), as the kernel requires.
     pub fn register(&self, reg: &Registration) -> std::io::Result<()> {
         let text = reg.register_string();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir.join("register"))?;
+        let mut f = control_for_writing(&self.dir.join("register"))?;
         let n = f.write(text.as_bytes())?;
         if n != text.len() {
             return Err(std::io::Error::other(format!(
@@ -140,10 +149,7 @@ impl Registry {
 
     /// Remove an entry by writing -1 to its file. `Ok(false)` when it was already gone.
     pub fn remove(&self, name: &str) -> std::io::Result<bool> {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.dir.join(name))
-        {
+        match control_for_writing(&self.dir.join(name)) {
             Ok(mut f) => match f.write(b"-1") {
                 Ok(_) => Ok(true),
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => Ok(false),
@@ -250,5 +256,39 @@ impl Snapshot {
 
     pub fn find(&self, name: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--binfmt-dir` may name any directory: an "entry" there that is a symlink must not
+    /// turn uninstall's `-1` (or a registration) into a write to the file it names, nor be
+    /// read as an entry.
+    #[test]
+    fn symlinks_in_the_binfmt_dir_are_neither_written_through_nor_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("status"), "enabled\n").expect("status");
+        let victim = dir.path().join("victim");
+        let entry = "enabled\ninterpreter /x\nflags: \noffset 0\nmagic 00\n";
+        std::fs::write(&victim, entry).expect("victim");
+        std::os::unix::fs::symlink(&victim, dir.path().join("qemu-x")).expect("symlink");
+        std::os::unix::fs::symlink(&victim, dir.path().join("register")).expect("symlink");
+        let registry = Registry::new(dir.path());
+        assert!(registry.remove("qemu-x").is_err());
+        let reg = Registration {
+            name: "qemu-y".into(),
+            offset: 0,
+            magic: vec![0x7f],
+            mask: vec![0xff],
+            interpreter: "/y".into(),
+            flags: String::new(),
+        };
+        assert!(registry.register(&reg).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), entry);
+        let snap = registry.snapshot().expect("snapshot");
+        assert!(snap.find("qemu-x").is_none());
+        assert!(snap.unreadable.iter().any(|u| u.name == "qemu-x"));
     }
 }
