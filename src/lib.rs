@@ -14,3 +14,4 @@ pub mod inspect;
 pub mod messages;
 pub mod namespace;
 pub mod probe;
+pub mod scan;

@@ -2,6 +2,7 @@
 
 mod inspect;
 mod install;
+mod scan;
 mod status;
 mod uninstall;
 
@@ -16,6 +17,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Status => status::run(&cli.global),
         Command::Install(args) => install::run(&cli.global, args),
         Command::Uninstall(args) => uninstall::run(&cli.global, args),
+        Command::Scan(args) => scan::run(&cli.global, args),
     }
 }
 
