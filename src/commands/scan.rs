@@ -28,7 +28,8 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     let report = with_progress(show, &progress, || {
         scan::scan(&table, &args.path, platform.as_ref(), &progress)
     })
-    .map_err(Failure::bad_input)?;
+    // One line, whatever a hostile member name or header put in the message.
+    .map_err(|e| Failure::bad_input(anyhow!(printable(&e.to_string()))))?;
 
     if global.json {
         messages::json(&to_json(&report));
@@ -97,7 +98,7 @@ fn to_json(report: &Report) -> Value {
         if let Some(c) = report.compression {
             obj.insert("compression".into(), c.into());
         }
-        if matches!(report.kind, scan::Kind::Oci | scan::Kind::DockerArchive) {
+        if matches!(report.kind, scan::Kind::Oci | scan::Kind::Archive) {
             obj.insert("images".into(), json!(report.images));
         }
     }

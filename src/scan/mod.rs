@@ -438,8 +438,8 @@ pub enum Kind {
     Directory,
     Tar,
     Oci,
-    #[serde(rename = "docker-archive")]
-    DockerArchive,
+    #[serde(rename = "image-archive")]
+    Archive,
 }
 
 impl Kind {
@@ -448,7 +448,7 @@ impl Kind {
             Kind::Directory => "directory",
             Kind::Tar => "tar",
             Kind::Oci => "oci",
-            Kind::DockerArchive => "docker-archive",
+            Kind::Archive => "image-archive",
         }
     }
 }

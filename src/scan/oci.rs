@@ -162,7 +162,7 @@ pub fn scan_archive(
     judge(
         table,
         path,
-        Kind::DockerArchive,
+        Kind::Archive,
         &blobs,
         images,
         platform,

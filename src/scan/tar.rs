@@ -189,7 +189,15 @@ pub fn read_entries<R: Read>(
     let entries = archive.entries().map_err(broken)?.raw(true);
     let mut long_name: Option<Vec<u8>> = None;
     for entry in entries {
-        let mut entry = entry.map_err(broken)?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            // Every member's data is read to its end below, so what the tar crate still
+            // skips is the padding to a 512-byte block. Some writers (umoci 0.4) end a
+            // layer right after the last member's data, without that padding and the two
+            // zero blocks; Go's archive/tar, and so Docker, accept it, and so do we.
+            Err(e) if e.to_string().contains("EOF during skip") => break,
+            Err(e) => return Err(broken(e)),
+        };
         let kind = entry.header().entry_type();
         match kind {
             EntryType::GNULongName => {
@@ -210,7 +218,10 @@ pub fn read_entries<R: Read>(
                 }
                 continue;
             }
-            EntryType::XGlobalHeader | EntryType::GNULongLink => continue,
+            EntryType::XGlobalHeader | EntryType::GNULongLink => {
+                io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
+                continue;
+            }
             _ => {}
         }
         let raw = long_name
@@ -222,33 +233,54 @@ pub fn read_entries<R: Read>(
                 let (dir, base) = split(&path);
                 if base == ".wh..wh..opq" {
                     sink(LayerEntry::Opaque(dir.to_string()));
-                    continue;
-                }
-                if let Some(name) = base.strip_prefix(".wh.") {
+                } else if let Some(name) = base.strip_prefix(".wh.") {
                     sink(LayerEntry::Whiteout(join(dir, name)));
-                    continue;
+                } else {
+                    file(table, &mut entry, &path, what, progress, &mut sink)?;
                 }
-                let size = entry.header().entry_size().unwrap_or(0);
-                let sniff = member(table, &mut entry, size).map_err(|e| {
-                    ScanError::new(format!("{what}: cannot read member {path}: {e}"))
-                })?;
-                progress.file(!matches!(sniff, Sniff::NotElf));
-                sink(LayerEntry::File(path, sniff));
             }
             EntryType::Directory => sink(LayerEntry::Dir(path)),
             _ => sink(LayerEntry::Other(path)),
         }
+        io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
     }
     Ok(())
 }
 
-/// Identify a member from its data, read forward from the stream.
-fn member(table: &ArchTable, r: &mut impl Read, size: u64) -> io::Result<Sniff> {
+/// Identify one regular member and read the rest of it, to know it is whole.
+fn file<R: Read>(
+    table: &ArchTable,
+    entry: &mut ::tar::Entry<'_, R>,
+    path: &str,
+    what: &str,
+    progress: &Progress,
+    sink: &mut impl FnMut(LayerEntry),
+) -> Result<(), ScanError> {
+    let size = entry.header().entry_size().unwrap_or(0);
+    let cannot = |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
+    let (sniff, read) = member(table, entry, size).map_err(cannot)?;
+    // Read the rest here rather than let the tar crate skip it, to know that the
+    // member is whole (see `read_entries`).
+    let rest = io::copy(entry, &mut io::sink()).map_err(cannot)?;
+    if read + rest < size {
+        return Err(ScanError::new(format!(
+            "{what}: the stream ends inside member {path} ({} of {size} bytes)",
+            read + rest
+        )));
+    }
+    progress.file(!matches!(sniff, Sniff::NotElf));
+    sink(LayerEntry::File(path.to_string(), sniff));
+    Ok(())
+}
+
+/// Identify a member from its data, read forward from the stream; also how many bytes
+/// that took.
+fn member(table: &ArchTable, r: &mut impl Read, size: u64) -> io::Result<(Sniff, u64)> {
     let mut head = [0u8; HEAD];
     let got = read_full(r, &mut head)?;
     let head = &head[..got];
     if !head.starts_with(b"\x7fELF") {
-        return Ok(Sniff::NotElf);
+        return Ok((Sniff::NotElf, got as u64));
     }
     let machine = match head.get(5) {
         Some(2) => head.get(18..20).map(|b| u16::from_be_bytes([b[0], b[1]])),
@@ -256,10 +288,12 @@ fn member(table: &ArchTable, r: &mut impl Read, size: u64) -> io::Result<Sniff> 
     };
     if head.get(4) == Some(&1) && machine == Some(EM_ARM) && size <= MAX_ARM_MEMBER {
         let mut all = head.to_vec();
-        r.take(size - got as u64).read_to_end(&mut all)?;
-        return Ok(identify(table, head, &all.as_slice(), size));
+        r.take(size.saturating_sub(got as u64))
+            .read_to_end(&mut all)?;
+        let read = all.len() as u64;
+        return Ok((identify(table, head, &all.as_slice(), size), read));
     }
-    Ok(identify(table, head, &head, size))
+    Ok((identify(table, head, &head, size), got as u64))
 }
 
 /// `/a/b` → (`/a`, `b`); `/b` → (`/`, `b`).
@@ -279,14 +313,23 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-/// Open a file and its decompressor.
+/// Open a file and its decompressor. An uncompressed file must look like a tar: every
+/// tar writer of the last thirty years puts `ustar` in the first header.
 pub fn open(path: &Path) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
     let file = File::open(path)
         .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
-    decompress(
-        BufReader::with_capacity(256 * 1024, file),
-        &path.display().to_string(),
-    )
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = reader
+        .fill_buf()
+        .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    if !compressed && !head.is_empty() && head.get(257..262) != Some(b"ustar") {
+        return Err(ScanError::new(format!(
+            "{} is neither a directory, a tar file (plain, gzip or zstd) nor an OCI image layout",
+            path.display()
+        )));
+    }
+    decompress(reader, &path.display().to_string())
 }
 
 /// Scan a tar file: a root filesystem or a single layer, or, when it turns out to hold

@@ -5,4 +5,5 @@ mod inspect;
 mod install;
 mod isolation;
 mod mutate;
+mod scan;
 mod util;
