@@ -79,10 +79,13 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
+/// One frame's decoder, over the frame's magic (already read) and the rest of the stream.
+type ZstdFrame<R> = StreamingDecoder<io::Chain<Cursor<[u8; 4]>, R>, FrameDecoder>;
+
 /// A zstd stream of one or more frames (ruzstd decodes one frame at a time), skippable
 /// frames passed over, as zstd(1) does.
 enum Zstd<R: Read> {
-    Frame(Box<StreamingDecoder<io::Chain<Cursor<[u8; 4]>, R>, FrameDecoder>>),
+    Frame(Box<ZstdFrame<R>>),
     Between(R),
     Done,
 }
@@ -415,6 +418,31 @@ mod tests {
         let mut sink = Vec::new();
         let e = c.read_to_end(&mut sink).unwrap_err();
         assert!(e.to_string().contains("decompression bomb"), "{e}");
+    }
+
+    #[test]
+    fn zstd_frames_are_read_one_after_another_and_skippable_ones_skipped() {
+        use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+        let first: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let second = b"the second frame".repeat(1000);
+        let mut stream = compress_to_vec(&first[..], CompressionLevel::Fastest);
+        // A skippable frame (as zstd:chunked writes its table of contents).
+        stream.extend_from_slice(&0x184d_2a5e_u32.to_le_bytes());
+        stream.extend_from_slice(&5u32.to_le_bytes());
+        stream.extend_from_slice(b"toc!!");
+        stream.extend_from_slice(&compress_to_vec(&second[..], CompressionLevel::Fastest));
+        let (mut r, c) = decompress(&stream[..], "x").expect("zstd");
+        assert_eq!(c, Some("zstd"));
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).expect("decode");
+        assert_eq!(out.len(), first.len() + second.len());
+        assert!(out.starts_with(&first) && out.ends_with(&second));
+        let cut = &stream[..stream.len() - 3];
+        let (mut r, _) = decompress(cut, "x").expect("zstd");
+        assert!(
+            r.read_to_end(&mut Vec::new()).is_err(),
+            "a cut stream is an error"
+        );
     }
 
     #[test]

@@ -10,10 +10,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use nix::dir::{Dir, Type};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, SFlag, fstatat};
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
 
 use super::{Expected, HEAD, Progress, ScanError, Sniff, Tally, identify};
 use crate::arch::ArchTable;
@@ -163,34 +162,29 @@ impl<'a> Walk<'a> {
 
 /// The subdirectories and regular files of an open directory. Symlinks, FIFOs, sockets and
 /// devices are left alone.
-fn list(fd: &OwnedFd) -> nix::Result<(Vec<CString>, Vec<CString>)> {
-    let dup = fd
-        .try_clone()
-        .map_err(|e| e.raw_os_error().map_or(Errno::EBADF, Errno::from_raw))?;
-    let mut dir = Dir::from_fd(dup)?;
+fn list(fd: &OwnedFd) -> rustix::io::Result<(Vec<CString>, Vec<CString>)> {
+    use rustix::fs::{AtFlags as RAtFlags, FileType, RawDir, statat};
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut dir = RawDir::new(fd, &mut buf);
     let mut subdirs = Vec::new();
     let mut files = Vec::new();
-    for entry in dir.iter() {
+    while let Some(entry) = dir.next() {
         let entry = entry?;
         let name = entry.file_name();
         if name == c"." || name == c".." {
             continue;
         }
         let kind = match entry.file_type() {
-            Some(t) => t,
             // File systems that do not fill d_type: ask, without following a symlink.
-            None => match fstatat(fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
-                    SFlag::S_IFDIR => Type::Directory,
-                    SFlag::S_IFREG => Type::File,
-                    _ => Type::Symlink,
-                },
+            FileType::Unknown => match statat(fd, name, RAtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => FileType::from_raw_mode(st.st_mode),
                 Err(_) => continue,
             },
+            t => t,
         };
         match kind {
-            Type::Directory => subdirs.push(name.to_owned()),
-            Type::File => files.push(name.to_owned()),
+            FileType::Directory => subdirs.push(name.to_owned()),
+            FileType::RegularFile => files.push(name.to_owned()),
             _ => {}
         }
     }
