@@ -50,9 +50,13 @@ fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -
     }
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(150));
+        let painter = s.spawn(|| {
+            loop {
+                // Woken early when the work is done, so a quick scan is not kept waiting.
+                std::thread::park_timeout(Duration::from_millis(150));
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
                 messages::progress(&format!(
                     "scanning: {} files, {} ELF",
                     progress.files.load(Ordering::Relaxed),
@@ -63,6 +67,7 @@ fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -
         });
         let out = work();
         done.store(true, Ordering::Relaxed);
+        painter.thread().unpark();
         out
     })
 }
@@ -119,11 +124,11 @@ fn print_human(report: &Report) {
     }
     for v in &report.images {
         if images > 1 || v.manifest.is_some() {
-            messages::out(&format!(
-                "image {} {}",
-                v.platform.as_deref().unwrap_or("(no platform)"),
-                v.manifest.as_deref().unwrap_or("")
-            ));
+            let platform = v.platform.as_deref().unwrap_or("(no platform)");
+            messages::out(&match &v.manifest {
+                Some(m) => format!("image {platform} {m}"),
+                None => format!("image {platform}"),
+            });
         }
         print_verdict(v);
     }

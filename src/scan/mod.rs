@@ -480,7 +480,10 @@ pub fn scan(
     let meta = std::fs::metadata(path)
         .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
     if meta.is_dir() {
-        if path.join("index.json").exists() || path.join("oci-layout").exists() {
+        // `oci-layout` is the layout's own marker; index.json alone could be any web root's.
+        if path.join("oci-layout").exists()
+            || (path.join("index.json").is_file() && path.join("blobs").is_dir())
+        {
             return oci::scan_layout(table, path, platform, progress);
         }
         let filter = platform.cloned().map(Arc::new);

@@ -1,6 +1,7 @@
 //! `scan` on real trees: a root file system made of the cross-compiled fixtures, the same
 //! tree packed by GNU tar, and OCI images built from it by umoci (Debian's package).
 
+use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -639,4 +640,98 @@ fn descriptor_from(index: &str) -> String {
         .as_str()
         .expect("digest")
         .to_string()
+}
+
+#[test]
+fn docker_save_archive_with_manifest_json_is_read_as_an_image() {
+    let t = open_tempdir();
+    let root = t.path().join("rootfs");
+    arm64_tree(&root, true);
+    let layout = t.path().join("oci");
+    umoci_image(&layout, "latest", "arm64", &root);
+    let layers = layer_digests(&layout, "latest");
+    let manifest: Value = {
+        let d = descriptor(&layout, "latest")["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string();
+        let blob = layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(blob).expect("manifest")).expect("json")
+    };
+    let member = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    // docker save (Docker 25 and later) writes manifest.json beside the OCI blobs; this one
+    // names umoci's config and layer blobs the same way, and index.json is left out.
+    let docker_manifest = serde_json::json!([{
+        "Config": member(manifest["config"]["digest"].as_str().expect("config")),
+        "RepoTags": ["example/app:latest"],
+        "Layers": layers.iter().map(|l| member(l)).collect::<Vec<_>>(),
+    }]);
+    let save = t.path().join("save");
+    std::fs::create_dir_all(&save).expect("mkdir");
+    tool("cp", &["-r", s(&layout.join("blobs")), s(&save)]);
+    std::fs::write(save.join("manifest.json"), docker_manifest.to_string()).expect("write");
+    let archive = t.path().join("image.tar");
+    tool(
+        "tar",
+        &["-C", s(&save), "-cf", s(&archive), "blobs", "manifest.json"],
+    );
+    let (r, v) = scan_json(&archive, &[]);
+    r.expect_code(1);
+    assert_eq!(v["kind"], "image-archive");
+    assert_eq!(paths(&v["mismatches"]), ["/server"], "{v:#}");
+    assert_eq!(
+        v["mismatches"][0]["layer"].as_str(),
+        layers.last().map(String::as_str)
+    );
+    assert_eq!(v["expected"], "linux/arm64");
+    assert_eq!(v["expected_from"], "image");
+}
+
+#[test]
+fn deep_and_wide_trees_are_walked_past_path_max() {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    let t = open_tempdir();
+    let root = t.path().join("rootfs");
+    arm64_tree(&root, false);
+    // Wide: thousands of files in one directory.
+    let wide = root.join("usr/share/wide");
+    std::fs::create_dir_all(&wide).expect("mkdir");
+    for i in 0..3000 {
+        std::fs::write(wide.join(format!("f{i}")), "text").expect("write");
+    }
+    // Deep: longer than PATH_MAX (4096) below the root, made one level at a time.
+    let depth = 1500;
+    let mut dir = nix::fcntl::open(&root, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+        .expect("open root");
+    for _ in 0..depth {
+        mkdirat(&dir, "ddd", Mode::from_bits_truncate(0o755)).expect("mkdirat");
+        dir = openat(
+            &dir,
+            "ddd",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )
+        .expect("openat");
+    }
+    let fd = openat(
+        &dir,
+        "server",
+        OFlag::O_WRONLY | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o755),
+    )
+    .expect("create deep file");
+    std::fs::File::from(fd)
+        .write_all(&std::fs::read(fixture("amd64")).expect("fixture"))
+        .expect("write deep file");
+    drop(dir);
+
+    let (r, v) = scan_json(&root, &[]);
+    r.expect_code(1);
+    let want = format!("{}/server", "/ddd".repeat(depth));
+    assert!(want.len() > 4096);
+    assert_eq!(paths(&v["mismatches"]), [want]);
+    assert_eq!(v["files"], TREE_FILES + 3000 + 1);
 }
