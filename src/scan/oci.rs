@@ -142,7 +142,10 @@ pub fn scan_layout(
 }
 
 /// Scan the image inside a `docker save` archive (or an OCI layout packed in a tar).
-pub fn scan_archive(
+/// Called only after `tar::scan_file` has read the whole archive with its bounded name
+/// headers, so the tar crate's own (unbounded) long-name handling here meets only names
+/// already known to be short.
+pub(super) fn scan_archive(
     table: &ArchTable,
     path: &Path,
     platform: Option<&Expected>,

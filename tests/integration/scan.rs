@@ -735,3 +735,32 @@ fn deep_and_wide_trees_are_walked_past_path_max() {
     assert_eq!(paths(&v["mismatches"]), [want]);
     assert_eq!(v["files"], TREE_FILES + 3000 + 1);
 }
+
+#[test]
+fn elf_files_are_the_ones_scanelf_finds() {
+    let dir = crate::util::fixtures();
+    let (_, v) = scan_json(dir, &[]);
+    let Ok(out) = Command::new("scanelf").arg("-R").arg(dir).output() else {
+        skip(
+            "elf_files_are_the_ones_scanelf_finds",
+            "scanelf (pax-utils) is not installed",
+        );
+        return;
+    };
+    let listed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ET_"))
+        .count() as u64;
+    assert_eq!(v["elf_files"], listed, "{v:#}");
+    let counted: u64 = v["by_platform"]
+        .as_object()
+        .expect("by_platform")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    let broken = v["broken"].as_array().map_or(0, Vec::len) as u64;
+    assert_eq!(counted + broken, listed);
+    assert_eq!(paths(&v["broken"]), ["/truncated-header"]);
+    assert_eq!(v["by_platform"]["freebsd/amd64"], 1);
+    assert_eq!(v["by_platform"]["linux/arm/v7"], 3);
+}
