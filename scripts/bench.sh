@@ -224,7 +224,9 @@ bench_scan() {
     local ours_elf scanelf_elf file_elf
     ours_elf=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["elf_files"])' "$report")
     scanelf_elf=$(scanelf -R "$tree" 2>/dev/null | grep -c '^ET_' || true)
-    bash -c "$file_cmd" >"$file_out" 2>/dev/null || true
+    # Line-buffered, so the parallel file processes cannot interleave parts of lines.
+    bash -c "find $tree -type f -print0 | xargs -0 -P $jobs -n 1024 stdbuf -oL file" \
+        >"$file_out" 2>/dev/null || true
     file_elf=$(grep -cE ':[[:space:]]+(set[ug]id[, ]+)*ELF ' "$file_out" || true)
 
     local json json_file ours_ms scanelf_ms file_ms

@@ -764,3 +764,20 @@ fn elf_files_are_the_ones_scanelf_finds() {
     assert_eq!(v["by_platform"]["freebsd/amd64"], 1);
     assert_eq!(v["by_platform"]["linux/arm/v7"], 3);
 }
+
+#[test]
+fn truncated_tar_and_gzip_streams_exit_2() {
+    let t = open_tempdir();
+    let root = t.path().join("rootfs");
+    arm64_tree(&root, true);
+    let tar = t.path().join("rootfs.tar");
+    let tgz = t.path().join("rootfs.tar.gz");
+    tool("tar", &["-C", s(&root), "-cf", s(&tar), "."]);
+    tool("tar", &["-C", s(&root), "-czf", s(&tgz), "."]);
+    for full in [&tar, &tgz] {
+        let bytes = std::fs::read(full).expect("read");
+        let cut = full.with_extension("cut");
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+        refused(&[s(&cut)], s(&cut), "");
+    }
+}
