@@ -118,8 +118,9 @@ impl ElfInfo {
     }
 }
 
-/// Read the ELF at `file` (whose first bytes are `head`).
-pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+/// The ELF header's identity (class, byte order, machine, flags, type, OS ABI) and nothing
+/// else; `len` is the file's length, for messages.
+fn identity(head: &[u8], len: u64) -> Result<(Header, Ctx, ElfInfo), ElfError> {
     let need = match head.get(header::EI_CLASS) {
         Some(&header::ELFCLASS32) => header::header32::SIZEOF_EHDR,
         Some(&header::ELFCLASS64) => header::header64::SIZEOF_EHDR,
@@ -159,7 +160,7 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
             scroll::Endian::Big
         },
     );
-    let mut info = ElfInfo {
+    let info = ElfInfo {
         class,
         endian,
         os_abi: hdr.e_ident[header::EI_OSABI],
@@ -173,6 +174,46 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
         arm_cpu_arch: None,
         arm_vfp_args: None,
     };
+    Ok((hdr, ctx, info))
+}
+
+/// Only what names a platform: the header, and for 32-bit ARM the attributes section
+/// (its variant). `scan` reads thousands of files and needs neither loader nor notes.
+pub fn read_identity(src: &dyn ReadAt, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+    let (hdr, ctx, mut info) = identity(head, len)?;
+    if info.machine == EM_ARM {
+        Reader { file: src, len }.arm_attributes(&hdr, ctx, &mut info)?;
+    }
+    Ok(info)
+}
+
+/// Positional reads: a file on disk, or bytes already in memory (a member of a tar stream).
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Read the ELF at `file` (whose first bytes are `head`).
+pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+    let (hdr, ctx, mut info) = identity(head, len)?;
+    let class = info.class;
+    let endian = info.endian;
     let reader = Reader { file, len };
 
     let phdrs = reader.table(
@@ -226,7 +267,7 @@ pub fn read(file: &File, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
 
 /// Bounded positional reads.
 struct Reader<'a> {
-    file: &'a File,
+    file: &'a dyn ReadAt,
     len: u64,
 }
 

@@ -38,6 +38,18 @@ pub fn warn(message: &str) {
     eprintln!("binfmt-setup: warning: {message}");
 }
 
+/// Overwrite the progress line on stderr (only called when stderr is a terminal).
+pub fn progress(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\r\x1b[K{line}");
+    let _ = stderr.flush();
+}
+
+/// Erase the progress line.
+pub fn progress_done() {
+    progress("");
+}
+
 /// Make a path or name safe to print on a terminal: control characters are escaped, so a
 /// file named with escape sequences cannot rewrite the screen.
 pub fn printable(s: &str) -> String {
