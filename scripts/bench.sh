@@ -310,6 +310,84 @@ EOF
     }'
 }
 
+# peak_rss_mb CMD...: the command's peak resident memory in MiB (GNU time's maximum RSS,
+# which covers the children it waited for), its output thrown away.
+peak_rss_mb() {
+    local out
+    make_temp out rss
+    /usr/bin/time -f '%M' -o "$out" "$@" >/dev/null 2>&1 || true
+    tail -n 1 "$out" | awk '{ printf "%.1f\n", $1 / 1024 }'
+}
+
+# scan a whole tree (/usr, warm cache) against scanelf -R and file(1) over every regular
+# file; time (median, hyperfine), peak memory, and whether the same ELF files are found.
+bench_scan() {
+    local tree=${BENCH_SCAN_TREE:-/usr}
+    local file_runs=${BENCH_SCAN_FILE_RUNS:-2}
+    local tool
+    for tool in scanelf file hyperfine /usr/bin/time; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    build_release
+
+    # file(1) is single-threaded; give it every core, as scan uses them all.
+    local jobs
+    jobs=$(nproc)
+    local file_cmd="find $tree -type f -print0 | xargs -0 -P $jobs -n 1024 file"
+
+    # The first runs warm the page cache and count what each tool calls ELF.
+    local report file_out
+    make_temp report scan-json
+    make_temp file_out scan-file
+    log "warming the cache and counting ELF files under $tree"
+    "$BIN" scan --json "$tree" >"$report" 2>/dev/null || true
+    local ours_elf scanelf_elf file_elf
+    ours_elf=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["elf_files"])' "$report")
+    scanelf_elf=$(scanelf -R "$tree" 2>/dev/null | grep -c '^ET_' || true)
+    # Line-buffered, so the parallel file processes cannot interleave parts of lines.
+    bash -c "find $tree -type f -print0 | xargs -0 -P $jobs -n 1024 stdbuf -oL file" \
+        >"$file_out" 2>/dev/null || true
+    file_elf=$(grep -cE ':[[:space:]]+(set[ug]id[, ]+)*ELF ' "$file_out" || true)
+
+    local json json_file ours_ms scanelf_ms file_ms
+    make_temp json scan-hyperfine
+    make_temp json_file scan-hyperfine-file
+    log "timing with hyperfine ($RUNS runs; file: $file_runs)"
+    hyperfine --ignore-failure --warmup 1 --runs "$RUNS" --export-json "$json" \
+        --command-name 'binfmt-setup scan' --command-name 'scanelf -R' \
+        "$BIN scan --json $tree" "scanelf -R $tree" >&2
+    hyperfine --ignore-failure --runs "$file_runs" --export-json "$json_file" \
+        --command-name "file (xargs -P $jobs)" "$file_cmd" >&2
+    {
+        read -r ours_ms
+        read -r scanelf_ms
+    } < <(medians_ms "$json")
+    file_ms=$(medians_ms "$json_file")
+
+    local ours_mb scanelf_mb file_mb
+    ours_mb=$(peak_rss_mb "$BIN" scan --json "$tree")
+    scanelf_mb=$(peak_rss_mb scanelf -R "$tree")
+    file_mb=$(peak_rss_mb bash -c "$file_cmd")
+
+    awk -v tree="$tree" -v runs="$RUNS" -v fruns="$file_runs" \
+        -v ours="$ours_ms" -v se="$scanelf_ms" -v fi="$file_ms" \
+        -v omb="$ours_mb" -v smb="$scanelf_mb" -v fmb="$file_mb" \
+        -v oe="$ours_elf" -v se_elf="$scanelf_elf" -v fe="$file_elf" 'BEGIN {
+        printf "scan %s, warm cache (median of %d runs; file %d)\n", tree, runs, fruns
+        printf "  %-22s %9.1f ms  %7.1f MiB peak  %6d ELF files\n", "binfmt-setup scan", ours, omb, oe
+        printf "  %-22s %9.1f ms  %7.1f MiB peak  %6d ELF files\n", "scanelf -R", se, smb, se_elf
+        printf "  %-22s %9.1f ms  %7.1f MiB peak  %6d ELF files\n", "file", fi, fmb, fe
+        printf "  time / scanelf: %.2fx (goal: <= 0.5x)   time / file: %.3fx   peak: %.1f MiB (goal: < 50)\n",
+            ours / se, ours / fi, omb
+        printf "  ELF files, scan minus scanelf: %+d (goal: 0); scan minus file: %+d\n", oe - se_elf, oe - fe
+        printf "BENCH scan_vs_scanelf ratio=%.2f ours_ms=%.1f scanelf_ms=%.1f file_ms=%.1f ours_mb=%.1f elf_diff=%d\n",
+            ours / se, ours, se, fi, omb, oe - se_elf
+    }'
+}
+
 known_benchmarks() {
     compgen -A function bench_ | sed 's/^bench_//'
 }

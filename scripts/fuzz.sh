@@ -61,6 +61,19 @@ seed() {
         init_config)
             cp configs/binfmt-setup.toml "$dir/seed-binfmt-setup.toml"
             ;;
+        oci_json)
+            # index.json, then (NUL-separated) the manifest and config it leads to.
+            printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","platform":{"os":"linux","architecture":"arm","variant":"v7"}}]}\0{"config":{"digest":"sha256:%s"},"layers":[{"digest":"sha256:%s"}]}\0{"os":"linux","architecture":"arm64"}' \
+                "$(printf 'a%.0s' {1..64})" "$(printf 'b%.0s' {1..64})" "$(printf 'c%.0s' {1..64})" >"$dir/seed-index"
+            printf '[{"Config":"c.json","Layers":["blobs/sha256/abc"]}]\0{"architecture":"amd64"}' >"$dir/seed-docker-save"
+            ;;
+        tar_stream)
+            local f
+            for f in target/rootfs/*.tar* target/fixtures/*.tar*; do
+                [[ -f $f ]] && head -c 65536 "$f" >"$dir/seed-$(basename "$f")"
+            done
+            tar -C tests/fixtures-src -cf "$dir/seed-plain.tar" . 2>/dev/null || true
+            ;;
         *) ;;
     esac
 }

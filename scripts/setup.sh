@@ -40,6 +40,10 @@ packages=(
 	python3          # the tests' exec helper (a plain execv, no shell fallback)
 	systemd          # systemd-binfmt, the peer that loads `export --format systemd` files
 	libpipeline1     # a library update-binfmts (unpacked below) links against
+	umoci            # builds the OCI images the scan tests read
+	zstd             # the scan tests' .tar.zst (GNU tar --zstd)
+	pax-utils        # scanelf, the peer `scan` is benchmarked against
+	time             # GNU time: peak memory in the scan benchmark
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
 	clang-16 lld-16 llvm-16

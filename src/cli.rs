@@ -182,6 +182,25 @@ unless the config says on_sigterm = \"uninstall\".
 Exit codes: 0 everything installed (and tested); 1 a registration or a test failed; 2 bad \
 config (the key and line are named); 3 binfmt_misc cannot be mounted or written.")]
     Init(InitArgs),
+    /// Find programs of the wrong platform in a root file system, a tar, or an OCI image.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup scan ./rootfs                          # expected: what most programs are
+  binfmt-setup scan --platform linux/arm64 rootfs.tar.gz
+  binfmt-setup scan ./oci-layout                      # each image of the index, its own platform
+  docker save myimage -o img.tar && binfmt-setup scan img.tar
+  binfmt-setup scan --json ./oci-layout | jq '.mismatches[]'
+
+PATH is a directory (a root file system), a tar stream (plain, gzip or zstd: a layer, an \
+export, docker save output) or an OCI image layout (a directory with index.json). The \
+expected platform is --platform, else the image config's, else the one most ELF programs \
+have (reported as inferred). arm/v7 runs v5 and v6 programs; arm64 does not run arm ones. \
+Symlinks are never followed, FIFOs and devices never opened, nothing is extracted, and a \
+file deleted by an upper layer's whiteout is not reported.
+
+Exit 1 when a program does not match, an ELF file is damaged or a file cannot be read; 0 \
+when everything fits; 2 for a missing or malformed PATH or an unknown platform.")]
+    Scan(ScanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +407,35 @@ pub struct DiagnoseArgs {
     /// With --run: kill the program after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// A root file system directory, a tar (.tar, .tar.gz, .tar.zst) or an OCI image layout.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// The platform every program must have (linux/arm64, arm/v7, armhf, …); default: the
+    /// image config's, else the one most programs have.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    #[test]
+    fn scan_takes_a_path_and_a_platform() {
+        let cli = Cli::try_parse_from(["binfmt-setup", "scan", "--platform", "arm64", "root"])
+            .expect("parse");
+        let Command::Scan(args) = cli.command else {
+            panic!("not scan")
+        };
+        assert_eq!(args.path, PathBuf::from("root"));
+        assert_eq!(args.platform.as_deref(), Some("arm64"));
+        assert!(Cli::try_parse_from(["binfmt-setup", "scan"]).is_err());
+    }
 }
 
 #[cfg(test)]

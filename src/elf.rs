@@ -118,38 +118,9 @@ impl ElfInfo {
     }
 }
 
-/// Where ELF bytes come from: a file read with positional reads, or bytes already in memory
-/// (fuzzing, tar members). Every read names its offset and size; nothing streams.
-pub trait Source {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
-}
-
-impl Source for File {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
-    }
-}
-
-impl Source for [u8] {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
-        let bytes = start
-            .checked_add(buf.len())
-            .and_then(|end| self.get(start..end))
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        buf.copy_from_slice(bytes);
-        Ok(())
-    }
-}
-
-/// Read an ELF held in memory.
-pub fn read_bytes(data: &[u8]) -> Result<ElfInfo, ElfError> {
-    let head = &data[..data.len().min(crate::format::HEAD_BYTES)];
-    read(data, head, data.len() as u64)
-}
-
-/// Read the ELF at `file` (whose first bytes are `head`).
-pub fn read<S: Source + ?Sized>(file: &S, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+/// The ELF header's identity (class, byte order, machine, flags, type, OS ABI) and nothing
+/// else; `len` is the file's length, for messages.
+fn identity(head: &[u8], len: u64) -> Result<(Header, Ctx, ElfInfo), ElfError> {
     let need = match head.get(header::EI_CLASS) {
         Some(&header::ELFCLASS32) => header::header32::SIZEOF_EHDR,
         Some(&header::ELFCLASS64) => header::header64::SIZEOF_EHDR,
@@ -189,7 +160,7 @@ pub fn read<S: Source + ?Sized>(file: &S, head: &[u8], len: u64) -> Result<ElfIn
             scroll::Endian::Big
         },
     );
-    let mut info = ElfInfo {
+    let info = ElfInfo {
         class,
         endian,
         os_abi: hdr.e_ident[header::EI_OSABI],
@@ -203,6 +174,52 @@ pub fn read<S: Source + ?Sized>(file: &S, head: &[u8], len: u64) -> Result<ElfIn
         arm_cpu_arch: None,
         arm_vfp_args: None,
     };
+    Ok((hdr, ctx, info))
+}
+
+/// Only what names a platform: the header, and for 32-bit ARM the attributes section
+/// (its variant). `scan` reads thousands of files and needs neither loader nor notes.
+pub fn read_identity(src: &dyn ReadAt, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+    let (hdr, ctx, mut info) = identity(head, len)?;
+    if info.machine == EM_ARM {
+        Reader { file: src, len }.arm_attributes(&hdr, ctx, &mut info)?;
+    }
+    Ok(info)
+}
+
+/// Positional reads: a file on disk, or bytes already in memory (a member of a tar stream).
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|at| self.get(at..at.checked_add(buf.len())?))
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// Read an ELF held in memory, as a file is read.
+pub fn read_bytes(data: &[u8]) -> Result<ElfInfo, ElfError> {
+    let head = &data[..data.len().min(crate::format::HEAD_BYTES)];
+    read(&data, head, data.len() as u64)
+}
+
+/// Read the ELF at `file` (whose first bytes are `head`).
+pub fn read(file: &dyn ReadAt, head: &[u8], len: u64) -> Result<ElfInfo, ElfError> {
+    let (hdr, ctx, mut info) = identity(head, len)?;
+    let class = info.class;
+    let endian = info.endian;
     let reader = Reader { file, len };
 
     let phdrs = reader.table(
@@ -255,12 +272,12 @@ pub fn read<S: Source + ?Sized>(file: &S, head: &[u8], len: u64) -> Result<ElfIn
 }
 
 /// Bounded positional reads.
-struct Reader<'a, S: ?Sized> {
-    file: &'a S,
+struct Reader<'a> {
+    file: &'a dyn ReadAt,
     len: u64,
 }
 
-impl<S: Source + ?Sized> Reader<'_, S> {
+impl Reader<'_> {
     fn bytes(&self, offset: u64, size: u64, what: &str) -> Result<Vec<u8>, ElfError> {
         let end = offset
             .checked_add(size)

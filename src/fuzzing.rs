@@ -141,6 +141,40 @@ pub fn init_config(data: &[u8]) {
     }
 }
 
+/// `scan`'s OCI index, manifests and configs, and `docker save`'s manifest.json.
+pub fn oci_json(data: &[u8]) {
+    crate::scan::oci::fuzz_documents(data);
+}
+
+/// `scan`'s tar reader on a layer: plain, and through the decompressor its first bytes pick
+/// (read no further than 1 MiB, as the 64 GiB expansion cap is by design, not a hang).
+pub fn tar_stream(data: &[u8]) {
+    use std::io::Read;
+    let progress = crate::scan::Progress::default();
+    let mut entries = 0usize;
+    let _ = crate::scan::tar::read_entries(table(), data, "fuzz", &progress, |e| {
+        entries += 1;
+        if let crate::scan::LayerEntry::File(p, _) | crate::scan::LayerEntry::Dir(p) = &e {
+            assert!(
+                p.starts_with('/') && !p.split('/').any(|c| c == ".."),
+                "{p:?}"
+            );
+        }
+    });
+    assert!(entries <= data.len() / 512 + 1, "more members than blocks");
+    if let Ok((reader, _)) = crate::scan::tar::decompress(data, "fuzz") {
+        let _ = crate::scan::tar::read_entries(
+            table(),
+            reader.take(1 << 20),
+            "fuzz",
+            &progress,
+            |_| {},
+        );
+    }
+    let path = crate::scan::image_path(data);
+    assert!(path.starts_with('/') && !path.split('/').any(|c| c == ".."));
+}
+
 /// What the kernel checks of a register string, and what our own parsing of the entry it
 /// makes must give back.
 fn registration_properties(reg: &Registration) {
@@ -246,6 +280,26 @@ fn scratch_file() -> PathBuf {
     PATH.with(Clone::clone)
 }
 
+/// A one-member tar stream holding a short ELF header, for seeds.
+pub fn tar_seed() -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..10].copy_from_slice(b"bin/probe\0");
+    header[100..108].copy_from_slice(b"0000755\0");
+    header[124..136].copy_from_slice(b"00000000100\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|b| u32::from(*b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut out = header.to_vec();
+    let mut body = [0u8; 512];
+    body[..4].copy_from_slice(b"\x7fELF");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +336,14 @@ mod tests {
                 vec![crate::arch::EMBEDDED_TABLE.as_bytes()[..2000].to_vec()],
             ),
             (
+                oci_json,
+                vec![
+                    br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","platform":{"os":"linux","architecture":"arm64"}}]}"#
+                        .to_vec(),
+                ],
+            ),
+            (tar_stream, vec![tar_seed()]),
+            (
                 init_config,
                 vec![
                     include_bytes!("../configs/binfmt-setup.toml").to_vec(),
@@ -317,5 +379,20 @@ mod tests {
             }
         }
         let _ = std::fs::remove_file(scratch_file());
+    }
+
+    #[test]
+    fn the_tar_seed_is_a_tar_stream() {
+        let mut files = Vec::new();
+        crate::scan::tar::read_entries(
+            table(),
+            &tar_seed()[..],
+            "seed",
+            &crate::scan::Progress::default(),
+            |e| files.push(format!("{e:?}")),
+        )
+        .expect("a tar stream");
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].contains("/bin/probe"), "{files:?}");
     }
 }

@@ -20,4 +20,5 @@ pub mod messages;
 pub mod namespace;
 pub mod probe;
 pub mod sandbox;
+pub mod scan;
 pub mod signals;

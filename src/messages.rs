@@ -80,6 +80,18 @@ fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// Overwrite the progress line on stderr (only called when stderr is a terminal).
+pub fn progress(line: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = write!(stderr, "\r\x1b[K{line}");
+    let _ = stderr.flush();
+}
+
+/// Erase the progress line.
+pub fn progress_done() {
+    progress("");
+}
+
 /// Make a path or name safe to print on a terminal: control characters are escaped, so a
 /// file named with escape sequences cannot rewrite the screen.
 pub fn printable(s: &str) -> String {

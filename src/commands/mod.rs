@@ -7,6 +7,7 @@ mod inspect;
 mod install;
 mod platforms;
 mod run;
+mod scan;
 mod status;
 mod test;
 mod uninstall;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Diagnose(args) => diagnose::run(&cli.global, args),
         Command::Run(args) => run::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
+        Command::Scan(args) => scan::run(&cli.global, args),
     }
 }
 

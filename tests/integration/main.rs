@@ -13,4 +13,5 @@ mod isolation;
 mod mutate;
 mod probe;
 mod run;
+mod scan;
 mod util;

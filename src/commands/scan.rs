@@ -1,0 +1,245 @@
+//! `scan PATH`: programs of the wrong platform in a root file system, a tar, or an OCI image.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde_json::{Value, json};
+
+use crate::cli::{GlobalArgs, ScanArgs};
+use crate::error::{Exit, Failure};
+use crate::messages::{self, printable};
+use crate::scan::{self, Expected, ExpectedFrom, Progress, Report, Verdict};
+
+pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
+    let table = super::load_table(global)?;
+    // Resolve --platform before reading anything, so a typo fails fast and alone.
+    let platform = match &args.platform {
+        Some(name) => Some(
+            Expected::parse(&table, name)
+                .map_err(|e| Failure::bad_input(anyhow!("--platform: {e}")))?,
+        ),
+        None => None,
+    };
+    let progress = Progress::default();
+    let show = !global.quiet && !global.json && std::io::stderr().is_terminal();
+    let report = with_progress(show, &progress, || {
+        scan::scan(&table, &args.path, platform.as_ref(), &progress)
+    })
+    // One line, whatever a hostile member name or header put in the message.
+    .map_err(|e| Failure::bad_input(anyhow!(printable(&e.to_string()))))?;
+
+    if global.json {
+        messages::json(&to_json(&report));
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.ok() {
+        Exit::Success
+    } else {
+        Exit::Problem
+    })
+}
+
+/// Run `work` while a thread redraws a progress line on stderr (when `show`).
+fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -> T {
+    if !show {
+        return work();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let painter = s.spawn(|| {
+            loop {
+                // Woken early when the work is done, so a quick scan is not kept waiting.
+                std::thread::park_timeout(Duration::from_millis(150));
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                messages::progress(&format!(
+                    "scanning: {} files, {} ELF",
+                    progress.files.load(Ordering::Relaxed),
+                    progress.elf_files.load(Ordering::Relaxed)
+                ));
+            }
+            messages::progress_done();
+        });
+        let out = work();
+        done.store(true, Ordering::Relaxed);
+        painter.thread().unpark();
+        out
+    })
+}
+
+/// The JSON document: the DESIGN.md keys at the top (summed over images), and per image
+/// the same keys under `images` for OCI layouts and `docker save` archives.
+fn to_json(report: &Report) -> Value {
+    let one = (report.images.len() == 1).then(|| &report.images[0]);
+    let mut by_platform: BTreeMap<&str, u64> = BTreeMap::new();
+    for v in &report.images {
+        for (p, n) in &v.by_platform {
+            *by_platform.entry(p).or_default() += n;
+        }
+    }
+    let all = |f: fn(&Verdict) -> Vec<Value>| -> Vec<Value> {
+        report.images.iter().flat_map(f).collect()
+    };
+    let mut doc = json!({
+        "root": report.root.display().to_string(),
+        "kind": report.kind.as_str(),
+        "expected": one.and_then(|v| v.expected.clone()),
+        "expected_from": one.map(|v| v.expected_from),
+        "inferred": report.images.iter().any(|v| v.inferred),
+        "files": report.images.iter().map(|v| v.files).sum::<u64>(),
+        "elf_files": report.images.iter().map(|v| v.elf_files).sum::<u64>(),
+        "by_platform": by_platform,
+        "mismatches": all(|v| v.mismatches.iter().map(|m| json!(m)).collect()),
+        "broken": all(|v| v.broken.iter().map(|m| json!(m)).collect()),
+        "unreadable": all(|v| v.unreadable.iter().map(|m| json!(m)).collect()),
+        "ok": report.ok(),
+    });
+    if let Some(obj) = doc.as_object_mut() {
+        if let Some(c) = report.compression {
+            obj.insert("compression".into(), c.into());
+        }
+        if matches!(report.kind, scan::Kind::Oci | scan::Kind::Archive) {
+            obj.insert("images".into(), json!(report.images));
+        }
+    }
+    doc
+}
+
+fn print_human(report: &Report) {
+    let root = printable(&report.root.display().to_string());
+    let kind = match report.compression {
+        Some(c) => format!("{}, {c}", report.kind.as_str()),
+        None => report.kind.as_str().to_string(),
+    };
+    let images = report.images.len();
+    if images > 1 {
+        messages::out(&format!("{root} ({kind}, {images} images)"));
+    } else {
+        messages::out(&format!("{root} ({kind})"));
+    }
+    for v in &report.images {
+        if images > 1 || v.manifest.is_some() {
+            let platform = v.platform.as_deref().unwrap_or("(no platform)");
+            messages::out(&match &v.manifest {
+                Some(m) => format!("image {platform} {m}"),
+                None => format!("image {platform}"),
+            });
+        }
+        print_verdict(v);
+    }
+    messages::out(&summary(report));
+}
+
+fn print_verdict(v: &Verdict) {
+    let expected = match (&v.expected, v.expected_from) {
+        (Some(x), ExpectedFrom::Flag) => format!("expected {x} (--platform)"),
+        (Some(x), ExpectedFrom::Image) => format!("expected {x} (image config)"),
+        (Some(x), _) => format!(
+            "expected {x} (inferred: {} of {} ELF files)",
+            v.by_platform.get(x).copied().unwrap_or(0),
+            v.elf_files
+        ),
+        (None, _) => "expected platform unknown (no ELF program to infer it from)".to_string(),
+    };
+    messages::out(&format!("  {expected}"));
+    let counts: Vec<String> = {
+        let mut c: Vec<(&String, &u64)> = v.by_platform.iter().collect();
+        c.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        c.into_iter().map(|(p, n)| format!("{p} {n}")).collect()
+    };
+    let counts = if counts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", counts.join(", "))
+    };
+    messages::out(&format!("  {} files, {} ELF{counts}", v.files, v.elf_files));
+    let layer = |l: &Option<String>| match l {
+        Some(l) => format!("  layer {l}"),
+        None => String::new(),
+    };
+    let width = v
+        .mismatches
+        .iter()
+        .map(|m| m.path.chars().count())
+        .chain(v.broken.iter().map(|p| p.path.chars().count()))
+        .chain(v.unreadable.iter().map(|p| p.path.chars().count()))
+        .max()
+        .unwrap_or(0);
+    for m in &v.mismatches {
+        messages::out(&format!(
+            "  mismatch    {:<width$}  {} {}{}",
+            printable(&m.path),
+            m.platform,
+            m.kind,
+            layer(&m.layer)
+        ));
+    }
+    for p in &v.broken {
+        messages::out(&format!(
+            "  broken      {:<width$}  {}{}",
+            printable(&p.path),
+            printable(&p.error),
+            layer(&p.layer)
+        ));
+    }
+    for p in &v.unreadable {
+        messages::out(&format!(
+            "  unreadable  {:<width$}  {}{}",
+            printable(&p.path),
+            printable(&p.error),
+            layer(&p.layer)
+        ));
+    }
+}
+
+/// The one verdict line.
+fn summary(report: &Report) -> String {
+    let parts: Vec<String> = report
+        .images
+        .iter()
+        .filter(|v| !v.ok)
+        .map(|v| {
+            let mut bits = Vec::new();
+            let want = v.expected.as_deref().unwrap_or("the expected platform");
+            match v.mismatches.len() {
+                0 => {}
+                1 => bits.push(format!("1 program is not {want}")),
+                n => bits.push(format!("{n} programs are not {want}")),
+            }
+            match v.broken.len() {
+                0 => {}
+                1 => bits.push("1 damaged ELF file".to_string()),
+                n => bits.push(format!("{n} damaged ELF files")),
+            }
+            match v.unreadable.len() {
+                0 => {}
+                1 => bits.push("1 file could not be read".to_string()),
+                n => bits.push(format!("{n} files could not be read")),
+            }
+            match (&v.platform, report.images.len()) {
+                (Some(p), n) if n > 1 => format!("{p}: {}", bits.join(", ")),
+                _ => bits.join(", "),
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        let elf: u64 = report.images.iter().map(|v| v.elf_files).sum();
+        let expected: Vec<&str> = report
+            .images
+            .iter()
+            .filter_map(|v| v.expected.as_deref())
+            .collect();
+        if elf == 0 {
+            "ok: no ELF files".to_string()
+        } else {
+            format!("ok: all {elf} ELF files fit {}", expected.join(", "))
+        }
+    } else {
+        format!("FAIL: {}", parts.join("; "))
+    }
+}

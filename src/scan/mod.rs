@@ -1,0 +1,736 @@
+//! `scan`: find the programs in a root filesystem, a tar stream or an OCI image whose
+//! platform is not the image's own (an amd64 `/server` in an arm64 image fails only at
+//! `docker run`).
+//!
+//! Three sources feed one tally: a directory walk (`walk`), a tar stream, plain, gzip or zstd
+//! (`tar`), and an OCI image layout or `docker save` archive (`oci`), whose layers are
+//! stacked with their whiteouts before anything is judged. Only the ELF header is read
+//! (and, for 32-bit ARM, the attributes section that names the variant).
+
+pub mod oci;
+pub mod tar;
+pub mod walk;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::arch::ArchTable;
+use crate::elf::{self, ElfError, ReadAt};
+
+/// Bytes of a file read to identify it: the 64-bit ELF header.
+pub const HEAD: usize = 64;
+
+/// A scan that could not be done; every one names its input (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScanError(pub String);
+
+impl ScanError {
+    pub fn new(message: impl Into<String>) -> ScanError {
+        ScanError(message.into())
+    }
+}
+
+/// Counters a caller may read while a scan runs, to show progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub elf_files: AtomicU64,
+}
+
+impl Progress {
+    fn file(&self, elf: bool) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+        if elf {
+            self.elf_files.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The platform files are expected to have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expected {
+    pub os: String,
+    /// Canonical architecture name (`arm64`, `arm`).
+    pub arch: String,
+    /// `v7` etc. for architectures with variants (arm); `None` for the others.
+    pub variant: Option<String>,
+    /// The `linux/arm` part, from the table.
+    base: String,
+}
+
+impl Expected {
+    /// From a name a user writes: `arm64`, `linux/arm/v6`, `armhf`, `aarch64`.
+    pub fn parse(table: &ArchTable, name: &str) -> Result<Expected, crate::arch::ArchError> {
+        let arch = table.lookup(name)?;
+        let lower = name.trim().to_ascii_lowercase();
+        let variant = if arch.variants.is_empty() {
+            None
+        } else {
+            Some(
+                arch.variants
+                    .iter()
+                    .find(|v| lower.ends_with(&format!("/{v}")))
+                    .cloned()
+                    .or_else(|| alias_variant(&lower).map(str::to_string))
+                    .unwrap_or_else(|| arch.variants[0].clone()),
+            )
+        };
+        Ok(Expected {
+            os: "linux".into(),
+            arch: arch.name.clone(),
+            variant,
+            base: arch.platform.clone(),
+        })
+    }
+
+    /// From an image config's `os`, `architecture` and `variant` (or an index's platform).
+    pub fn from_image(
+        table: &ArchTable,
+        os: &str,
+        architecture: &str,
+        variant: Option<&str>,
+    ) -> Option<Expected> {
+        let arch = table.find(architecture)?;
+        let variant = if arch.variants.is_empty() {
+            None
+        } else {
+            // OCI: linux/arm without a variant means v7.
+            Some(
+                variant
+                    .filter(|v| arch.variants.iter().any(|k| k == v))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| arch.variants[0].clone()),
+            )
+        };
+        Some(Expected {
+            os: os.to_ascii_lowercase(),
+            arch: arch.name.clone(),
+            variant,
+            base: arch.platform.clone(),
+        })
+    }
+
+    /// `linux/arm64`, `linux/arm/v7`.
+    pub fn platform(&self) -> String {
+        let base = match self.base.strip_prefix("linux/") {
+            Some(rest) => format!("{}/{rest}", self.os),
+            None => self.base.clone(),
+        };
+        match &self.variant {
+            Some(v) => format!("{base}/{v}"),
+            None => base,
+        }
+    }
+
+    /// Whether a program of `id` runs on this platform. ARM runs older variants: an arm/v7
+    /// image may hold a v5 program, an arm/v6 one may not hold a v7 program.
+    pub fn fits(&self, id: &ElfId) -> bool {
+        if id.os != self.os || id.arch.as_deref() != Some(self.arch.as_str()) {
+            return false;
+        }
+        match (&self.variant, &id.variant) {
+            (Some(want), Some(got)) => variant_number(got) <= variant_number(want),
+            _ => true,
+        }
+    }
+}
+
+/// The arm variant an alias implies (`armel` is v5, `armhf` v7).
+fn alias_variant(name: &str) -> Option<&'static str> {
+    let bare = name.rsplit('/').next().unwrap_or(name);
+    match bare {
+        "armel" | "armv5" | "armv5l" | "armv5te" | "armv5tel" => Some("v5"),
+        "armv6" | "armv6l" => Some("v6"),
+        "armhf" | "armv7" | "armv7l" | "armv7a" => Some("v7"),
+        "armv8l" | "aarch32" => Some("v8"),
+        _ => None,
+    }
+}
+
+fn variant_number(v: &str) -> u32 {
+    v.trim_start_matches('v').parse().unwrap_or(u32::MAX)
+}
+
+/// The platform of one ELF file, as scan judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElfId {
+    /// `linux/arm64`, `linux/arm/v5`, `freebsd/amd64`, or `unknown/e_machine-0x1234`.
+    pub platform: String,
+    pub os: String,
+    pub arch: Option<String>,
+    pub variant: Option<String>,
+    /// `exec`, `pie`, `dyn`, `rel`, `core`…
+    pub kind: String,
+    /// Programs and shared libraries are judged; relocatable objects and core dumps are
+    /// counted but never loaded, so never a mismatch.
+    pub judged: bool,
+}
+
+/// What the first bytes of a regular file say.
+#[derive(Debug, Clone)]
+pub enum Sniff {
+    NotElf,
+    Elf(ElfId),
+    /// An ELF whose header cannot be read.
+    Broken(String),
+}
+
+/// Identify a file from its first bytes; `src` gives the rest when ARM attributes are needed.
+pub fn identify(table: &ArchTable, head: &[u8], src: &dyn ReadAt, len: u64) -> Sniff {
+    if !head.starts_with(b"\x7fELF") {
+        return Sniff::NotElf;
+    }
+    let info = match elf::read_identity(src, head, len) {
+        Ok(info) => info,
+        Err(ElfError::Io(e)) => return Sniff::Broken(format!("read failed: {e}")),
+        Err(e) => return Sniff::Broken(e.to_string()),
+    };
+    let naming = elf::name(&info, table);
+    let os = if info.is_linux() { "linux" } else { info.os() };
+    let platform = naming
+        .platform
+        .unwrap_or_else(|| format!("{os}/e_machine-0x{:x}", info.machine));
+    let variant = if naming.variant_source.is_some() {
+        platform.rsplit('/').next().map(str::to_string)
+    } else {
+        None
+    };
+    Sniff::Elf(ElfId {
+        os: os.to_string(),
+        arch: naming.arch,
+        variant,
+        kind: info.type_name(),
+        judged: info.is_program(),
+        platform,
+    })
+}
+
+/// One ELF file found, kept until the expected platform is known.
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    id: ElfId,
+    layer: Option<Arc<str>>,
+}
+
+/// A file that could not be judged, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// A program of the wrong platform.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    pub path: String,
+    pub platform: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// What one tree (a directory, a tar, the stacked layers of one image) holds. Threads keep
+/// one each and merge them.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub files: u64,
+    pub elf_files: u64,
+    pub by_platform: BTreeMap<String, u64>,
+    /// Judged ELF files. With a known expected platform only the misfits are kept, so a
+    /// scan's memory grows with its findings, not with the tree.
+    hits: Vec<Hit>,
+    pub broken: Vec<Problem>,
+    pub unreadable: Vec<Problem>,
+    /// When known before the scan, files that fit are not kept.
+    filter: Option<Arc<Expected>>,
+}
+
+impl Tally {
+    pub fn new(filter: Option<Arc<Expected>>) -> Tally {
+        Tally {
+            filter,
+            ..Tally::default()
+        }
+    }
+
+    /// Count a regular file at `path` (inside the image: `/usr/bin/x`).
+    pub fn add(&mut self, path: &str, sniff: Sniff, layer: Option<&Arc<str>>) {
+        self.files += 1;
+        match sniff {
+            Sniff::NotElf => {}
+            Sniff::Broken(error) => {
+                self.elf_files += 1;
+                self.broken.push(Problem {
+                    path: path.to_string(),
+                    error,
+                    layer: layer.map(|l| l.to_string()),
+                    image: None,
+                });
+            }
+            Sniff::Elf(id) => {
+                self.elf_files += 1;
+                *self.by_platform.entry(id.platform.clone()).or_default() += 1;
+                if id.judged && !self.filter.as_ref().is_some_and(|x| x.fits(&id)) {
+                    self.hits.push(Hit {
+                        path: path.to_string(),
+                        id,
+                        layer: layer.cloned(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A directory that could not be listed: its files are not counted, but reported.
+    pub fn unreadable_dir(&mut self, path: &str, error: String) {
+        self.unreadable.push(Problem {
+            path: path.to_string(),
+            error,
+            layer: None,
+            image: None,
+        });
+    }
+
+    /// A regular file that could not be opened or read.
+    pub fn unreadable(&mut self, path: &str, error: String, layer: Option<&Arc<str>>) {
+        self.files += 1;
+        self.unreadable.push(Problem {
+            path: path.to_string(),
+            error,
+            layer: layer.map(|l| l.to_string()),
+            image: None,
+        });
+    }
+
+    pub fn merge(&mut self, other: Tally) {
+        self.files += other.files;
+        self.elf_files += other.elf_files;
+        for (k, v) in other.by_platform {
+            *self.by_platform.entry(k).or_default() += v;
+        }
+        self.hits.extend(other.hits);
+        self.broken.extend(other.broken);
+        self.unreadable.extend(other.unreadable);
+    }
+
+    /// The platform most judged Linux programs have, and how many have it.
+    fn majority(&self) -> Option<(String, u64)> {
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for h in &self.hits {
+            if h.id.arch.is_some() && h.id.os == "linux" {
+                *counts.entry(&h.id.platform).or_default() += 1;
+            }
+        }
+        // Highest count; on a tie the first name in sorted order, so the answer is stable.
+        let mut best: Option<(&str, u64)> = None;
+        for (p, n) in counts {
+            if best.is_none_or(|(_, b)| n > b) {
+                best = Some((p, n));
+            }
+        }
+        best.map(|(p, n)| (p.to_string(), n))
+    }
+}
+
+/// Where the expected platform came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedFrom {
+    /// `--platform`.
+    Flag,
+    /// The image config's os/architecture/variant.
+    Image,
+    /// The platform most programs in the tree have.
+    Majority,
+    /// No ELF program to infer from.
+    None,
+}
+
+/// The result for one tree or one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// The image's platform as its index lists it (multi-platform images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The image manifest's digest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    pub expected: Option<String>,
+    pub expected_from: ExpectedFrom,
+    pub inferred: bool,
+    pub files: u64,
+    pub elf_files: u64,
+    pub by_platform: BTreeMap<String, u64>,
+    pub mismatches: Vec<Mismatch>,
+    pub broken: Vec<Problem>,
+    pub unreadable: Vec<Problem>,
+    pub ok: bool,
+}
+
+impl Verdict {
+    /// Judge a tally against the expected platform (given, or inferred from the majority).
+    pub fn judge(
+        table: &ArchTable,
+        tally: Tally,
+        expected: Option<(Expected, ExpectedFrom)>,
+    ) -> Verdict {
+        let (expected, from) = match expected {
+            Some((x, from)) => (Some(x), from),
+            None => match tally.majority() {
+                Some((platform, _)) => match Expected::parse(table, &platform) {
+                    Ok(x) => (Some(x), ExpectedFrom::Majority),
+                    Err(_) => (None, ExpectedFrom::None),
+                },
+                None => (None, ExpectedFrom::None),
+            },
+        };
+        let mut mismatches: Vec<Mismatch> = tally
+            .hits
+            .into_iter()
+            .filter(|h| expected.as_ref().is_some_and(|x| !x.fits(&h.id)))
+            .map(|h| Mismatch {
+                path: h.path,
+                platform: h.id.platform,
+                kind: h.id.kind,
+                layer: h.layer.map(|l| l.to_string()),
+                image: None,
+            })
+            .collect();
+        mismatches.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut broken = tally.broken;
+        broken.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut unreadable = tally.unreadable;
+        unreadable.sort_by(|a, b| a.path.cmp(&b.path));
+        Verdict {
+            platform: None,
+            manifest: None,
+            expected: expected.map(|x| x.platform()),
+            expected_from: from,
+            inferred: from == ExpectedFrom::Majority,
+            files: tally.files,
+            elf_files: tally.elf_files,
+            by_platform: tally.by_platform,
+            ok: mismatches.is_empty() && broken.is_empty() && unreadable.is_empty(),
+            mismatches,
+            broken,
+            unreadable,
+        }
+    }
+}
+
+/// What was scanned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Directory,
+    Tar,
+    Oci,
+    #[serde(rename = "image-archive")]
+    Archive,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Directory => "directory",
+            Kind::Tar => "tar",
+            Kind::Oci => "oci",
+            Kind::Archive => "image-archive",
+        }
+    }
+}
+
+/// The whole answer: one verdict, or one per image of a multi-platform index.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub root: PathBuf,
+    pub kind: Kind,
+    /// Compression of a tar: `gzip`, `zstd`, or none.
+    pub compression: Option<&'static str>,
+    pub images: Vec<Verdict>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.images.iter().all(|v| v.ok)
+    }
+}
+
+/// Scan `path`: a directory, a tar (plain, gzip, zstd), an OCI image layout, or a
+/// `docker save` archive. `platform` (from `--platform`) overrides what the image says.
+pub fn scan(
+    table: &ArchTable,
+    path: &Path,
+    platform: Option<&Expected>,
+    progress: &Progress,
+) -> Result<Report, ScanError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
+    if meta.is_dir() {
+        // `oci-layout` is the layout's own marker; index.json alone could be any web root's.
+        if path.join("oci-layout").exists()
+            || (path.join("index.json").is_file() && path.join("blobs").is_dir())
+        {
+            return oci::scan_layout(table, path, platform, progress);
+        }
+        let filter = platform.cloned().map(Arc::new);
+        let tally = walk::walk(table, path, filter, progress)?;
+        let given = platform.cloned().map(|x| (x, ExpectedFrom::Flag));
+        return Ok(Report {
+            root: path.to_path_buf(),
+            kind: Kind::Directory,
+            compression: None,
+            images: vec![Verdict::judge(table, tally, given)],
+        });
+    }
+    if !meta.is_file() {
+        return Err(ScanError::new(format!(
+            "cannot scan {}: not a directory, tar file or OCI image layout",
+            path.display()
+        )));
+    }
+    tar::scan_file(table, path, platform, progress)
+}
+
+/// Turn a member name or walk path into the path inside the image: `/a/b`. `.` and empty
+/// components go; `..` goes up but never above the root (nothing is extracted, so a hostile
+/// `../../etc/passwd` is only a name, reported as `/etc/passwd`).
+pub fn image_path(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 1);
+    for p in parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// One entry of a layer, kept until the layers above it are known.
+#[derive(Debug)]
+pub enum LayerEntry {
+    /// A regular file and what it is.
+    File(String, Sniff),
+    /// A regular file that could not be read from the stream.
+    Unreadable(String, String),
+    /// A directory: it hides nothing below it.
+    Dir(String),
+    /// Anything else that occupies a path (symlink, hard link, device, FIFO).
+    Other(String),
+    /// `.wh.NAME`: NAME and everything below it are deleted from the layers underneath.
+    Whiteout(String),
+    /// `.wh..wh..opq` in DIR: DIR's contents in the layers underneath are hidden.
+    Opaque(String),
+}
+
+/// One layer's entries, with its digest to report.
+#[derive(Debug)]
+pub struct Layer {
+    pub digest: Arc<str>,
+    pub entries: Vec<LayerEntry>,
+}
+
+/// Stack layers (lowest first) as overlayfs would and count what is visible at the top.
+/// Walked from the top down: a path is hidden when an upper layer has the same path, deleted
+/// it or one of its parents (whiteout), made a parent opaque, or put a non-directory where a
+/// parent directory was.
+pub fn stack(layers: &[Arc<Layer>], filter: Option<Arc<Expected>>) -> Tally {
+    let mut tally = Tally::new(filter);
+    let mut same: HashSet<&str> = HashSet::new();
+    let mut below: HashSet<&str> = HashSet::new();
+    let hidden = |path: &str, same: &HashSet<&str>, below: &HashSet<&str>| {
+        if same.contains(path) {
+            return true;
+        }
+        let mut p = path;
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            let parent = if p.is_empty() { "/" } else { p };
+            if below.contains(parent) {
+                return true;
+            }
+        }
+        false
+    };
+    for layer in layers.iter().rev() {
+        let mut add_same = Vec::new();
+        let mut add_below = Vec::new();
+        for entry in &layer.entries {
+            match entry {
+                LayerEntry::Whiteout(p) => {
+                    add_same.push(p.as_str());
+                    add_below.push(p.as_str());
+                }
+                LayerEntry::Opaque(p) => add_below.push(p.as_str()),
+                LayerEntry::Dir(p) => add_same.push(p.as_str()),
+                LayerEntry::Other(p) => {
+                    add_below.push(p.as_str());
+                    add_same.push(p.as_str());
+                }
+                LayerEntry::File(p, sniff) => {
+                    if !hidden(p, &same, &below) {
+                        tally.add(p, sniff.clone(), Some(&layer.digest));
+                    }
+                    add_below.push(p.as_str());
+                    add_same.push(p.as_str());
+                }
+                LayerEntry::Unreadable(p, e) => {
+                    if !hidden(p, &same, &below) {
+                        tally.unreadable(p, e.clone(), Some(&layer.digest));
+                    }
+                    add_same.push(p.as_str());
+                }
+            }
+        }
+        // A layer's whiteouts and files act on the layers below it, not on itself.
+        same.extend(add_same);
+        below.extend(add_below);
+    }
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(platform: &str, arch: &str, variant: Option<&str>) -> ElfId {
+        ElfId {
+            platform: platform.into(),
+            os: "linux".into(),
+            arch: Some(arch.into()),
+            variant: variant.map(str::to_string),
+            kind: "exec".into(),
+            judged: true,
+        }
+    }
+
+    #[test]
+    fn expected_names_and_variants() {
+        let t = ArchTable::embedded();
+        for (name, want) in [
+            ("arm64", "linux/arm64"),
+            ("linux/arm64/v8", "linux/arm64"),
+            ("aarch64", "linux/arm64"),
+            ("armhf", "linux/arm/v7"),
+            ("armel", "linux/arm/v5"),
+            ("linux/arm/v6", "linux/arm/v6"),
+            ("arm", "linux/arm/v7"),
+            ("x86_64", "linux/amd64"),
+        ] {
+            assert_eq!(
+                Expected::parse(&t, name).expect(name).platform(),
+                want,
+                "{name}"
+            );
+        }
+        assert!(Expected::parse(&t, "vax").is_err());
+        let x = Expected::from_image(&t, "linux", "arm", None).expect("arm");
+        assert_eq!(x.platform(), "linux/arm/v7");
+        assert!(Expected::from_image(&t, "linux", "wasm", None).is_none());
+    }
+
+    #[test]
+    fn arm_runs_older_variants_only() {
+        let t = ArchTable::embedded();
+        let v7 = Expected::parse(&t, "linux/arm/v7").expect("v7");
+        let v6 = Expected::parse(&t, "linux/arm/v6").expect("v6");
+        let arm64 = Expected::parse(&t, "arm64").expect("arm64");
+        let prog_v5 = id("linux/arm/v5", "arm", Some("v5"));
+        let prog_v7 = id("linux/arm/v7", "arm", Some("v7"));
+        assert!(v7.fits(&prog_v5) && v7.fits(&prog_v7));
+        assert!(v6.fits(&prog_v5) && !v6.fits(&prog_v7));
+        assert!(!arm64.fits(&prog_v7), "an arm/v7 program in an arm64 image");
+        assert!(arm64.fits(&id("linux/arm64", "arm64", None)));
+        let mut bsd = id("freebsd/arm64", "arm64", None);
+        bsd.os = "freebsd".into();
+        assert!(!arm64.fits(&bsd));
+    }
+
+    #[test]
+    fn member_names_stay_inside_the_image() {
+        assert_eq!(image_path(b"./usr/bin/x"), "/usr/bin/x");
+        assert_eq!(image_path(b"../../etc/passwd"), "/etc/passwd");
+        assert_eq!(image_path(b"/abs//a/./b/../c"), "/abs/a/c");
+        assert_eq!(image_path(b"./"), "/");
+    }
+
+    fn elf(platform: &str) -> Sniff {
+        let arch = platform.rsplit('/').next().unwrap_or_default();
+        Sniff::Elf(id(platform, arch, None))
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs_hide_lower_files() {
+        let digest = |d: &str| Arc::<str>::from(d);
+        let lower = Layer {
+            digest: digest("sha256:lower"),
+            entries: vec![
+                LayerEntry::Dir("/app".into()),
+                LayerEntry::File("/app/server".into(), elf("linux/amd64")),
+                LayerEntry::File("/opt/x/tool".into(), elf("linux/amd64")),
+                LayerEntry::File("/bin/ok".into(), elf("linux/arm64")),
+                LayerEntry::File("/replaced".into(), elf("linux/amd64")),
+                LayerEntry::File("/d/under-file".into(), elf("linux/amd64")),
+            ],
+        };
+        let upper = Layer {
+            digest: digest("sha256:upper"),
+            entries: vec![
+                LayerEntry::Whiteout("/app/server".into()),
+                LayerEntry::Opaque("/opt/x".into()),
+                LayerEntry::File("/opt/x/new".into(), elf("linux/arm64")),
+                LayerEntry::File("/replaced".into(), elf("linux/arm64")),
+                LayerEntry::Other("/d".into()),
+            ],
+        };
+        let t = ArchTable::embedded();
+        let tally = stack(&[Arc::new(lower), Arc::new(upper)], None);
+        assert_eq!(tally.files, 3, "{tally:?}");
+        let v = Verdict::judge(&t, tally, None);
+        assert_eq!(v.expected.as_deref(), Some("linux/arm64"));
+        assert!(v.inferred && v.ok, "{v:?}");
+    }
+
+    #[test]
+    fn majority_decides_and_names_the_odd_one() {
+        let t = ArchTable::embedded();
+        let mut tally = Tally::new(None);
+        for i in 0..3 {
+            tally.add(&format!("/bin/{i}"), elf("linux/arm64"), None);
+        }
+        tally.add("/server", elf("linux/amd64"), None);
+        tally.add("/etc/passwd", Sniff::NotElf, None);
+        let v = Verdict::judge(&t, tally, None);
+        assert_eq!(v.expected.as_deref(), Some("linux/arm64"));
+        assert_eq!(v.files, 5);
+        assert_eq!(v.elf_files, 4);
+        assert_eq!(v.mismatches.len(), 1);
+        assert_eq!(v.mismatches[0].path, "/server");
+        assert!(!v.ok);
+    }
+}
