@@ -631,26 +631,6 @@ impl Blobs for ArchiveBlobs {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digests_are_checked_before_they_become_paths() {
-        let good = format!("sha256:{}", "a".repeat(64));
-        assert!(check_digest(&good).is_ok());
-        assert!(check_digest("sha256:../../etc/passwd").is_err());
-        assert!(check_digest(&format!("sha256:{}", "A".repeat(64))).is_err());
-        assert!(check_digest("md5:abc").is_err());
-    }
-
-    #[test]
-    fn docker_save_layer_names() {
-        assert_eq!(archive_digest("blobs/sha256/abc"), "sha256:abc".to_string());
-        assert_eq!(archive_digest("0123/layer.tar"), "0123/layer.tar");
-    }
-}
-
 /// Fuzzing (`fuzzing::oci_json`): an index.json, or `docker save`'s manifest.json, and the
 /// documents it leads to, all from one buffer: documents are separated by NUL bytes, and
 /// each blob asked for is the next document, in turn (a fuzzer cannot make digests match).
@@ -700,4 +680,24 @@ pub fn fuzz_documents(data: &[u8]) {
     }
     blobs.next.store(0, Ordering::Relaxed);
     let _ = docker_images(&blobs, first, "fuzz");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_checked_before_they_become_paths() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(check_digest(&good).is_ok());
+        assert!(check_digest("sha256:../../etc/passwd").is_err());
+        assert!(check_digest(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(check_digest("md5:abc").is_err());
+    }
+
+    #[test]
+    fn docker_save_layer_names() {
+        assert_eq!(archive_digest("blobs/sha256/abc"), "sha256:abc".to_string());
+        assert_eq!(archive_digest("0123/layer.tar"), "0123/layer.tar");
+    }
 }
