@@ -120,10 +120,13 @@ pub fn run_all(jobs: &[Job], timeout: Duration) -> Result<Vec<Outcome>, String> 
     Ok(start(jobs)?.wait(timeout))
 }
 
+/// A program as started: when, and the child, or how its start ended.
+type Started = (Instant, Option<Child>, Option<Ending>);
+
 /// Programs started by [`start`], running while the caller does other work.
 #[derive(Debug)]
 pub struct Batch {
-    running: Vec<(Instant, Option<Child>, Option<Ending>)>,
+    running: Vec<Started>,
     // Removed only after every program has finished with it.
     _dir: RunDir,
 }
@@ -138,7 +141,7 @@ pub fn start(jobs: &[Job]) -> Result<Batch, String> {
     let root = CString::new(dir.path().as_os_str().as_bytes())
         .map_err(|_| format!("{} contains a NUL byte", dir.path().display()))?;
 
-    let mut running: Vec<(Instant, Option<Child>, Option<Ending>)> = Vec::with_capacity(jobs.len());
+    let mut commands: Vec<Command> = Vec::with_capacity(jobs.len());
     let register = CString::new(format!("{}/register", crate::binfmt::DEFAULT_DIR))
         .map_err(|_| "register path".to_string())?;
     for j in jobs {
@@ -176,8 +179,21 @@ pub fn start(jobs: &[Job]) -> Result<Batch, String> {
                 Err(exec.run())
             });
         }
+        commands.push(cmd);
+    }
+    Ok(Batch {
+        running: spawn_all(commands),
+        _dir: dir,
+    })
+}
+
+/// Spawn every command, from a few threads at once: spawn() returns only when the child's
+/// execve has finished, and an exec through QEMU's handler takes a millisecond or more, so
+/// one thread would start 33 probes one after another.
+fn spawn_all(commands: Vec<Command>) -> Vec<Started> {
+    let spawn = |mut cmd: Command| {
         let started = Instant::now();
-        running.push(match cmd.spawn() {
+        match cmd.spawn() {
             Ok(child) => (started, Some(child), None),
             Err(e) => (
                 started,
@@ -186,9 +202,37 @@ pub fn start(jobs: &[Job]) -> Result<Batch, String> {
                     e.raw_os_error().unwrap_or(0),
                 ))),
             ),
-        });
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .min(commands.len());
+    if threads <= 1 {
+        return commands.into_iter().map(spawn).collect();
     }
-    Ok(Batch { running, _dir: dir })
+    // Deal the commands round-robin, then put the results back in job order.
+    let mut hands: Vec<Vec<(usize, Command)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, cmd) in commands.into_iter().enumerate() {
+        hands[i % threads].push((i, cmd));
+    }
+    let mut results: Vec<(usize, Started)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = hands
+            .into_iter()
+            .map(|hand| {
+                scope.spawn(move || {
+                    hand.into_iter()
+                        .map(|(i, cmd)| (i, spawn(cmd)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 impl Batch {
@@ -236,7 +280,9 @@ impl Batch {
                 });
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
+            // At most half a millisecond late: a probe's whole run is a few milliseconds,
+            // and a poll of every child costs microseconds.
+            pause = (pause * 2).min(Duration::from_micros(500));
         }
         outcomes.into_iter().flatten().collect()
     }
