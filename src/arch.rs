@@ -166,11 +166,17 @@ pub struct ArchTable {
 }
 
 impl ArchTable {
-    /// The table embedded in the binary.
+    /// The table embedded in the binary, parsed once per process.
     pub fn embedded() -> ArchTable {
-        // The embedded table is checked by unit tests, so failing here is a build defect.
-        Self::parse(EMBEDDED_TABLE, "embedded arches.toml")
-            .unwrap_or_else(|e| panic!("embedded architecture table is broken: {e}"))
+        static PARSED: std::sync::OnceLock<ArchTable> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                // The embedded table is checked by unit tests, so failing here is a build
+                // defect.
+                Self::parse(EMBEDDED_TABLE, "embedded arches.toml")
+                    .unwrap_or_else(|e| panic!("embedded architecture table is broken: {e}"))
+            })
+            .clone()
     }
 
     /// The embedded table, or the file given with `--arch-table`.
