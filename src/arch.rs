@@ -487,10 +487,15 @@ impl Host {
     /// arm64). Only candidates: whether the kernel and CPU really do is found by running a
     /// probe, never assumed.
     pub fn compat_candidates<'t>(&self, table: &'t ArchTable) -> Vec<&'t Arch> {
-        match &self.arch {
-            None => Vec::new(),
-            Some(h) => table.iter().filter(|a| a.compat_on.contains(h)).collect(),
-        }
+        table.iter().filter(|a| self.may_run(a)).collect()
+    }
+
+    /// Whether `arch` is a second ABI this host's kernel may run itself (386 on amd64): worth
+    /// a probe, never assumed.
+    pub fn may_run(&self, arch: &Arch) -> bool {
+        self.arch
+            .as_ref()
+            .is_some_and(|h| arch.compat_on.contains(h))
     }
 }
 

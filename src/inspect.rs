@@ -340,14 +340,8 @@ impl<'a> Inspector<'a> {
         }
         ElfVerdict::Foreign {
             arch,
-            compat: self.is_compat_candidate(arch),
+            compat: self.host.may_run(arch),
         }
-    }
-
-    fn is_compat_candidate(&self, arch: &Arch) -> bool {
-        arch.compat_on
-            .iter()
-            .any(|h| Some(h) == self.host.arch.as_ref())
     }
 
     /// Whether the kernel runs `arch` itself (386 on amd64, arm on many arm64 machines):
@@ -363,7 +357,7 @@ impl<'a> Inspector<'a> {
     /// at all, so a caller can tell "the kernel refused it" from "nobody asked the kernel".
     /// Arches that are no second ABI of the host's are `Ok(false)` without a probe.
     pub fn native_probe(&self, arch: &Arch) -> Result<bool, String> {
-        if !self.is_compat_candidate(arch) {
+        if !self.host.may_run(arch) {
             return Ok(false);
         }
         if let Some(known) = self.native_cache.borrow().get(&arch.name) {

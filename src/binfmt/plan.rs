@@ -105,7 +105,7 @@ pub fn plan<'t>(
     let native_jobs: Vec<&'t Arch> = wanted
         .iter()
         .map(|(a, _)| *a)
-        .filter(|a| a.compat_on.iter().any(|h| Some(h) == host.arch.as_ref()))
+        .filter(|a| host.may_run(a))
         .collect();
     let mut groups: Vec<(GroupKey, &'t Arch, PathBuf)> = Vec::new();
     if opts.preserve_argv0 {
@@ -133,7 +133,8 @@ pub fn plan<'t>(
     };
     let p_answers = &answers[native_jobs.len()..];
 
-    // Pass 2: the plan.
+    // Pass 2: the plan. No rule may take the host's own programs: read them once.
+    let host_heads = host_programs(host);
     let mut planned: Vec<Planned<'t>> = Vec::new();
     for ((arch, path), checked) in wanted.into_iter().zip(checked) {
         let cpu = arch.qemu.as_deref().unwrap_or_default();
@@ -174,7 +175,7 @@ pub fn plan<'t>(
         let emu = checked
             .unwrap_or_else(|| emulator::check(&path, opts.fix_binary))
             .map_err(|e| format!("{}: {e}", arch.name))?;
-        let next = plan_one(arch, &path, emu, opts, host, preserve)?;
+        let next = plan_one(arch, &path, emu, opts, &host_heads, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
         if let Some(other) = planned.iter().find(|p| {
@@ -256,14 +257,7 @@ fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Pending {
         let Some(image) = crate::probe::program(a) else {
             continue;
         };
-        let reg = Registration {
-            name: a.entry_name().unwrap_or_default(),
-            offset: 0,
-            magic: a.magic.clone(),
-            mask: a.mask.clone(),
-            interpreter: path.display().to_string(),
-            flags: "P".into(),
-        };
+        let reg = Registration::for_arch(a, path.display().to_string(), "P".into());
         if reg.validate().is_err() {
             continue;
         }
@@ -282,13 +276,14 @@ fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Pending {
     Pending { batch, expect }
 }
 
-/// The registration for one arch with the interpreter at `path` (checked: `emu`).
+/// The registration for one arch with the interpreter at `path` (checked: `emu`); no rule may
+/// match one of `host_heads` (see [`host_programs`]).
 fn plan_one<'t>(
     arch: &'t Arch,
     path: &Path,
     emu: Emulator,
     opts: &Options,
-    host: &Host,
+    host_heads: &[(String, Vec<u8>)],
     preserve_argv0: bool,
 ) -> Result<Planned<'t>, String> {
     let mut flags = String::new();
@@ -316,17 +311,10 @@ fn plan_one<'t>(
             emu.path.display()
         );
     }
-    let reg = Registration {
-        name: arch.entry_name().unwrap_or_default(),
-        offset: 0,
-        magic: arch.magic.clone(),
-        mask: arch.mask.clone(),
-        interpreter: emu.path.display().to_string(),
-        flags,
-    };
+    let reg = Registration::for_arch(arch, emu.path.display().to_string(), flags);
     reg.validate().map_err(|e| format!("{}: {e}", arch.name))?;
     // The rule must not take the host's own programs: every native exec would go to QEMU.
-    if let Some(what) = host_programs(host).iter().find_map(|(what, head)| {
+    if let Some(what) = host_heads.iter().find_map(|(what, head)| {
         rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(head)).then_some(what)
     }) {
         return Err(format!(

@@ -22,6 +22,18 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// The entry for one row of the table: named `qemu-<cpu>`, the row's rule at offset 0.
+    pub fn for_arch(arch: &crate::arch::Arch, interpreter: String, flags: String) -> Registration {
+        Registration {
+            name: arch.entry_name().unwrap_or_default(),
+            offset: 0,
+            magic: arch.magic.clone(),
+            mask: arch.mask.clone(),
+            interpreter,
+            flags,
+        }
+    }
+
     /// Check every limit the kernel enforces, so nothing is written that it would refuse.
     pub fn validate(&self) -> Result<(), String> {
         let n = &self.name;

@@ -247,7 +247,7 @@ fn judge(
         ok,
         level,
         error,
-        ms: (out.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        ms: millis(out.elapsed),
     }
 }
 
@@ -295,6 +295,11 @@ fn exec_failure(
         Errno::ELOOP => "its handler's rule matches its own interpreter, so exec loops (ELOOP); remove that handler".into(),
         other => format!("exec failed: {} ({})", other.desc(), other),
     }
+}
+
+/// Milliseconds to one decimal place, as reported.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 fn first_line(s: &str) -> &str {
@@ -362,7 +367,7 @@ fn run_binary(
         ok: error.is_none(),
         level: matches!(out.ending, Ending::Exited(_) | Ending::Signaled(_)).then_some(0),
         error,
-        ms: (out.elapsed.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
+        ms: millis(out.elapsed),
     };
     if global.json {
         messages::json(&serde_json::json!({
