@@ -11,21 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::util::{HOST_BINFMT, PrivateBinfmt, Run, bin, fixture, repo};
 
-/// Every entry file's exact bytes, by name.
-fn entries(ns: &PrivateBinfmt) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = ns
-        .listing()
-        .into_iter()
-        .filter(|n| n != "register" && n != "status")
-        .map(|n| {
-            let text = ns.tool("cat", &[&format!("{HOST_BINFMT}/{n}")]).stdout;
-            (n, text)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// A root-owned 0755 directory holding copies of the riscv64 and aarch64 interpreters.
 fn interpreters() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -172,7 +157,7 @@ fn a_write_refused_mid_plan_restores_what_the_run_had_replaced() {
         "--no-preserve-argv0",
     ])
     .expect_code(0);
-    let before = entries(&ns);
+    let before = ns.entries();
     let spec = format!("riscv64={}", riscv.display());
     let run = Paused::start(
         &ns,
@@ -189,7 +174,7 @@ fn a_write_refused_mid_plan_restores_what_the_run_had_replaced() {
         "{}",
         r.stderr
     );
-    assert_eq!(entries(&ns), before);
+    assert_eq!(ns.entries(), before);
 }
 
 /// SIGKILL part way through a multi-entry install that replaces entries: the kernel has no
@@ -212,7 +197,7 @@ fn a_killed_install_leaves_a_prefix_that_the_next_run_completes() {
     assert!(killed.success());
     let killed = run.finish();
     assert_ne!(killed.code, Some(0), "{}", killed.stderr);
-    let half = entries(&ns);
+    let half = ns.entries();
     let names: Vec<&str> = half.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["qemu-aarch64"], "{half:?}");
     assert!(half[0].1.contains("flags: PF"), "{half:?}");
@@ -224,7 +209,7 @@ fn a_killed_install_leaves_a_prefix_that_the_next_run_completes() {
     assert_eq!(v["unchanged"], serde_json::json!(["qemu-aarch64"]), "{v}");
     let fresh = PrivateBinfmt::new();
     fresh.run(&new).expect_code(0);
-    assert_eq!(entries(&ns), entries(&fresh));
+    assert_eq!(ns.entries(), fresh.entries());
 }
 
 /// Many installs, uninstalls and tests at once on one instance: every run ends in a
@@ -241,14 +226,14 @@ fn thirty_two_racing_installs_uninstalls_and_tests_leave_a_consistent_instance()
     let install = ["install", "--arch", "arm64,riscv64", "--no-preserve-argv0"];
     let reference = PrivateBinfmt::new();
     reference.run(&install).expect_code(0);
-    let made = entries(&reference);
+    let made = reference.entries();
 
     let ns = PrivateBinfmt::new();
     let (_dir, riscv, _) = interpreters();
     let foreign = riscv.display().to_string();
     ns.register(&format!(":jar:M::PK\\x03\\x04::{foreign}:"));
     ns.register(&format!(":sh-ext:E::sh::{foreign}:"));
-    let foreign_before: Vec<_> = entries(&ns);
+    let foreign_before: Vec<_> = ns.entries();
 
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..32)
@@ -305,7 +290,7 @@ fn thirty_two_racing_installs_uninstalls_and_tests_leave_a_consistent_instance()
             _ => panic!("{args}: undocumented outcome {:?}: {all}", r.code),
         }
     }
-    let after = entries(&ns);
+    let after = ns.entries();
     for (name, text) in &after {
         if let Some((_, want)) = made.iter().find(|(n, _)| n == name) {
             assert_eq!(text, want, "{name} is not what install makes");
@@ -336,7 +321,7 @@ fn a_hostile_foreign_entry_neither_breaks_nor_fools_any_command() {
     ns.register(":evil\x1b]0;owned\x07:M::\\x50\\x51::/x\nextension .foo\noffset zz:");
     // Posing as ours: named qemu-riscv64, with our interpreter line smuggled in.
     ns.register(":qemu-riscv64:M::\\x52\\x53::/evil\ninterpreter /usr/bin/qemu-riscv64-static:");
-    let before = entries(&ns);
+    let before = ns.entries();
 
     let r = ns.run(&["status"]);
     r.expect_code(0);
@@ -370,7 +355,7 @@ fn a_hostile_foreign_entry_neither_breaks_nor_fools_any_command() {
         "{r:?}"
     );
     ns.run(&["uninstall", "--arch", "arm64"]).expect_code(0);
-    assert_eq!(entries(&ns), before, "the hostile entries were touched");
+    assert_eq!(ns.entries(), before, "the hostile entries were touched");
 }
 
 /// A symlinked interpreter is registered by its canonical path: the link's owner cannot
@@ -433,7 +418,7 @@ fn interpreters_others_control_are_refused_and_c_needs_asking() {
     std::fs::copy(&riscv, &in_theirs).expect("copy");
     chown(&sub);
     chown(&riscv);
-    let before = entries(&ns);
+    let before = ns.entries();
     for (path, want) in [
         (&riscv, "not root-owned"),
         (&in_theirs, "owned by uid 65534"),
@@ -443,7 +428,7 @@ fn interpreters_others_control_are_refused_and_c_needs_asking() {
         assert_eq!(r.code, Some(2), "{}", r.stderr);
         assert!(r.stderr.contains(want), "{}", r.stderr);
     }
-    assert_eq!(entries(&ns), before);
+    assert_eq!(ns.entries(), before);
 }
 
 /// No rule may take the host's own programs: a table row that copies the host's magic under

@@ -6,21 +6,6 @@ use crate::util::{
     AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, fixture, register_string, repo,
 };
 
-/// Every entry file's exact bytes, by name.
-fn entries(ns: &PrivateBinfmt) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = ns
-        .listing()
-        .into_iter()
-        .filter(|n| n != "register" && n != "status")
-        .map(|n| {
-            let text = ns.tool("cat", &[&format!("{HOST_BINFMT}/{n}")]).stdout;
-            (n, text)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn install_arm64_runs_a_real_program_and_status_shows_f() {
     let ns = PrivateBinfmt::new();
@@ -57,20 +42,20 @@ fn a_second_identical_install_changes_nothing() {
     let ns = PrivateBinfmt::new();
     ns.run(&["install", "--arch", "arm64,riscv64"])
         .expect_code(0);
-    let before = entries(&ns);
+    let before = ns.entries();
     let r = ns.run(&["install", "--arch", "arm64,riscv64", "--json"]);
     r.expect_code(0);
     let v = r.json();
     assert_eq!(v["installed"].as_array().map(Vec::len), Some(0), "{v}");
     assert_eq!(v["unchanged"].as_array().map(Vec::len), Some(2), "{v}");
-    assert_eq!(entries(&ns), before);
+    assert_eq!(ns.entries(), before);
 }
 
 #[test]
 fn sixteen_concurrent_installs_all_succeed_and_agree() {
     let single = PrivateBinfmt::new();
     single.run(&["install", "--arch", "all"]).expect_code(0);
-    let want = entries(&single);
+    let want = single.entries();
     assert!(
         want.len() > 20,
         "install all registered only {}",
@@ -94,7 +79,7 @@ fn sixteen_concurrent_installs_all_succeed_and_agree() {
         assert_eq!(out.status.code(), Some(0), "{err}");
         assert!(!err.contains("File exists"), "{err}");
     }
-    assert_eq!(entries(&ns), want);
+    assert_eq!(ns.entries(), want);
 }
 
 #[test]
@@ -127,7 +112,7 @@ fn foreign_entries_are_never_touched() {
         &i,
         "",
     ));
-    let before = entries(&ns);
+    let before = ns.entries();
 
     let r = ns.run(&["install", "--arch", "all", "--json"]);
     r.expect_code(0);
@@ -140,7 +125,8 @@ fn foreign_entries_are_never_touched() {
                 && s["reason"].as_str().unwrap_or("").contains("my-aarch64")),
         "{v}"
     );
-    let after_install: Vec<_> = entries(&ns)
+    let after_install: Vec<_> = ns
+        .entries()
         .into_iter()
         .filter(|(n, _)| !n.starts_with("qemu-"))
         .collect();
@@ -148,7 +134,7 @@ fn foreign_entries_are_never_touched() {
 
     ns.run(&["uninstall", "--arch", "all"]).expect_code(0);
     assert_eq!(
-        entries(&ns),
+        ns.entries(),
         before,
         "uninstall left exactly the foreign entries"
     );
@@ -223,7 +209,7 @@ fn bad_inputs_exit_2_and_change_nothing() {
 
     let ns = PrivateBinfmt::new();
     ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
-    let before = entries(&ns);
+    let before = ns.entries();
     for (args, want) in [
         (
             vec!["--arch-table", &short_mask, "install", "--arch", "arm64"],
@@ -363,7 +349,7 @@ fn bad_inputs_exit_2_and_change_nothing() {
             "{args:?}: one-line reason: {}",
             r.stderr
         );
-        assert_eq!(entries(&ns), before, "{args:?} changed the instance");
+        assert_eq!(ns.entries(), before, "{args:?} changed the instance");
     }
     // A bad flag: clap's message names it first, then shows the usage.
     let r = ns.run(&["install", "--arch", "arm64", "--bogus"]);
@@ -373,7 +359,7 @@ fn bad_inputs_exit_2_and_change_nothing() {
         "{}",
         r.stderr
     );
-    assert_eq!(entries(&ns), before);
+    assert_eq!(ns.entries(), before);
 }
 
 #[test]
@@ -426,7 +412,7 @@ fn a_refusing_environment_exits_3_and_changes_nothing() {
     // Read-only binfmt_misc.
     let ns = PrivateBinfmt::new();
     ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
-    let before = entries(&ns);
+    let before = ns.entries();
     ns.sh(&format!("mount -o remount,ro {HOST_BINFMT}"))
         .expect_code(0);
     let r = ns.run(&["install", "--arch", "arm64"]);
@@ -434,14 +420,14 @@ fn a_refusing_environment_exits_3_and_changes_nothing() {
     assert!(r.stderr.contains("Read-only"), "{}", r.stderr);
     let r = ns.run(&["uninstall", "--arch", "riscv64"]);
     assert_eq!(r.code, Some(3), "read-only uninstall: {}", r.stderr);
-    assert_eq!(entries(&ns), before);
+    assert_eq!(ns.entries(), before);
 
     // No permission: an ordinary user of the namespace cannot write `register`.
     match PrivateBinfmt::with_users() {
         None => crate::util::skipped("the unprivileged-user case: mapping users needs root"),
         Some(ns) => {
             ns.run(&["install", "--arch", "riscv64"]).expect_code(0);
-            let before = entries(&ns);
+            let before = ns.entries();
             let r = ns.tool(
                 "setpriv",
                 &[
@@ -457,7 +443,7 @@ fn a_refusing_environment_exits_3_and_changes_nothing() {
             );
             assert_eq!(r.code, Some(3), "as nobody: {}", r.stderr);
             assert!(r.stderr.contains("Permission denied"), "{}", r.stderr);
-            assert_eq!(entries(&ns), before);
+            assert_eq!(ns.entries(), before);
         }
     }
 

@@ -261,6 +261,21 @@ impl PrivateBinfmt {
         assert_eq!(r.code, Some(0), "write {value} to {file}: {}", r.stderr);
     }
 
+    /// Every entry file's exact bytes, by name, sorted by name.
+    pub fn entries(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .listing()
+            .into_iter()
+            .filter(|n| n != "register" && n != "status")
+            .map(|n| {
+                let text = self.tool("cat", &[&format!("{HOST_BINFMT}/{n}")]).stdout;
+                (n, text)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Names in the instance's directory, as a listing inside shows them.
     pub fn listing(&self) -> Vec<String> {
         let r = self.tool("ls", &["-1", HOST_BINFMT]);
