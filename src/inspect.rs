@@ -409,7 +409,8 @@ impl<'a> Inspector<'a> {
 /// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
 /// means the kernel ran it itself, as no handler exists there.
 fn probe_natively(arch: &Arch) -> Result<bool, String> {
-    use probe::runner::{Ending, Job, Place, run_all};
+    use crate::sys::exec::{Ending, Step};
+    use probe::runner::{Job, Place, run_all};
     let image = probe::program(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
     let job = Job {
         file: "probe".into(),
@@ -418,17 +419,21 @@ fn probe_natively(arch: &Arch) -> Result<bool, String> {
         args: vec!["native".into()],
         place: Place::PrivateInstance(None),
     };
-    let out = run_all(&[job], Duration::from_secs(5))?;
+    let out = run_all(&[job], Duration::from_secs(5)).map_err(|e| e.to_string())?;
     let out = out.first().ok_or("the probe did not run")?;
     match &out.ending {
         Ending::Exited(code) => {
             Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
         }
-        Ending::ExecFailed(nix::errno::Errno::ENOEXEC) => Ok(false),
+        Ending::Failed {
+            step: Step::Exec,
+            errno: nix::errno::Errno::ENOEXEC,
+        } => Ok(false),
         // unshare or mount refused: no private instance on this kernel or for this user.
-        Ending::ExecFailed(e) => Err(format!(
-            "cannot run the probe in a private binfmt_misc: {}",
-            e.desc()
+        Ending::Failed { step, errno } => Err(format!(
+            "cannot run the probe in a private binfmt_misc: {}: {}",
+            step.as_str(),
+            errno.desc()
         )),
         other => Err(format!("the probe ended with {other:?}")),
     }

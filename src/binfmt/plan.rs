@@ -216,7 +216,7 @@ struct Pending {
 impl Pending {
     /// One answer per question asked, in order; a probe that did not run answers no.
     fn answers(self, asked: usize) -> Vec<bool> {
-        use crate::probe::runner::Ending;
+        use crate::sys::exec::Ending;
         let outcomes = self
             .batch
             .map(|b| b.wait(std::time::Duration::from_secs(10)))

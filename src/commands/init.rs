@@ -19,7 +19,7 @@ use crate::cli::{ExportFormat, GlobalArgs, InitArgs};
 use crate::config::{self, Config, OnSigterm};
 use crate::error::{Exit, Failure};
 use crate::messages;
-use crate::signals::SignalWatch;
+use crate::sys::signals::SignalWatch;
 
 /// What one pass did; with `--json`, the document printed (install's keys and test's).
 #[derive(Debug, Serialize)]

@@ -1,10 +1,12 @@
 //! `run [--arch LIST|all] [--rootfs DIR] -- CMD…`: a command with its own private binfmt_misc,
 //! for any user on Linux ≥ 6.7. Nothing on the host changes; the exit status is the command's.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use nix::sys::signal::Signal;
 
 use crate::arch::Host;
 use crate::binfmt::apply::{self, Report, Step};
@@ -12,8 +14,23 @@ use crate::binfmt::plan::{self, Planned};
 use crate::binfmt::{DEFAULT_DIR, Registry};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::error::{Exit, Failure};
-use crate::sandbox::{self, LookupError};
-use crate::{messages, namespace};
+use crate::messages;
+use crate::sandbox;
+use crate::sys::exec::{self, Candidate, Output, Spec, Stdin};
+use crate::sys::ns;
+use crate::sys::signals::SignalWatch;
+
+/// Signals passed on to the command. SIGCHLD is watched too, to learn when it ends.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGWINCH,
+];
 
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
@@ -42,7 +59,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
         }
     }
 
-    namespace::enter_rootless().map_err(Failure::environment)?;
+    ns::enter_rootless().map_err(Failure::environment)?;
     let registry = Registry::new(DEFAULT_DIR);
     register(&registry, &planned)?;
     if let Some(root) = &root {
@@ -52,39 +69,65 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
             tracing::info!("{}: {note}", root.display());
         }
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| sandbox::DEFAULT_PATH.into());
-    let program = sandbox::find_command(&args.command[0], &path).map_err(|e: LookupError| {
-        let inside = root
-            .as_ref()
-            .map(|r| format!(" inside {}", r.display()))
-            .unwrap_or_default();
-        Failure::bad_input(anyhow!("{e}{inside}"))
-    })?;
-    let argv: Vec<OsString> = args.command.clone();
-    let running = sandbox::spawn(&program, &argv).map_err(|e| {
+    let inside = root
+        .as_ref()
+        .map(|r| format!(" inside {}", r.display()))
+        .unwrap_or_default();
+    let program =
+        find_command(&args.command[0]).map_err(|e| Failure::bad_input(anyhow!("{e}{inside}")))?;
+    let mut watched = FORWARDED.to_vec();
+    watched.push(Signal::SIGCHLD);
+    // Blocked before the spawn: a signal, or the command's end, arriving at once is kept.
+    let watch = SignalWatch::new(&watched)
+        .map_err(|e| Failure::environment(anyhow!("cannot watch signals: {e}")))?;
+    let spec = Spec::new(&program)
+        .argv(args.command.iter().cloned())
+        .stdin(Stdin::Inherit)
+        .output(Output::Inherit)
+        .signal_mask(*watch.previous_mask());
+    let child = exec::spawn(&spec)
+        .map_err(|e| Failure::bad_input(anyhow!("cannot run {}: {e}", program.display())))?;
+    if let Some((_, errno)) = child.failed() {
         let shown = program.display();
-        if e.raw_os_error() == Some(nix::errno::Errno::ENOEXEC as i32) {
-            Failure {
+        let e = std::io::Error::from(errno);
+        return Err(match errno {
+            nix::errno::Errno::ENOEXEC => Failure {
                 exit: Exit::Problem,
                 error: anyhow!(
                     "cannot run {shown}: {e}; no handler registered for --arch {} matches it (binfmt-setup inspect {shown})",
                     args.arch
                 ),
-            }
-        } else if e.kind() == std::io::ErrorKind::NotFound {
+            },
             // The file is there, so a missing loader (PT_INTERP) or `#!` interpreter.
-            Failure::bad_input(anyhow!(
+            nix::errno::Errno::ENOENT => Failure::bad_input(anyhow!(
                 "cannot run {shown}: {e}; its loader or script interpreter is missing in this root"
-            ))
-        } else {
-            Failure::bad_input(anyhow!("cannot run {shown}: {e}"))
-        }
-    })?;
-    tracing::debug!("started {} as pid {}", program.display(), running.pid());
-    let code = running
-        .wait()
+            )),
+            _ => Failure::bad_input(anyhow!("cannot run {shown}: {e}")),
+        });
+    }
+    tracing::debug!("started {} as pid {}", program.display(), child.pid());
+    let ending = child
+        .wait_forwarding(&watch)
         .map_err(|e| Failure::environment(anyhow!("lost track of the command: {e}")))?;
-    Ok(Exit::Command(code))
+    Ok(Exit::Command(ending.shell_status().unwrap_or(1)))
+}
+
+/// The file the command names, looked up as exec's callers do (see `sys::exec::search_path`),
+/// after the chroot, so inside the root. A name with a `/` is a path.
+fn find_command(command: &OsStr) -> Result<PathBuf, String> {
+    let shown = command.to_string_lossy();
+    if command.as_bytes().contains(&b'/') {
+        return match exec::look_live(Path::new(command)) {
+            Candidate::Executable => Ok(PathBuf::from(command)),
+            Candidate::NotExecutable => Err(format!("{shown}: not an executable file")),
+            Candidate::Absent if Path::new(command).exists() => {
+                Err(format!("{shown}: not an executable file"))
+            }
+            Candidate::Absent => Err(format!("{shown}: no such file")),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| exec::DEFAULT_PATH.into());
+    exec::search_path(command, &path, exec::look_live).map_err(|e| e.to_string())
 }
 
 /// Register every planned entry in the private instance.
@@ -109,7 +152,7 @@ fn register(registry: &Registry, planned: &[Planned<'_>]) -> Result<(), Failure>
 }
 
 /// `--rootfs` as an absolute directory; anything else is bad input.
-fn check_root(dir: &std::path::Path) -> Result<PathBuf, Failure> {
+fn check_root(dir: &Path) -> Result<PathBuf, Failure> {
     let meta = std::fs::metadata(dir)
         .map_err(|e| Failure::bad_input(anyhow!("--rootfs {}: {e}", dir.display())))?;
     if !meta.is_dir() {

@@ -13,8 +13,9 @@ use crate::cli::{GlobalArgs, TestArgs};
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
 use crate::messages::{self, printable};
-use crate::probe::runner::{self, Ending, Job, Outcome, Place};
+use crate::probe::runner::{self, Job, Place};
 use crate::probe::{self, EXIT_CODE};
+use crate::sys::exec::{Ending, Outcome, Step, signal_name};
 
 #[derive(Debug, Serialize)]
 pub(super) struct Report {
@@ -130,7 +131,7 @@ pub(super) fn test_arches(
             }),
         }
     }
-    let outcomes = runner::run_all(&jobs, timeout)?;
+    let outcomes = runner::run_all(&jobs, timeout).map_err(|e| e.to_string())?;
     for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
         let native = host.arch.as_deref() == Some(a.name.as_str());
         results.push(judge(a, job, out, snap, native, chroot, timeout));
@@ -233,7 +234,11 @@ fn judge(
             None,
             Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
         ),
-        Ending::ExecFailed(errno) => (None, Some(exec_failure(a, *errno, snap, job, chroot, &fix))),
+        Ending::Failed {
+            step: Step::Exec,
+            errno,
+        } => (None, Some(exec_failure(a, *errno, snap, job, chroot, &fix))),
+        Ending::Failed { step, errno } => (None, Some(start_failure(*step, *errno))),
     };
     let ok = error.is_none() && level.is_some_and(|l| l >= 1);
     TestResult {
@@ -289,11 +294,19 @@ fn exec_failure(
             ),
             None => "exec failed: No such file or directory".into(),
         },
-        Errno::EPERM if chroot => {
-            "could not enter an empty chroot to run it (no privilege and no user namespaces); try --no-chroot".into()
-        }
         Errno::ELOOP => "its handler's rule matches its own interpreter, so exec loops (ELOOP); remove that handler".into(),
         other => format!("exec failed: {} ({})", other.desc(), other),
+    }
+}
+
+/// A step before exec failed: the program was never handed to the kernel.
+fn start_failure(step: Step, errno: nix::errno::Errno) -> String {
+    match step {
+        Step::Chroot => format!(
+            "could not enter an empty chroot to run it ({}: no privilege and no user namespaces); try --no-chroot",
+            errno.desc()
+        ),
+        _ => format!("could not start it: {}: {}", step.as_str(), errno.desc()),
     }
 }
 
@@ -304,13 +317,6 @@ fn millis(d: Duration) -> f64 {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
-}
-
-fn signal_name(sig: i32) -> String {
-    match nix::sys::signal::Signal::try_from(sig) {
-        Ok(s) => format!("{s:?} (signal {sig})"),
-        Err(_) => format!("signal {sig}"),
-    }
 }
 
 /// `--binary FILE`: the user's own program, through the kernel the same way, without a token.
@@ -337,7 +343,7 @@ fn run_binary(
         place: place(chroot),
     };
     let out = runner::run_all(std::slice::from_ref(&job), timeout)
-        .map_err(|e| Failure::environment(anyhow::anyhow!(e)))?
+        .map_err(Failure::environment)?
         .remove(0);
     let arch = table.match_header(&job.image);
     let handler = snap.handler_for(Path::new(&job.file), &job.image);
@@ -346,7 +352,8 @@ fn run_binary(
         Ending::Exited(_) => None,
         Ending::Signaled(s) => Some(format!("it was killed by {}", signal_name(*s))),
         Ending::TimedOut => Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
-        Ending::ExecFailed(errno) => Some(match arch {
+        Ending::Failed { step, errno } if *step != Step::Exec => Some(start_failure(*step, *errno)),
+        Ending::Failed { errno, .. } => Some(match arch {
             Some(a) => exec_failure(
                 a,
                 *errno,

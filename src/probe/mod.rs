@@ -125,35 +125,50 @@ fn image(arch: &Arch, code: &[u8], entry_offset: usize, e_flags: u32) -> Vec<u8>
     out
 }
 
+/// Tests: run `probe` directly under `qemu-<cpu>-static` (no binfmt_misc involved) with
+/// `args` (`PROBE` standing for the probe's path); return (exit code, stdout).
+#[cfg(test)]
+pub(crate) fn run_under_qemu(arch: &Arch, probe: &[u8], args: &[&str]) -> (Option<i32>, String) {
+    use crate::sys::exec::{self, Ending, Spec};
+    use std::os::unix::fs::PermissionsExt;
+    let qemu = format!(
+        "/usr/bin/qemu-{}-static",
+        arch.qemu.as_deref().expect("qemu")
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(format!("probe-{}", arch.name));
+    std::fs::write(&path, probe).expect("write probe");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let argv = std::iter::once(qemu.as_str())
+        .chain(args.iter().copied())
+        .map(|a| {
+            if a == "PROBE" {
+                path.as_os_str()
+            } else {
+                std::ffi::OsStr::new(a)
+            }
+        });
+    let out = exec::run(
+        &Spec::new(&qemu).argv(argv),
+        Some(std::time::Duration::from_secs(30)),
+    )
+    .unwrap_or_else(|e| panic!("run {qemu}: {e}"));
+    let code = match out.ending {
+        Ending::Exited(c) => Some(c),
+        _ => None,
+    };
+    (code, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::arch::ArchTable;
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
 
-    /// Run `probe` directly under `qemu-<cpu>-static` (no binfmt_misc involved) with a chosen
-    /// argv[0] and token, extra QEMU options first; return (exit code, stdout).
     fn run_under_qemu(arch: &Arch, probe: &[u8], qemu_opts: &[&str]) -> (Option<i32>, String) {
-        let qemu = format!(
-            "/usr/bin/qemu-{}-static",
-            arch.qemu.as_deref().expect("qemu")
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(format!("probe-{}", arch.name));
-        std::fs::write(&path, probe).expect("write probe");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let out = Command::new(&qemu)
-            .args(qemu_opts)
-            .args(["-0", "argv0-of-probe"])
-            .arg(&path)
-            .arg("tok-3141")
-            .output()
-            .unwrap_or_else(|e| panic!("run {qemu}: {e}"));
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let mut args = qemu_opts.to_vec();
+        args.extend(["-0", "argv0-of-probe", "PROBE", "tok-3141"]);
+        super::run_under_qemu(arch, probe, &args)
     }
 
     /// Every arch QEMU can emulate has an echo probe, and so do the host ABIs (x32).

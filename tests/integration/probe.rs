@@ -209,3 +209,33 @@ fn bad_test_arguments_exit_2() {
         assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
     }
 }
+
+/// Regression: the probe runner read a program's output only after it had exited, so one
+/// that wrote more than a pipe holds (64 KiB) blocked, and `test --binary` reported "no
+/// answer within …" for a program that had done nothing wrong.
+#[test]
+fn regression_a_program_writing_200_kb_is_drained_while_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chatty = dir.path().join("chatty");
+    std::fs::write(
+        &chatty,
+        "#!/bin/sh\nhead -c 204800 /dev/zero\necho done >&2\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&chatty, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let shown = chatty.display().to_string();
+    let r = crate::util::run(&[
+        "--json",
+        "test",
+        "--binary",
+        &shown,
+        "--no-chroot",
+        "--timeout",
+        "20",
+    ]);
+    r.expect_code(0);
+    let j = r.json();
+    assert_eq!(j["exit_code"], 0, "{j}");
+    assert_eq!(j["result"]["ok"], true, "{j}");
+    assert_eq!(j["stderr"], "done\n", "{j}");
+}

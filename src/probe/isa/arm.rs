@@ -105,8 +105,6 @@ mod tests {
     use super::*;
     use crate::arch::ArchTable;
     use crate::probe::{EXIT_CODE, expected_output, program};
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
 
     fn arch(name: &str) -> Arch {
         let t = ArchTable::embedded();
@@ -136,24 +134,23 @@ mod tests {
         let want = expected_output("tok-3141", "argv0-of-probe");
         for name in ["arm", "armeb"] {
             let a = arch(name);
-            let qemu = format!("/usr/bin/qemu-{}-static", a.qemu.as_deref().expect("qemu"));
-            let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join(format!("probe-{name}"));
-            std::fs::write(&path, program(&a).expect("probe")).expect("write probe");
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-            let out = Command::new(&qemu)
-                .args(["-cpu", "arm926", "-0", "argv0-of-probe"])
-                .arg(&path)
-                .arg("tok-3141")
-                .output()
-                .unwrap_or_else(|e| panic!("run {qemu}: {e}"));
+            let probe = program(&a).expect("probe");
+            let (code, stdout) = crate::probe::run_under_qemu(
+                &a,
+                &probe,
+                &[
+                    "-cpu",
+                    "arm926",
+                    "-0",
+                    "argv0-of-probe",
+                    "PROBE",
+                    "tok-3141",
+                ],
+            );
             assert_eq!(
-                (
-                    out.status.code(),
-                    String::from_utf8_lossy(&out.stdout).as_ref()
-                ),
+                (code, stdout.as_str()),
                 (Some(EXIT_CODE), want.as_str()),
-                "{name} probe under {qemu} -cpu arm926"
+                "{name} probe under qemu -cpu arm926"
             );
         }
     }

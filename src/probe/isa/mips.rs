@@ -101,27 +101,10 @@ pub(super) fn code(arch: &Arch) -> Option<Code> {
 /// token (argc = 1, so argv[1] is the NULL that ends argv); return (exit code, stdout).
 #[cfg(test)]
 pub(super) fn run_without_token(name: &str) -> (Option<i32>, String) {
-    use std::os::unix::fs::PermissionsExt;
     let table = crate::arch::ArchTable::embedded();
     let arch = table.find(name).expect("arch in table");
     let probe = crate::probe::program(arch).expect("probe exists");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(format!("probe-{name}"));
-    std::fs::write(&path, &probe).expect("write probe");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let qemu = format!(
-        "/usr/bin/qemu-{}-static",
-        arch.qemu.as_deref().expect("qemu")
-    );
-    let out = std::process::Command::new(&qemu)
-        .args(["-0", "bare-argv0"])
-        .arg(&path)
-        .output()
-        .unwrap_or_else(|e| panic!("run {qemu}: {e}"));
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    crate::probe::run_under_qemu(arch, &probe, &["-0", "bare-argv0", "PROBE"])
 }
 
 #[cfg(test)]
