@@ -1,8 +1,13 @@
-//! Exit codes and the error that carries one.
+//! Exit codes, and how an error picks its own.
+//!
+//! Every error the library returns is a typed error (thiserror) that implements [`Classify`]:
+//! the type, not the caller, says whether it is bad input (exit 2), the environment's refusal
+//! (exit 3) or a problem the check found (exit 1). Commands pass errors up with `?`, and
+//! [`Failure`] turns any classified error into the exit code `main` returns.
 
 use std::fmt;
 
-/// The exit codes every command shares (DESIGN.md).
+/// The exit codes every command shares (README, "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     /// Everything asked for is true.
@@ -27,11 +32,71 @@ impl Exit {
             Exit::Command(code) => code,
         }
     }
+
+    /// The word for it in a JSON error document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Problem => "problem",
+            Exit::BadInput => "bad_input",
+            Exit::Environment => "environment",
+            Exit::Command(_) => "command",
+        }
+    }
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e.code())
+    }
+}
+
+/// The class of a failure, which decides its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// The check ran and found something wrong (exit 1).
+    Problem,
+    /// The request is wrong: fix the input (exit 2).
+    BadInput,
+    /// The machine refuses: permission, a missing kernel feature (exit 3).
+    Environment,
+}
+
+impl From<Class> for Exit {
+    fn from(c: Class) -> Exit {
+        match c {
+            Class::Problem => Exit::Problem,
+            Class::BadInput => Exit::BadInput,
+            Class::Environment => Exit::Environment,
+        }
+    }
+}
+
+/// Every library error says which class it is.
+pub trait Classify {
+    fn class(&self) -> Class;
+}
+
+/// The class of an I/O error met while acting on the user's behalf: a refusal for
+/// permission or a read-only file system is the environment's; anything else (no such
+/// file, not a directory, …) is the input's.
+pub fn io_class(e: &std::io::Error) -> Class {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match e.kind() {
+        PermissionDenied | ReadOnlyFilesystem => Class::Environment,
+        _ => Class::BadInput,
+    }
+}
+
+/// A command-line value that cannot be used (`--timeout 0`, `--interpreter x`): bad input,
+/// with a message that names the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadArgument(pub String);
+
+impl Classify for BadArgument {
+    fn class(&self) -> Class {
+        Class::BadInput
     }
 }
 
@@ -42,7 +107,20 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+impl<E> From<E> for Failure
+where
+    E: Classify + std::error::Error + Send + Sync + 'static,
+{
+    fn from(e: E) -> Failure {
+        Failure {
+            exit: e.class().into(),
+            error: e.into(),
+        }
+    }
+}
+
 impl Failure {
+    // Transitional: call sites that still choose a class. Each goes as its error gets a type.
     pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
         Failure {
             exit: Exit::BadInput,
