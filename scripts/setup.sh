@@ -37,7 +37,7 @@ packages=(
 	hyperfine        # benchmark timing
 	shellcheck       # lint for these scripts
 	util-linux       # unshare and nsenter for private binfmt_misc instances
-	python3          # the tests' exec helper (a plain execv, no shell fallback)
+	python3          # scripts/bench.sh reads JSON reports with it
 	systemd          # systemd-binfmt, the peer that loads `export --format systemd` files
 	libpipeline1     # a library update-binfmts (unpacked below) links against
 	umoci            # builds the OCI images the scan tests read

@@ -10,7 +10,7 @@ use binfmt_setup::arch::ArchTable;
 use binfmt_setup::config::Config;
 use serde_norway::Value;
 
-use crate::util::{Run, bin, repo, skipped};
+use crate::util::{Run, bin, repo};
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -127,14 +127,13 @@ fn check_unit(path: &Path) {
         .expect("ExecStart");
     let program = exec.split_whitespace().next().expect("program");
     assert!(exec.contains(" init"), "{exec}");
-    let have_analyze = Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !have_analyze {
-        skipped("systemd-analyze is not installed: key check only");
-        return;
-    }
+    assert!(
+        Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "systemd-analyze is missing: scripts/setup.sh installs it (package systemd)"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join(path.file_name().expect("name"));
     std::fs::write(&copy, text.replace(program, &bin().display().to_string())).expect("copy");

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::fleet_util::{host_binfmt_state, open_tempdir, wait_for};
-use crate::util::{HOST_BINFMT, PrivateBinfmt, Run, bin, repo, skipped};
+use crate::fleet_util::{open_tempdir, wait_for};
+use crate::util::{PrivateBinfmt, Run, bin, repo};
 
 fn example_config() -> String {
     repo()
@@ -94,18 +94,16 @@ fn init_with_the_example_config_registers_tests_and_exits_0() {
 
 #[test]
 fn init_mounts_binfmt_misc_itself_when_nothing_is_mounted() {
-    let (host_mounted, _) = host_binfmt_state();
-    if host_mounted {
-        // A new mount namespace would inherit the host's mount, and init would (fail to)
-        // write the host's instance.
-        skipped("the host has binfmt_misc mounted; a bare namespace would see it");
-        return;
-    }
+    // An empty directory of our own, not the usual path: a new mount namespace inherits
+    // the host's mount there when it has one, and init would (fail to) write that instance.
     let dir = open_tempdir();
     let config = write_config(dir.path(), "architectures = [\"arm64\"]\n");
+    let mount_point = dir.path().join("binfmt_misc");
+    std::fs::create_dir(&mount_point).expect("mkdir");
     let script = format!(
-        "{} init --config {config} && cat {HOST_BINFMT}/qemu-aarch64",
-        bin().display()
+        "{} --binfmt-dir {m} init --config {config} && cat {m}/qemu-aarch64",
+        bin().display(),
+        m = mount_point.display()
     );
     let r = Run::capture(
         Command::new("unshare")
@@ -121,7 +119,13 @@ fn init_mounts_binfmt_misc_itself_when_nothing_is_mounted() {
         "{}",
         r.stdout
     );
-    assert!(!host_binfmt_state().0, "the mount stayed in the namespace");
+    assert!(
+        std::fs::read_dir(&mount_point)
+            .expect("dir")
+            .next()
+            .is_none(),
+        "the mount stayed in the namespace"
+    );
 }
 
 #[test]

@@ -39,8 +39,8 @@ pub fn fixture(name: &str) -> PathBuf {
     let p = fixtures().join(name);
     assert!(
         p.exists(),
-        "fixture {name} missing from {}",
-        fixtures().display()
+        "fixture {name} missing from {dir}: build the fixtures with `bash scripts/fixtures.sh {dir}` (after scripts/setup.sh)",
+        dir = fixtures().display()
     );
     p
 }
@@ -194,17 +194,35 @@ impl PrivateBinfmt {
         c
     }
 
-    /// Run a program (by path) inside with a plain execv(2). (nsenter itself uses execvp, which
-    /// answers ENOEXEC by running the file through /bin/sh; a test of exec must not.)
+    /// Run a program (by path) inside with a plain execve(2), through the library's process
+    /// layer (it joins this instance's namespaces in the child). Not nsenter: it execs with
+    /// execvp, which answers ENOEXEC by running the file through /bin/sh, and a test of exec
+    /// must see the kernel's own answer. An exec failure reads as no exit code and
+    /// `exec: <error> (<ERRNO>)` on stderr.
     pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
-        Run::from(
-            self.command("python3")
-                .args(["-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"])
-                .arg(program)
-                .args(args)
-                .output()
-                .expect("spawn nsenter"),
-        )
+        use binfmt_setup::sys::exec::{self, Ending, Spec};
+        let program = program.as_ref();
+        let argv = std::iter::once(program).chain(args.iter().map(std::ffi::OsStr::new));
+        let spec = Spec::new(program)
+            .argv(argv)
+            .join_namespaces_of(self.pid)
+            .new_process_group();
+        let out = exec::run(&spec, Some(std::time::Duration::from_secs(60)))
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", Path::new(program).display()));
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let code = match out.ending {
+            Ending::Exited(c) => Some(c),
+            Ending::Failed { step, errno } => {
+                stderr.push_str(&format!("{}: {} ({errno:?})", step.as_str(), errno.desc()));
+                None
+            }
+            Ending::Signaled(_) | Ending::TimedOut => None,
+        };
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr,
+        }
     }
 
     /// Run a native tool inside (looked up in PATH).
@@ -227,38 +245,61 @@ impl PrivateBinfmt {
         self.tool("sh", &["-c", script])
     }
 
+    /// The instance's directory as this process reaches it: through the holder's root,
+    /// which walks the holder's mount namespace. Entries are read and control files written
+    /// from here directly, with no process started inside.
+    pub fn dir(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{HOST_BINFMT}", self.pid))
+    }
+
+    /// Write `bytes` to a control file (`register`, `status`, an entry) with one write(2):
+    /// the kernel takes one rule per write.
+    fn write_control(&self, file: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir().join(file))?;
+        let n = f.write(bytes)?;
+        if n != bytes.len() {
+            return Err(std::io::Error::other(format!(
+                "short write: {n} of {}",
+                bytes.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Register a rule with one write(2), as the kernel requires.
     #[track_caller]
     pub fn register(&self, rule: &str) {
-        let r = self.tool("python3", &["-c", &format!(
-            "import os; fd=os.open('{HOST_BINFMT}/register', os.O_WRONLY); os.write(fd, bytes.fromhex('{}')); os.close(fd)",
-            rule.bytes().map(|b| format!("{b:02x}")).collect::<String>()
-        )]);
-        assert_eq!(r.code, Some(0), "register {rule:?} failed: {}", r.stderr);
+        if let Err(e) = self.write_control("register", rule.as_bytes()) {
+            panic!("register {rule:?} failed: {e}");
+        }
     }
 
-    /// Register a rule and disable it within one process. A rule that matches the host's own
-    /// programs (an x86_64 rule on amd64) would send every later exec, this harness's
-    /// included, to its interpreter; disabled, it stays listed and matches nothing.
+    /// Register a rule and disable it before anything runs in the instance. A rule that
+    /// matches the host's own programs (an x86_64 rule on amd64) would send every later exec
+    /// there to its interpreter; disabled, it stays listed and matches nothing. Both writes
+    /// come from outside, so nothing execs inside in between.
     #[track_caller]
     pub fn register_disabled(&self, name: &str, rule: &str) {
-        let r = self.tool("python3", &["-c", &format!(
-            "import os\nfd=os.open('{HOST_BINFMT}/register', os.O_WRONLY); os.write(fd, bytes.fromhex('{}')); os.close(fd)\nfd=os.open('{HOST_BINFMT}/{name}', os.O_WRONLY); os.write(fd, b'0'); os.close(fd)",
-            rule.bytes().map(|b| format!("{b:02x}")).collect::<String>()
-        )]);
-        assert_eq!(
-            r.code,
-            Some(0),
-            "register {rule:?} disabled failed: {}",
-            r.stderr
-        );
+        self.register(rule);
+        self.control(name, "0");
     }
 
     /// Write a control value (`0`, `1`, `-1`) to an entry file or `status`.
     #[track_caller]
     pub fn control(&self, file: &str, value: &str) {
-        let r = self.sh(&format!("echo {value} > {HOST_BINFMT}/{file}"));
-        assert_eq!(r.code, Some(0), "write {value} to {file}: {}", r.stderr);
+        if let Err(e) = self.write_control(file, value.as_bytes()) {
+            panic!("write {value} to {file}: {e}");
+        }
+    }
+
+    /// One entry file's exact bytes.
+    #[track_caller]
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir().join(name))
+            .unwrap_or_else(|e| panic!("read entry {name}: {e}"))
     }
 
     /// Every entry file's exact bytes, by name, sorted by name.
@@ -267,9 +308,11 @@ impl PrivateBinfmt {
             .listing()
             .into_iter()
             .filter(|n| n != "register" && n != "status")
-            .map(|n| {
-                let text = self.tool("cat", &[&format!("{HOST_BINFMT}/{n}")]).stdout;
-                (n, text)
+            // An entry removed between the listing and the read is simply gone.
+            .filter_map(|n| {
+                std::fs::read_to_string(self.dir().join(&n))
+                    .ok()
+                    .map(|t| (n, t))
             })
             .collect();
         out.sort();
@@ -278,8 +321,15 @@ impl PrivateBinfmt {
 
     /// Names in the instance's directory, as a listing inside shows them.
     pub fn listing(&self) -> Vec<String> {
-        let r = self.tool("ls", &["-1", HOST_BINFMT]);
-        r.stdout.lines().map(str::to_string).collect()
+        let mut names: Vec<String> = std::fs::read_dir(self.dir())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 }
 
@@ -336,10 +386,14 @@ pub fn host_entries() -> Vec<String> {
     }
 }
 
-/// Say why part of a test did not run (shown with `cargo test -- --nocapture`).
-#[allow(clippy::print_stderr)]
-pub fn skipped(reason: &str) {
-    eprintln!("skipped: {reason}");
+/// Fail, naming what needs root, when the tests do not run as root (CI runs them as
+/// root). A test never passes by leaving its check out.
+#[track_caller]
+pub fn require_root(what: &str) {
+    assert!(
+        nix_is_root(),
+        "{what} needs root on the host (CI runs the tests as root): run `sudo scripts/test.sh`"
+    );
 }
 
 /// Say what a test saw (shown with `cargo test -- --nocapture`).
