@@ -275,17 +275,6 @@ pub struct HandlerArgs {
     pub no_preserve_argv0: bool,
 }
 
-/// File formats `export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    /// binfmt.d `.conf` files for systemd-binfmt (/etc/binfmt.d).
-    Systemd,
-    /// Format files for Debian's update-binfmts (/usr/share/binfmts).
-    Debian,
-    /// The raw register strings, one per line.
-    Register,
-}
-
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Architectures, comma-separated, or `all`. Default: every one a handler takes, plus the
@@ -312,7 +301,7 @@ pub struct TestArgs {
 pub struct ExportArgs {
     /// What to write.
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: ExportFormat,
+    pub format: crate::export::Format,
 
     /// Architectures, comma-separated, or `all`.
     #[arg(long, value_name = "LIST", default_value = "all")]
@@ -494,7 +483,10 @@ mod tests {
         let Command::Export(a) = cli.command else {
             panic!("not export")
         };
-        assert_eq!((a.format, a.arch.as_str()), (ExportFormat::Debian, "all"));
+        assert_eq!(
+            (a.format, a.arch.as_str()),
+            (crate::export::Format::Debian, "all")
+        );
         assert!(
             Cli::try_parse_from(["binfmt-setup", "export"]).is_err(),
             "--format is required"

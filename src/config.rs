@@ -86,17 +86,9 @@ impl Default for Flags {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Export {
-    pub format: ExportFormat,
+    pub format: crate::export::Format,
     /// Created when missing.
     pub directory: Spanned<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExportFormat {
-    Systemd,
-    Debian,
-    Register,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +160,12 @@ fn default_interval() -> Spanned<u64> {
 pub struct ConfigError {
     pub origin: String,
     pub detail: String,
+}
+
+impl crate::error::Classify for ConfigError {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::BadInput
+    }
 }
 
 impl Config {

@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod elf;
 pub mod emulator;
 pub mod error;
+pub mod export;
 pub mod fileio;
 pub mod format;
 #[cfg(any(test, fuzzing))]
@@ -18,6 +19,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod messages;
 pub mod probe;
-pub mod sandbox;
+pub mod rootless;
 pub mod scan;
+pub mod supervise;
 pub mod sys;

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod entry;
 pub mod plan;
 pub mod rule;
+pub mod steps;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,30 @@ pub enum BinfmtError {
     },
     #[error("binfmt_misc entry {path} is not in the kernel's format: {reason}")]
     Parse { path: PathBuf, reason: String },
+}
+
+impl crate::error::Classify for BinfmtError {
+    /// binfmt_misc that cannot be read is the machine's doing, whatever the cause.
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Environment
+    }
+}
+
+/// binfmt_misc was not mounted and could not be: the environment's refusal.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "binfmt_misc is not mounted at {dir} and mounting it failed: {source} (run as root or in a privileged container, or mount -t binfmt_misc binfmt_misc {dir})",
+    dir = .dir.display()
+)]
+pub struct MountError {
+    pub dir: PathBuf,
+    pub source: std::io::Error,
+}
+
+impl crate::error::Classify for MountError {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Environment
+    }
 }
 
 /// What the kernel compares magic against: the file's first BINPRM_BUF_SIZE bytes in a
@@ -118,7 +143,7 @@ impl Registry {
 
     /// Mount binfmt_misc at the directory when nothing is mounted there. Returns whether it
     /// mounted. Mounts made here are left in place: others may rely on them.
-    pub fn ensure_mounted(&self) -> std::io::Result<bool> {
+    pub fn ensure_mounted(&self) -> Result<bool, MountError> {
         if self.dir.join("register").exists() {
             return Ok(false);
         }
@@ -129,7 +154,10 @@ impl Registry {
             nix::mount::MsFlags::empty(),
             None::<&str>,
         )
-        .map_err(std::io::Error::from)?;
+        .map_err(|e| MountError {
+            dir: self.dir.clone(),
+            source: e.into(),
+        })?;
         Ok(true)
     }
 

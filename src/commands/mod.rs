@@ -12,9 +12,12 @@ mod status;
 mod test;
 mod uninstall;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use crate::arch::ArchTable;
-use crate::cli::{Cli, Command, GlobalArgs};
-use crate::error::{Exit, Failure};
+use crate::cli::{Cli, Command, GlobalArgs, HandlerArgs};
+use crate::error::{BadArgument, Exit, Failure};
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> Result<Exit, Failure> {
@@ -39,7 +42,7 @@ fn load_table(global: &GlobalArgs) -> Result<ArchTable, Failure> {
 }
 
 /// Where to look for interpreters: `--qemu-path` dirs, else the defaults.
-fn qemu_paths(global: &GlobalArgs) -> Vec<std::path::PathBuf> {
+fn qemu_paths(global: &GlobalArgs) -> Vec<PathBuf> {
     if global.qemu_path.is_empty() {
         crate::emulator::DEFAULT_PATHS
             .iter()
@@ -53,4 +56,39 @@ fn qemu_paths(global: &GlobalArgs) -> Vec<std::path::PathBuf> {
 /// Read binfmt_misc; failing to read it at all is an environment problem.
 fn snapshot(registry: &crate::binfmt::Registry) -> Result<crate::binfmt::Snapshot, Failure> {
     registry.snapshot().map_err(Failure::environment)
+}
+
+/// The registration options a command line asks for (`install` and `export`).
+pub(super) fn handler_options(
+    global: &GlobalArgs,
+    table: &ArchTable,
+    arch_list: &str,
+    args: &HandlerArgs,
+) -> Result<crate::binfmt::plan::Options, BadArgument> {
+    Ok(crate::binfmt::plan::Options {
+        interpreters: parse_overrides(table, &args.interpreter)?,
+        search: qemu_paths(global),
+        fix_binary: !args.no_fix_binary,
+        credential: args.credential,
+        preserve_argv0: !args.no_preserve_argv0,
+        all: arch_list.trim().eq_ignore_ascii_case("all"),
+    })
+}
+
+/// `--interpreter ARCH=PATH` pairs.
+fn parse_overrides(
+    table: &ArchTable,
+    pairs: &[String],
+) -> Result<HashMap<String, PathBuf>, BadArgument> {
+    let mut out = HashMap::new();
+    for p in pairs {
+        let (name, path) = p
+            .split_once('=')
+            .ok_or_else(|| BadArgument(format!("--interpreter '{p}' is not ARCH=PATH")))?;
+        let arch = table
+            .lookup(name)
+            .map_err(|e| BadArgument(format!("--interpreter: {e}")))?;
+        out.insert(arch.name.clone(), PathBuf::from(path));
+    }
+    Ok(out)
 }

@@ -7,14 +7,14 @@ use crate::binfmt::Registry;
 use crate::cli::GlobalArgs;
 use crate::error::{Exit, Failure};
 use crate::messages;
+use crate::probe::check;
 
 pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
     let registry = Registry::new(&global.binfmt_dir);
     let snap = super::snapshot(&registry)?;
-    let arches = super::test::default_set(&table, &snap);
-    let report = super::test::test_arches(&table, &snap, &arches, true, Duration::from_secs(10))
-        .map_err(|e| Failure::environment(anyhow::anyhow!(e)))?;
+    let arches = check::default_set(&table, &snap);
+    let report = check::test_arches(&table, &snap, &arches, true, Duration::from_secs(10))?;
     for r in report.results.iter().filter(|r| !r.ok) {
         messages::warn(&format!(
             "{} is not listed: {}",

@@ -6,6 +6,7 @@
 //! with `40 + argc`: a run with one token exits 42 ([`EXIT_CODE`]), which proves the machine
 //! code ran and read its own stack. The machine code lives in `isa/`, one file per CPU family.
 
+pub mod check;
 mod isa;
 pub mod runner;
 

@@ -114,6 +114,12 @@ pub fn enter_private_instance() -> io::Result<()> {
 )]
 pub struct Unavailable(#[source] io::Error);
 
+impl crate::error::Classify for Unavailable {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Environment
+    }
+}
+
 /// [`enter_private_instance`] for a process that stays in the namespace (`run`), with an
 /// error that says what the kernel requires. The process must be single-threaded: the kernel
 /// refuses CLONE_NEWUSER otherwise (EINVAL), so success also proves it is.

@@ -1,0 +1,397 @@
+//! `test`'s verdicts: run each architecture's probe through the kernel (so binfmt_misc itself
+//! is tested), all at once, by default as the only file of an empty chroot, and judge what
+//! each run proves; and the same for a user's own program (`test --binary`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::runner::{self, Job, Place};
+use super::{EXIT_CODE, program};
+use crate::arch::{Arch, ArchTable, Host};
+use crate::binfmt::Snapshot;
+use crate::error::{Class, Classify};
+use crate::fileio::{self, Follow, OpenError};
+use crate::inspect::Inspector;
+use crate::messages::printable;
+use crate::sys::exec::{Ending, Outcome, Step, signal_name};
+
+/// Why the checks could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// No run directory, or the probes could not be written: the environment's doing.
+    #[error("cannot run the probes: {0}")]
+    Probes(std::io::Error),
+    #[error("cannot read --binary {}: {source}", .path.display())]
+    Binary { path: PathBuf, source: OpenError },
+}
+
+impl Classify for CheckError {
+    fn class(&self) -> Class {
+        match self {
+            CheckError::Probes(_) => Class::Environment,
+            CheckError::Binary { .. } => Class::BadInput,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub results: Vec<TestResult>,
+    /// Platforms proven to run, as buildx's --platform takes them.
+    pub supported: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestResult {
+    pub arch: String,
+    pub platform: String,
+    /// The entry the kernel used (`native` when it ran the program itself).
+    pub handler: Option<String>,
+    pub ok: bool,
+    /// 0: it ran; 1: it echoed its token; 2: it also got its own argv[0] (a `P` handler, or
+    /// native). `null` when it did not run.
+    pub level: Option<u8>,
+    pub error: Option<String>,
+    pub ms: f64,
+}
+
+/// argv[0] every probe gets; a handler without `P` replaces it by the program's path.
+const ARGV0: &str = "binfmt-setup-probe";
+
+/// Every arch a handler takes, the host's own, and those the kernel runs itself.
+pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
+    let host = Host::detect(table);
+    let inspector = Inspector::new(table, host.clone(), snap.clone());
+    table
+        .iter()
+        .filter(|a| {
+            host.arch.as_deref() == Some(a.name.as_str())
+                || program(a).is_some_and(|p| {
+                    snap.handler_for(Path::new("/probe"), &p).is_some()
+                        || inspector.runs_natively(a)
+                })
+        })
+        .collect()
+}
+
+/// Run the probes of `arches` and judge each.
+pub fn test_arches(
+    table: &ArchTable,
+    snap: &Snapshot,
+    arches: &[&Arch],
+    chroot: bool,
+    timeout: Duration,
+) -> Result<Report, CheckError> {
+    let host = Host::detect(table);
+    let mut results = Vec::new();
+    let mut jobs = Vec::new();
+    let mut tested = Vec::new();
+    for &a in arches {
+        match program(a) {
+            Some(image) => {
+                jobs.push(Job {
+                    file: a.name.replace('/', "_"),
+                    image,
+                    argv0: ARGV0.to_string(),
+                    args: vec![token(a)],
+                    place: place(chroot),
+                });
+                tested.push(a);
+            }
+            None => results.push(TestResult {
+                arch: a.name.clone(),
+                platform: a.default_platform(),
+                handler: None,
+                ok: false,
+                level: None,
+                error: Some(format!(
+                    "no probe program for {}: QEMU cannot emulate it",
+                    a.name
+                )),
+                ms: 0.0,
+            }),
+        }
+    }
+    let outcomes = runner::run_all(&jobs, timeout).map_err(CheckError::Probes)?;
+    for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
+        let native = host.arch.as_deref() == Some(a.name.as_str());
+        results.push(judge(a, job, out, snap, native, chroot, timeout));
+    }
+    // Table order, whatever order they finished in.
+    let order = |name: &str| table.iter().position(|a| a.name == name);
+    results.sort_by_key(|r| order(&r.arch));
+    let mut supported: Vec<String> = Vec::new();
+    for r in results.iter().filter(|r| r.ok) {
+        if let Some(a) = table.find(&r.arch) {
+            supported.extend(a.platforms());
+        }
+    }
+    Ok(Report { results, supported })
+}
+
+fn place(chroot: bool) -> Place {
+    if chroot { Place::Chroot } else { Place::Here }
+}
+
+fn token(a: &Arch) -> String {
+    format!("token-{}-{}", a.name.replace('/', "_"), std::process::id())
+}
+
+/// What one probe's run proves, and in a user's words what went wrong.
+fn judge(
+    a: &Arch,
+    job: &Job,
+    out: &Outcome,
+    snap: &Snapshot,
+    native_host: bool,
+    chroot: bool,
+    timeout: Duration,
+) -> TestResult {
+    let handler = snap.handler_for(Path::new(&job.file), &job.image);
+    let handler_name = match handler {
+        Some(e) => Some(e.name.clone()),
+        None if matches!(out.ending, Ending::Exited(_)) => Some("native".into()),
+        None => None,
+    };
+    let fix = format!("binfmt-setup install --arch {}", a.name);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr.trim();
+    let (level, error) = match &out.ending {
+        Ending::Exited(code) if *code == EXIT_CODE => {
+            let want_token = format!("{}\n", job.args[0]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if !text.starts_with(&want_token) {
+                (
+                    Some(0),
+                    Some(format!(
+                        "it ran, but printed {:?} instead of its token",
+                        printable(&text)
+                    )),
+                )
+            } else {
+                let argv0 = text[want_token.len()..].trim_end_matches('\n');
+                let preserves = argv0 == ARGV0;
+                let has_p = handler.is_some_and(|e| e.has_flag('P'));
+                if has_p && !preserves {
+                    (
+                        Some(1),
+                        Some(format!(
+                            "the handler has P but the program got argv[0] {:?}: the interpreter ignores preserve-argv0",
+                            printable(argv0)
+                        )),
+                    )
+                } else {
+                    (Some(if preserves { 2 } else { 1 }), None)
+                }
+            }
+        }
+        Ending::Exited(code) => (
+            None,
+            Some(match handler {
+                Some(e) => format!(
+                    "the interpreter {} exited {code} instead of running the program{}",
+                    e.interpreter,
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", printable(first_line(stderr)))
+                    }
+                ),
+                None => format!("the program exited {code}, not {EXIT_CODE}"),
+            }),
+        ),
+        Ending::Signaled(sig) => (
+            None,
+            Some(format!(
+                "{} was killed by {}",
+                match handler {
+                    Some(e) => format!("the interpreter {}", e.interpreter),
+                    None => "the program".into(),
+                },
+                signal_name(*sig)
+            )),
+        ),
+        Ending::TimedOut => (
+            None,
+            Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
+        ),
+        Ending::Failed {
+            step: Step::Exec,
+            errno,
+        } => (None, Some(exec_failure(a, *errno, snap, job, chroot, &fix))),
+        Ending::Failed { step, errno } => (None, Some(start_failure(*step, *errno))),
+    };
+    let ok = error.is_none() && level.is_some_and(|l| l >= 1);
+    TestResult {
+        arch: a.name.clone(),
+        platform: a.default_platform(),
+        handler: if native_host && handler.is_none() {
+            Some("native".into())
+        } else {
+            handler_name
+        },
+        ok,
+        level,
+        error,
+        ms: millis(out.elapsed),
+    }
+}
+
+fn exec_failure(
+    a: &Arch,
+    errno: nix::errno::Errno,
+    snap: &Snapshot,
+    job: &Job,
+    chroot: bool,
+    fix: &str,
+) -> String {
+    use nix::errno::Errno;
+    let path = Path::new(&job.file);
+    match errno {
+        Errno::ENOEXEC => {
+            if !snap.mounted {
+                format!("binfmt_misc is not mounted, so nothing runs {} programs ({fix})", a.name)
+            } else if !snap.enabled {
+                format!("binfmt_misc is disabled (its status is 0), so no handler runs {} programs (echo 1 > …/status)", a.name)
+            } else if let Some(e) = snap.matching(path, &job.image).first() {
+                if e.enabled {
+                    // Enabled when binfmt_misc was read, gone or off when the probe ran.
+                    format!("no handler for {} in binfmt_misc by the time the probe ran: {} was removed or disabled meanwhile ({fix})", a.name, e.name)
+                } else {
+                    format!("its handler {} is disabled (echo 1 > …/{})", e.name, e.name)
+                }
+            } else {
+                format!("no handler for {} in binfmt_misc: exec gives Exec format error ({fix})", a.name)
+            }
+        }
+        Errno::ENOENT => match snap.handler_for(path, &job.image) {
+            Some(e) if !e.has_flag('F') && chroot => format!(
+                "its handler {} has no F flag, so the kernel looks for {} inside the chroot, where it does not exist (No such file or directory); register it with F ({fix})",
+                e.name, e.interpreter
+            ),
+            Some(e) => format!(
+                "its handler {} names the interpreter {}, which does not exist (No such file or directory; {fix})",
+                e.name, e.interpreter
+            ),
+            None => "exec failed: No such file or directory".into(),
+        },
+        Errno::ELOOP => "its handler's rule matches its own interpreter, so exec loops (ELOOP); remove that handler".into(),
+        other => format!("exec failed: {} ({})", other.desc(), other),
+    }
+}
+
+/// A step before exec failed: the program was never handed to the kernel.
+fn start_failure(step: Step, errno: nix::errno::Errno) -> String {
+    match step {
+        Step::Chroot => format!(
+            "could not enter an empty chroot to run it ({}: no privilege and no user namespaces); try --no-chroot",
+            errno.desc()
+        ),
+        _ => format!("could not start it: {}: {}", step.as_str(), errno.desc()),
+    }
+}
+
+/// Milliseconds to one decimal place, as reported.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// The most of a `--binary` program that is read: it is copied whole into the run
+/// directory, and no program of a gibibyte is a test subject.
+const MAX_BINARY: usize = 1 << 30;
+
+/// `test --binary`: the user's own program, run through the kernel the same way as a probe,
+/// without a token.
+#[derive(Debug, Serialize)]
+pub struct BinaryRun {
+    pub path: String,
+    pub result: TestResult,
+    /// Its exit status, when it exited.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run the program at `file` as [`test_arches`] runs probes, and judge it: it passes when it
+/// ran and ended by itself, whatever its exit status (that is its own business).
+pub fn check_binary(
+    table: &ArchTable,
+    snap: &Snapshot,
+    file: &Path,
+    chroot: bool,
+    timeout: Duration,
+) -> Result<BinaryRun, CheckError> {
+    let unreadable = |source| CheckError::Binary {
+        path: file.to_path_buf(),
+        source,
+    };
+    let (opened, _) = fileio::open_regular(file, Follow::Yes).map_err(unreadable)?;
+    let image =
+        fileio::read_prefix(&opened, MAX_BINARY + 1).map_err(|e| unreadable(OpenError::Io(e)))?;
+    if image.len() > MAX_BINARY {
+        return Err(unreadable(OpenError::Io(std::io::Error::other(format!(
+            "larger than {} MiB",
+            MAX_BINARY >> 20
+        )))));
+    }
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into());
+    let job = Job {
+        file: name.clone(),
+        image,
+        argv0: name,
+        args: Vec::new(),
+        place: place(chroot),
+    };
+    let out = runner::run_all(std::slice::from_ref(&job), timeout)
+        .map_err(CheckError::Probes)?
+        .remove(0);
+    let arch = table.match_header(&job.image);
+    let handler = snap.handler_for(Path::new(&job.file), &job.image);
+    let error = match &out.ending {
+        Ending::Exited(_) => None,
+        Ending::Signaled(s) => Some(format!("it was killed by {}", signal_name(*s))),
+        Ending::TimedOut => Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
+        Ending::Failed { step, errno } if *step != Step::Exec => Some(start_failure(*step, *errno)),
+        Ending::Failed { errno, .. } => Some(match arch {
+            Some(a) => exec_failure(
+                a,
+                *errno,
+                snap,
+                &job,
+                chroot,
+                &format!("binfmt-setup install --arch {}", a.name),
+            ),
+            None => format!("exec failed: {}", errno.desc()),
+        }),
+    };
+    let result = TestResult {
+        arch: arch.map(|a| a.name.clone()).unwrap_or_default(),
+        platform: arch.map(Arch::default_platform).unwrap_or_default(),
+        handler: handler
+            .map(|e| e.name.clone())
+            .or_else(|| matches!(out.ending, Ending::Exited(_)).then(|| "native".to_string())),
+        ok: error.is_none(),
+        level: matches!(out.ending, Ending::Exited(_) | Ending::Signaled(_)).then_some(0),
+        error,
+        ms: millis(out.elapsed),
+    };
+    Ok(BinaryRun {
+        path: file.display().to_string(),
+        result,
+        exit_code: match out.ending {
+            Ending::Exited(c) => Some(c),
+            _ => None,
+        },
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
