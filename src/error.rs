@@ -137,9 +137,39 @@ impl Failure {
 }
 
 impl fmt::Display for Failure {
+    /// The error and each cause under it, once: a cause the message above already quotes is
+    /// not repeated, and the OS's "(os error N)" suffix, which tells a user nothing the
+    /// words do not, is left out.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
+        let mut text = strip_os_code(&self.error.to_string());
+        for cause in self.error.chain().skip(1) {
+            let c = strip_os_code(&cause.to_string());
+            if !c.is_empty() && !text.contains(&c) {
+                text.push_str(": ");
+                text.push_str(&c);
+            }
+        }
+        f.write_str(&text)
     }
+}
+
+/// `No such file or directory (os error 2)` → `No such file or directory`, wherever it stands.
+fn strip_os_code(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        let after = &rest[i + " (os error ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A TOML parse error on one line: `line L, column C: message` (toml's own rendering spans
@@ -161,4 +191,43 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Quoting {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl Classify for Quoting {
+        fn class(&self) -> Class {
+            io_class(&self.source)
+        }
+    }
+
+    /// Regression: a message that quotes its cause was followed by the cause again:
+    /// "… (os error 2): No such file or directory (os error 2)".
+    #[test]
+    fn regression_a_cause_is_said_once_and_without_its_os_code() {
+        let f = Failure::from(Quoting {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        });
+        assert_eq!(f.exit, Exit::BadInput);
+        assert_eq!(f.to_string(), "cannot read /x: No such file or directory");
+        let denied = Failure::from(Quoting {
+            path: "/y".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        });
+        assert_eq!(denied.exit, Exit::Environment);
+        assert_eq!(
+            strip_os_code("a (os error x) b (os error 12)"),
+            "a (os error x) b"
+        );
+    }
 }

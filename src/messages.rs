@@ -50,6 +50,17 @@ fn json_safe(text: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// The one JSON document of a `--json` run that failed: the error, its class and exit code.
+pub fn json_error(exit: crate::error::Exit, message: &str) {
+    json(&serde_json::json!({
+        "error": {
+            "message": message,
+            "class": exit.as_str(),
+            "exit_code": exit.code(),
+        }
+    }));
+}
+
 pub fn error(message: &str) {
     eprintln!("binfmt-setup: error: {}", terminal_safe(message));
 }
