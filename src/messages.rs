@@ -91,6 +91,15 @@ fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// "1 handler", "7 handlers": a count and its noun, in agreement.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Overwrite the progress line on stderr (only called when stderr is a terminal).
 pub fn progress(line: &str) {
     let mut stderr = std::io::stderr().lock();

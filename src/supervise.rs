@@ -153,6 +153,7 @@ fn in_place<'p, 't>(planned: &'p [Planned<'t>], report: &Report) -> Vec<&'p Plan
             report.installed.contains(n)
                 || report.unchanged.contains(n)
                 || report.replaced.contains(n)
+                || report.enabled.contains(n)
         })
         .collect()
 }
@@ -295,6 +296,12 @@ impl Keeper<'_, '_> {
                 "{n} had been changed; registered ours again"
             )));
         }
+        for n in &report.enabled {
+            on(Event::Repaired(match n.as_str() {
+                "status" => "binfmt_misc had been disabled as a whole; enabled it again".into(),
+                _ => format!("{n} had been disabled; enabled it again"),
+            }));
+        }
         let touched: Vec<&Planned<'_>> = self
             .planned
             .iter()
@@ -302,6 +309,8 @@ impl Keeper<'_, '_> {
                 !self.ready
                     || report.installed.contains(&p.reg.name)
                     || report.replaced.contains(&p.reg.name)
+                    || report.enabled.contains(&p.reg.name)
+                    || report.enabled.iter().any(|n| n == "status")
             })
             .filter(|p| !report.skipped.iter().any(|s| s.arch == p.arch.name))
             .collect();

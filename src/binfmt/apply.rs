@@ -26,6 +26,9 @@ pub enum Step {
     },
     /// Already exactly as wanted.
     Unchanged(String),
+    /// Exactly as wanted but disabled (an entry, or `status`: binfmt_misc as a whole), so
+    /// matching nothing: write `1` to it.
+    Enable(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +49,12 @@ pub struct Report {
     pub installed: Vec<String>,
     pub unchanged: Vec<String>,
     pub replaced: Vec<String>,
+    /// Entries (or `status`, binfmt_misc as a whole) that were disabled, enabled again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enabled: Vec<String>,
+    /// Other owners' entries removed to make way for ours (`--replace-foreign`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed_foreign: Vec<String>,
     pub skipped: Vec<Skipped>,
     /// The step that failed, when one did; everything this run changed was then undone.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +74,7 @@ pub struct Report {
 enum Undo {
     Remove(String),
     Restore(Registration),
+    Disable(String),
 }
 
 /// Times a step re-reads and retries after colliding with another process.
@@ -85,11 +95,20 @@ pub fn apply(registry: &Registry, steps: &[Step], mut report: Report) -> Report 
                 })
             }
             Step::Replace { old, new, pin } => {
-                converge(registry, new, old, pin.as_ref(), &mut undo).map(|outcome| match outcome {
-                    Outcome::Made => report.replaced.push(new.name.clone()),
-                    Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
+                converge(registry, new, old, pin.as_ref(), &mut undo).map(|outcome| {
+                    for o in old.iter().filter(|o| o.name != new.name) {
+                        report.removed_foreign.push(o.name.clone());
+                    }
+                    match outcome {
+                        Outcome::Made => report.replaced.push(new.name.clone()),
+                        Outcome::AlreadyThere => report.unchanged.push(new.name.clone()),
+                    }
                 })
             }
+            Step::Enable(name) => registry.enable(name, true).map(|()| {
+                undo.push(Undo::Disable(name.clone()));
+                report.enabled.push(name.clone());
+            }),
         };
         if let Err(e) = result {
             report.not_permitted =
@@ -97,13 +116,15 @@ pub fn apply(registry: &Registry, steps: &[Step], mut report: Report) -> Report 
             report.failed = Some(Failed {
                 name: match step {
                     Step::Register(r, _) | Step::Replace { new: r, .. } => r.name.clone(),
-                    Step::Unchanged(n) => n.clone(),
+                    Step::Unchanged(n) | Step::Enable(n) => n.clone(),
                 },
                 error: describe(&e, registry),
             });
             roll_back(registry, undo, &mut report);
             report.installed.clear();
             report.replaced.clear();
+            report.enabled.clear();
+            report.removed_foreign.clear();
             return report;
         }
     }
@@ -188,6 +209,7 @@ fn roll_back(registry: &Registry, undo: Vec<Undo>, report: &mut Report) {
                 let _ = registry.remove(&r.name);
                 registry.register(r)
             }),
+            Undo::Disable(name) => (name.clone(), registry.enable(name, false)),
         };
         match result {
             Ok(()) => report.rolled_back.push(what),

@@ -175,6 +175,12 @@ impl Registry {
         Ok(())
     }
 
+    /// Enable (`1`) or disable (`0`) an entry, or binfmt_misc as a whole (`status`).
+    pub fn enable(&self, name: &str, on: bool) -> std::io::Result<()> {
+        let mut f = control_for_writing(&self.dir.join(name))?;
+        f.write_all(if on { b"1" } else { b"0" })
+    }
+
     /// Remove an entry by writing -1 to its file. `Ok(false)` when it was already gone.
     pub fn remove(&self, name: &str) -> std::io::Result<bool> {
         match control_for_writing(&self.dir.join(name)) {

@@ -37,6 +37,10 @@ pub fn steps_for(
         skipped,
         ..Report::default()
     };
+    // A disabled binfmt_misc runs no handler at all: ours would be in place for nothing.
+    if snap.mounted && !snap.enabled && !planned.is_empty() {
+        steps.push(Step::Enable("status".into()));
+    }
     let warnings = snap
         .unreadable
         .iter()
@@ -87,6 +91,9 @@ pub fn steps_for(
         }
         let mut old: Vec<_> = foreign.into_iter().cloned().collect();
         steps.push(match existing {
+            Some(e) if reg.same_as(e) && old.is_empty() && !e.enabled => {
+                Step::Enable(reg.name.clone())
+            }
             Some(e) if reg.same_as(e) && old.is_empty() => Step::Unchanged(reg.name.clone()),
             Some(e) => {
                 old.push(e.clone());

@@ -125,32 +125,7 @@ fn options(
 
 fn print_summary(s: &Summary) {
     let r = &s.install;
-    for (word, names) in [
-        ("installed", &r.installed),
-        ("replaced", &r.replaced),
-        ("unchanged", &r.unchanged),
-    ] {
-        for n in names {
-            messages::out(&format!("{word:<10} {n}"));
-        }
-    }
-    for k in &r.skipped {
-        messages::out(&format!(
-            "{:<10} {}: {}",
-            "skipped",
-            k.arch,
-            printable(&k.reason)
-        ));
-    }
-    if let Some(f) = &r.failed {
-        messages::error(&format!("{}: {}", f.name, printable(&f.error)));
-        if !r.rolled_back.is_empty() {
-            messages::error(&format!(
-                "undid this run's changes: {}",
-                r.rolled_back.join(", ")
-            ));
-        }
-    }
+    super::print_install_report(r);
     for t in &s.test.results {
         match &t.error {
             None => {
@@ -176,19 +151,23 @@ fn print_summary(s: &Summary) {
         }
     }
     let failed = s.test.results.iter().filter(|t| !t.ok).count();
-    let handlers = r.installed.len() + r.replaced.len() + r.unchanged.len();
+    let handlers = r.installed.len() + r.replaced.len() + r.enabled.len() + r.unchanged.len();
     let line = match (&r.failed, failed) {
         (Some(_), _) => {
             "init: installing failed; nothing of this run was left in place".to_string()
         }
-        (None, 0) if s.test.results.is_empty() => format!("init: {handlers} handlers in place"),
+        (None, 0) if s.test.results.is_empty() => {
+            format!("init: {} in place", messages::count(handlers, "handler"))
+        }
         (None, 0) => format!(
-            "init: {handlers} handlers in place; {} architectures tested ok",
-            s.test.results.len()
+            "init: {} in place; {} tested ok",
+            messages::count(handlers, "handler"),
+            messages::count(s.test.results.len(), "architecture")
         ),
         (None, n) => format!(
-            "init: {handlers} handlers in place; {n} of {} architectures failed their test",
-            s.test.results.len()
+            "init: {} in place; {n} of {} failed their test",
+            messages::count(handlers, "handler"),
+            messages::count(s.test.results.len(), "architecture")
         ),
     };
     messages::out(&line);

@@ -40,7 +40,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     if global.json {
         messages::json(&report);
     } else {
-        print_report(&report);
+        super::print_install_report(&report);
     }
     Ok(match (&report.failed, report.not_permitted) {
         (None, _) => Exit::Success,
@@ -54,52 +54,28 @@ fn print_dry_run(global: &GlobalArgs, steps: &[Step], report: &Report) -> Exit {
         .iter()
         .filter_map(|s| match s {
             Step::Register(r, _) | Step::Replace { new: r, .. } => Some(r.register_string()),
-            Step::Unchanged(_) => None,
+            Step::Unchanged(_) | Step::Enable(_) => None,
         })
         .collect();
     if global.json {
         messages::json(&serde_json::json!({
             "register": strings,
             "unchanged": steps.iter().filter_map(|s| match s { Step::Unchanged(n) => Some(n), _ => None }).collect::<Vec<_>>(),
+            "enable": steps.iter().filter_map(|s| match s { Step::Enable(n) => Some(n), _ => None }).collect::<Vec<_>>(),
             "skipped": report.skipped,
         }));
     } else {
         for s in &strings {
             messages::out(&printable(s));
         }
+        for s in steps {
+            if let Step::Enable(n) = s {
+                messages::warn(&format!("would enable {n}: it is there but disabled"));
+            }
+        }
         for s in &report.skipped {
             messages::warn(&format!("skip {}: {}", s.arch, printable(&s.reason)));
         }
     }
     Exit::Success
-}
-
-fn print_report(r: &Report) {
-    for n in &r.installed {
-        messages::out(&format!("installed  {n}"));
-    }
-    for n in &r.replaced {
-        messages::out(&format!("replaced   {n}"));
-    }
-    for n in &r.unchanged {
-        messages::out(&format!("unchanged  {n}"));
-    }
-    for s in &r.skipped {
-        messages::out(&format!("skipped    {}: {}", s.arch, printable(&s.reason)));
-    }
-    if let Some(f) = &r.failed {
-        messages::error(&format!("{}: {}", f.name, printable(&f.error)));
-        if !r.rolled_back.is_empty() {
-            messages::error(&format!(
-                "undid this run's changes: {}",
-                r.rolled_back.join(", ")
-            ));
-        }
-        for e in &r.rollback_errors {
-            messages::error(&format!(
-                "could not undo {}; run install again",
-                printable(e)
-            ));
-        }
-    }
 }

@@ -92,3 +92,48 @@ fn parse_overrides(
     }
     Ok(out)
 }
+
+/// What an install did, a line per entry (`install`, and `init`'s first pass).
+fn print_install_report(r: &crate::binfmt::apply::Report) {
+    use crate::messages::{self, printable};
+    for (word, names) in [
+        ("installed", &r.installed),
+        ("replaced", &r.replaced),
+        ("enabled", &r.enabled),
+        ("unchanged", &r.unchanged),
+    ] {
+        for n in names {
+            messages::out(&format!("{word:<10} {}", printable(n)));
+        }
+    }
+    for n in &r.removed_foreign {
+        messages::out(&format!(
+            "{:<10} {} (another owner's entry whose rule overlapped ours; --replace-foreign)",
+            "removed",
+            printable(n)
+        ));
+    }
+    for s in &r.skipped {
+        messages::out(&format!(
+            "{:<10} {}: {}",
+            "skipped",
+            s.arch,
+            printable(&s.reason)
+        ));
+    }
+    if let Some(f) = &r.failed {
+        messages::error(&format!("{}: {}", printable(&f.name), printable(&f.error)));
+        if !r.rolled_back.is_empty() {
+            messages::error(&format!(
+                "undid this run's changes: {}",
+                r.rolled_back.join(", ")
+            ));
+        }
+        for e in &r.rollback_errors {
+            messages::error(&format!(
+                "could not undo {}; run install again",
+                printable(e)
+            ));
+        }
+    }
+}

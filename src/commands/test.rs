@@ -75,10 +75,11 @@ fn print_report(r: &Report) {
         print_line(res, &res.arch);
     }
     let failed = r.results.iter().filter(|x| !x.ok).count();
+    let ran = r.results.len() - failed;
     messages::out(&format!(
-        "{} of {} architectures run; supported: {}",
-        r.results.len() - failed,
-        r.results.len(),
+        "{ran} of {} {}; supported: {}",
+        messages::count(r.results.len(), "architecture"),
+        if ran == 1 { "runs" } else { "run" },
         if r.supported.is_empty() {
             "none".to_string()
         } else {

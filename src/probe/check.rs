@@ -25,12 +25,17 @@ pub enum CheckError {
     Probes(std::io::Error),
     #[error("cannot read --binary {}: {source}", .path.display())]
     Binary { path: PathBuf, source: OpenError },
+    #[error(
+        "cannot run programs from {}: exec is refused there (Permission denied), so it is probably on a file system mounted noexec; set TMPDIR to a directory where programs may run",
+        .0.display()
+    )]
+    NoExec(PathBuf),
 }
 
 impl Classify for CheckError {
     fn class(&self) -> Class {
         match self {
-            CheckError::Probes(_) => Class::Environment,
+            CheckError::Probes(_) | CheckError::NoExec(_) => Class::Environment,
             CheckError::Binary { .. } => Class::BadInput,
         }
     }
@@ -115,6 +120,7 @@ pub fn test_arches(
         }
     }
     let outcomes = runner::run_all(&jobs, timeout).map_err(CheckError::Probes)?;
+    refuse_unrunnable(&tested, &outcomes, &host)?;
     for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
         let native = host.arch.as_deref() == Some(a.name.as_str());
         results.push(judge(a, job, out, snap, native, chroot, timeout));
@@ -129,6 +135,25 @@ pub fn test_arches(
         }
     }
     Ok(Report { results, supported })
+}
+
+/// Exec refused with EACCES is never binfmt_misc's answer (it gives ENOEXEC, ENOENT or
+/// ELOOP): when the host's own probe, or every probe, gets it, programs may not run from the
+/// temporary directory at all (a noexec mount), and no verdict about handlers can be made.
+fn refuse_unrunnable(
+    tested: &[&Arch],
+    outcomes: &[Outcome],
+    host: &Host,
+) -> Result<(), CheckError> {
+    let denied = |o: &Outcome| o.ending.exec_errno() == Some(nix::errno::Errno::EACCES);
+    let host_denied = tested
+        .iter()
+        .zip(outcomes)
+        .any(|(a, o)| host.arch.as_deref() == Some(a.name.as_str()) && denied(o));
+    if host_denied || (!outcomes.is_empty() && outcomes.iter().all(denied)) {
+        return Err(CheckError::NoExec(std::env::temp_dir()));
+    }
+    Ok(())
 }
 
 fn place(chroot: bool) -> Place {

@@ -275,6 +275,28 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
     assert!(log().contains("qemu-aarch64 had disappeared"), "{}", log());
     assert!(ready.exists());
 
+    // Someone disables an entry, then binfmt_misc as a whole: each is enabled again.
+    ns.control("qemu-riscv64", "0");
+    assert!(
+        wait_for(Duration::from_secs(5), || ns
+            .read("qemu-riscv64")
+            .starts_with("enabled\n")),
+        "qemu-riscv64 was not enabled again; stderr:\n{}",
+        log()
+    );
+    assert!(
+        log().contains("qemu-riscv64 had been disabled"),
+        "{}",
+        log()
+    );
+    ns.control("status", "0");
+    assert!(
+        wait_for(Duration::from_secs(5), || ns.read("status") == "enabled\n"),
+        "binfmt_misc was not enabled again; stderr:\n{}",
+        log()
+    );
+    assert!(log().contains("disabled as a whole"), "{}", log());
+
     // SIGTERM: exit 0, handlers left in place, no longer ready.
     assert_eq!(terminate(child), Some(0), "stderr:\n{}", log());
     assert_eq!(entries(&ns), ["qemu-aarch64", "qemu-riscv64"]);

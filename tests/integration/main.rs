@@ -6,6 +6,7 @@ mod diagnose;
 mod export;
 mod fleet_util;
 mod harden;
+mod hostile;
 mod init;
 mod inspect;
 mod install;
