@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod messages;
 pub mod namespace;
 pub mod probe;
+pub mod rule;
 pub mod sandbox;
 pub mod scan;
 pub mod signals;

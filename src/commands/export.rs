@@ -15,6 +15,7 @@ use crate::binfmt::plan::{self, Planned};
 use crate::cli::{ExportArgs, ExportFormat, GlobalArgs};
 use crate::error::{Exit, Failure};
 use crate::messages::{self, printable};
+use crate::rule::escape;
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -123,9 +124,9 @@ pub(super) fn render(format: ExportFormat, p: &Planned<'_>) -> String {
             format!(
                 "package binfmt-setup\ninterpreter {}\nmagic {}\noffset {}\nmask {}\ncredentials {}\nfix_binary {}\npreserve {}\n",
                 reg.interpreter,
-                escape(&reg.magic),
-                reg.offset,
-                escape(&reg.mask),
+                escape(&reg.rule.magic),
+                reg.rule.offset,
+                escape(&reg.rule.mask),
                 yes('C'),
                 yes('F'),
                 yes('P'),
@@ -135,10 +136,6 @@ pub(super) fn render(format: ExportFormat, p: &Planned<'_>) -> String {
         // `cat FILE > register` writes a short file in one.
         ExportFormat::Register => format!("{}\n", reg.register_string()),
     }
-}
-
-fn escape(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
 pub(super) fn check_output_dir(dir: &Path) -> Result<(), Failure> {
