@@ -159,7 +159,9 @@ pub fn tar_stream(data: &[u8]) {
     let mut entries = 0usize;
     let _ = crate::scan::tar::read_entries(table(), data, "fuzz", &progress, |e| {
         entries += 1;
-        if let crate::scan::LayerEntry::File(p, _) | crate::scan::LayerEntry::Dir(p) = &e {
+        if let crate::scan::layers::LayerEntry::File(p, _)
+        | crate::scan::layers::LayerEntry::Dir(p) = &e
+        {
             assert!(
                 p.starts_with('/') && !p.split('/').any(|c| c == ".."),
                 "{p:?}"

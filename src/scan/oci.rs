@@ -16,10 +16,8 @@ use ::tar::{Archive, EntryType};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::{
-    Expected, ExpectedFrom, Kind, Layer, Progress, Report, ScanError, Verdict, image_path, stack,
-    tar,
-};
+use super::layers::{Layer, stack};
+use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, image_path, tar};
 use crate::arch::ArchTable;
 
 /// index.json, manifests and configs bigger than this are refused (real ones are KiBs).

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use ::tar::{Archive, EntryType};
 use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
 
+use super::layers::LayerEntry;
 use super::{
-    Expected, ExpectedFrom, HEAD, Kind, LayerEntry, Progress, Report, ScanError, Sniff, Tally,
-    Verdict, identify, image_path,
+    Expected, ExpectedFrom, HEAD, Kind, Progress, Report, ScanError, Sniff, Tally, Verdict,
+    identify, image_path,
 };
 use crate::arch::ArchTable;
 
