@@ -157,7 +157,7 @@ pub fn tar_stream(data: &[u8]) {
     use std::io::Read;
     let progress = crate::scan::Progress::default();
     let mut entries = 0usize;
-    let _ = crate::scan::tar::read_entries(table(), data, "fuzz", &progress, |e| {
+    let _ = crate::scan::archive::read_entries(table(), data, "fuzz", &progress, |e| {
         entries += 1;
         if let crate::scan::layers::LayerEntry::File(p, _)
         | crate::scan::layers::LayerEntry::Dir(p) = &e
@@ -169,8 +169,8 @@ pub fn tar_stream(data: &[u8]) {
         }
     });
     assert!(entries <= data.len() / 512 + 1, "more members than blocks");
-    if let Ok((reader, _)) = crate::scan::tar::decompress(data, "fuzz") {
-        let _ = crate::scan::tar::read_entries(
+    if let Ok((reader, _)) = crate::scan::archive::decompress(data, "fuzz") {
+        let _ = crate::scan::archive::read_entries(
             table(),
             reader.take(1 << 20),
             "fuzz",
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn the_tar_seed_is_a_tar_stream() {
         let mut files = Vec::new();
-        crate::scan::tar::read_entries(
+        crate::scan::archive::read_entries(
             table(),
             &tar_seed()[..],
             "seed",

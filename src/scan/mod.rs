@@ -4,9 +4,11 @@
 //!
 //! Three sources feed one tally: a directory walk (`walk`), a tar stream, plain, gzip or zstd
 //! (`tar`), and an OCI image layout or `docker save` archive (`oci`), whose layers
-//! (`layers`) are stacked with their whiteouts before anything is judged. Only the ELF header is read
-//! (and, for 32-bit ARM, the attributes section that names the variant).
+//! (`layers`) are stacked with their whiteouts before anything is judged. Both tar readers
+//! stream members through `archive`. Only the ELF header is read (and, for 32-bit ARM, the
+//! attributes section that names the variant).
 
+pub mod archive;
 pub mod layers;
 pub mod oci;
 pub mod tar;

@@ -17,7 +17,9 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::layers::{Layer, stack};
-use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, image_path, tar};
+use super::{
+    Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, archive, image_path,
+};
 use crate::arch::ArchTable;
 
 /// index.json, manifests and configs bigger than this are refused (real ones are KiBs).
@@ -498,7 +500,7 @@ impl Blobs for LayoutDir {
             .par_iter()
             .map(|(key, digest)| {
                 let path = self.path(key);
-                let (reader, _) = tar::open(&path)?;
+                let (reader, _) = archive::open(&path)?;
                 let layer =
                     read_layer(table, reader, &path.display().to_string(), digest, progress)?;
                 Ok((key.clone(), Arc::new(layer)))
@@ -515,7 +517,7 @@ fn read_layer(
     progress: &Progress,
 ) -> Result<Layer, ScanError> {
     let mut entries = Vec::new();
-    tar::read_entries(table, reader, what, progress, |e| entries.push(e))?;
+    archive::read_entries(table, reader, what, progress, |e| entries.push(e))?;
     Ok(Layer {
         digest: Arc::clone(digest),
         entries,
@@ -532,7 +534,7 @@ struct ArchiveBlobs {
 impl ArchiveBlobs {
     fn read(path: &Path) -> Result<ArchiveBlobs, ScanError> {
         let what = path.display().to_string();
-        let (reader, _) = tar::open(path)?;
+        let (reader, _) = archive::open(path)?;
         let broken =
             |e: std::io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
         let mut archive = Archive::new(reader);
@@ -603,7 +605,7 @@ impl Blobs for ArchiveBlobs {
         let by_member: HashMap<String, &(String, Arc<str>)> =
             wanted.iter().map(|w| (Self::member(&w.0), w)).collect();
         let what = self.path.display().to_string();
-        let (reader, _) = tar::open(&self.path)?;
+        let (reader, _) = archive::open(&self.path)?;
         let broken =
             |e: std::io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
         let mut archive = Archive::new(reader);
@@ -615,7 +617,7 @@ impl Blobs for ArchiveBlobs {
                 continue;
             };
             let member = format!("{what}: {}", name.trim_start_matches('/'));
-            let (inner, _) = tar::decompress(BufReader::new(entry), &member)?;
+            let (inner, _) = archive::decompress(BufReader::new(entry), &member)?;
             let layer = read_layer(table, inner, &member, digest, progress)?;
             out.insert(key.clone(), Arc::new(layer));
         }
