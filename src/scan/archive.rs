@@ -248,6 +248,20 @@ pub(super) fn members<R: Read>(
     Ok(())
 }
 
+/// A layer's entries, its stream decompressed as its first bytes say. `what` names it in
+/// errors.
+pub(super) fn layer_entries(
+    table: &ArchTable,
+    reader: impl BufRead,
+    what: &str,
+    progress: &Progress,
+) -> Result<Vec<LayerEntry>, ScanError> {
+    let (stream, _) = decompress(reader, what)?;
+    let mut entries = Vec::new();
+    read_entries(table, stream, what, progress, |e| entries.push(e))?;
+    Ok(entries)
+}
+
 /// Whether a member of this type holds a file's data.
 pub(super) fn is_regular(kind: EntryType) -> bool {
     matches!(

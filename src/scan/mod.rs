@@ -2,11 +2,12 @@
 //! platform is not the image's own (an amd64 `/server` in an arm64 image fails only at
 //! `docker run`).
 //!
-//! Three sources feed one tally: a directory walk (`walk`), a tar stream, plain, gzip or zstd
-//! (`tar`), and an OCI image layout or `docker save` archive (`oci`), whose layers
-//! (`layers`) are stacked with their whiteouts before anything is judged. Both tar readers
-//! stream members through `archive`. Only the ELF header is read (and, for 32-bit ARM, the
-//! attributes section that names the variant).
+//! Three sources feed one tally: a directory walk (`walk`), a tar file, plain, gzip or zstd
+//! (`tar`, read once whether it is a root filesystem or a `docker save` archive), and an OCI
+//! image (`oci`, a layout or the image of such an archive), whose layers (`layers`) are
+//! stacked with their whiteouts before anything is judged. Both tar readers stream members
+//! through `archive`. Only the ELF header is read (and, for 32-bit ARM, the attributes
+//! section that names the variant).
 
 pub mod archive;
 pub mod layers;

@@ -1,13 +1,27 @@
-//! Tar files: a root filesystem or a single layer, or, when it turns out to be one, the
-//! image inside a `docker save` archive (or an OCI layout packed in a tar).
+//! Tar files: a root filesystem or a single layer, or the image inside a `docker save`
+//! archive (or an OCI layout packed in a tar). The file is read once: every regular member is
+//! counted as a file of a root filesystem, and what an image would need (its small JSON
+//! documents, and its layers where docker save and OCI put them) is kept beside; at the end,
+//! the top-level names say which of the two the tar is.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::{self, Cursor, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::archive;
-use super::layers::LayerEntry;
-use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Tally, Verdict};
+use ::tar::EntryType;
+
+use super::archive::{self, Member};
+use super::layers::{Layer, LayerEntry};
+use super::oci::{self, Blobs, MAX_JSON};
+use super::{
+    Expected, ExpectedFrom, HEAD, Kind, Progress, Report, ScanError, Sniff, Tally, Verdict,
+    image_path,
+};
 use crate::arch::ArchTable;
+
+/// What all small documents of a `docker save` archive may add up to.
+const MAX_JSON_TOTAL: u64 = 64 << 20;
 
 /// Scan a tar file: a root filesystem or a single layer, or, when it turns out to hold
 /// `manifest.json` and layers (`docker save`) or an OCI layout, the image inside.
@@ -19,27 +33,246 @@ pub fn scan_file(
 ) -> Result<Report, ScanError> {
     let (reader, compression) = archive::open(path)?;
     let what = path.display().to_string();
-    let mut tally = Tally::new(platform.cloned().map(Arc::new));
-    let mut seen = ImageMarkers::default();
-    archive::read_entries(table, reader, &what, progress, |entry| match entry {
-        LayerEntry::File(p, sniff) => {
-            seen.note(&p);
-            tally.add(&p, sniff, None);
-        }
-        LayerEntry::Unreadable(p, e) => tally.unreadable(&p, e, None),
-        // Whiteouts act on layers below; a tar alone has none.
-        _ => {}
-    })?;
-    if seen.is_image() {
-        return super::oci::scan_archive(table, path, platform, progress);
+    let mut pass = Pass {
+        table,
+        what: &what,
+        progress,
+        tally: Tally::new(platform.cloned().map(Arc::new)),
+        seen: ImageMarkers::default(),
+        blobs: ArchiveBlobs::new(path),
+    };
+    archive::members(reader, &what, |m| pass.member(m))?;
+    if pass.seen.is_image() {
+        let mut blobs = pass.blobs;
+        let manifest = blobs.docs.get("manifest.json").cloned();
+        let index = blobs.docs.get("index.json").cloned();
+        let top = (manifest.as_deref(), index.as_deref());
+        return oci::scan_archive(table, path, &mut blobs, top, platform, progress);
     }
     let given = platform.cloned().map(|x| (x, ExpectedFrom::Flag));
     Ok(Report {
         root: path.to_path_buf(),
         kind: Kind::Tar,
         compression,
-        images: vec![Verdict::judge(table, tally, given)],
+        images: vec![Verdict::judge(table, pass.tally, given)],
     })
+}
+
+/// The one pass over a tar file, and what it keeps.
+struct Pass<'a> {
+    table: &'a ArchTable,
+    what: &'a str,
+    progress: &'a Progress,
+    /// The regular members, as the files of a root filesystem.
+    tally: Tally,
+    seen: ImageMarkers,
+    /// Documents and layers, in case the tar is an image archive.
+    blobs: ArchiveBlobs,
+}
+
+impl Pass<'_> {
+    /// Read one member once: identified for the tally, and kept as a document or read as a
+    /// layer where an image archive would have one.
+    fn member(&mut self, m: Member<'_>) -> Result<(), ScanError> {
+        let name = m.path.trim_start_matches('/').to_string();
+        let at_layer = is_layer_location(&name);
+        if !archive::is_regular(m.kind) {
+            // The tar crate read a link or directory as no data: an empty layer.
+            if at_layer {
+                self.blobs.add_layer(name, Ok(Vec::new()));
+            }
+            return Ok(());
+        }
+        let what = self.what;
+        let path = m.path.as_str();
+        let cannot =
+            |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
+        let mut tap = Tap {
+            inner: m.data,
+            read: 0,
+            kept: None,
+            failed: None,
+        };
+        let mut head = [0u8; HEAD];
+        let got = archive::read_full(&mut tap, &mut head).map_err(cannot)?;
+        let head = &head[..got];
+        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(m.size);
+        if doc && matches!(head.first(), Some(b'{' | b'[')) {
+            tap.kept = Some(head.to_vec());
+        }
+        let (sniff, more) = archive::sniff(self.table, head, &mut tap, m.size).map_err(cannot)?;
+        if at_layer {
+            let member = format!("{what}: {name}");
+            let layer = if more == 0 {
+                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
+                archive::layer_entries(self.table, replayed, &member, self.progress)
+            } else {
+                // Read whole to name a 32-bit ARM program: a program, not a tar stream.
+                let e = format!("{member}: not a readable tar stream: an ARM program");
+                Err(ScanError::new(e))
+            };
+            // The archive's own failure is the archive's error, not a bad layer.
+            if let Some(e) = tap.failed.take() {
+                return Err(cannot(e));
+            }
+            self.blobs.add_layer(name.clone(), layer);
+        }
+        io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        // Whiteouts act on layers below; a tar alone has none.
+        if archive::whiteout(path).is_none() {
+            archive::check_whole(tap.read, m.size, path, what)?;
+            self.progress.file(!matches!(sniff, Sniff::NotElf));
+            self.seen.note(path);
+            self.tally.add(path, sniff, None);
+        }
+        if let Some(doc) = tap.kept {
+            self.blobs.add_doc(name, doc);
+        }
+        Ok(())
+    }
+}
+
+/// A member's data as the pass reads it: counted (a member cut short is an error), kept
+/// whole when it may be a document, and its read error remembered, so that a layer read
+/// through it cannot pass the archive's own failure off as a bad layer.
+struct Tap<'a> {
+    inner: &'a mut dyn Read,
+    read: u64,
+    kept: Option<Vec<u8>>,
+    failed: Option<io::Error>,
+}
+
+impl Read for Tap<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read += n as u64;
+                if let Some(kept) = &mut self.kept {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(e);
+                Err(again)
+            }
+        }
+    }
+}
+
+/// Where docker save and OCI layouts put layers: `blobs/<alg>/<hex>`, and `<id>/layer.tar`.
+/// `member` is a member's name without its leading `/`.
+fn is_layer_location(member: &str) -> bool {
+    let parts: Vec<&str> = member.split('/').collect();
+    matches!(parts.as_slice(), ["blobs", _, _] | [_, "layer.tar"])
+}
+
+/// The small documents and the layers of an image archive, as the pass over it kept them.
+struct ArchiveBlobs {
+    path: PathBuf,
+    /// Member name (without a leading `/`) → content, for members that look like JSON.
+    docs: HashMap<String, Vec<u8>>,
+    docs_total: u64,
+    /// Member name → its place in the archive, and its entries or why it is no layer.
+    layers: HashMap<String, (usize, Result<Vec<LayerEntry>, ScanError>)>,
+    /// Members offered as layers so far: the next one's place.
+    offered: usize,
+}
+
+impl ArchiveBlobs {
+    fn new(path: &Path) -> ArchiveBlobs {
+        ArchiveBlobs {
+            path: path.to_path_buf(),
+            docs: HashMap::new(),
+            docs_total: 0,
+            layers: HashMap::new(),
+            offered: 0,
+        }
+    }
+
+    /// Whether a member of `size` bytes may be kept as a document: MAX_JSON each,
+    /// MAX_JSON_TOTAL in all.
+    fn doc_fits(&self, size: u64) -> bool {
+        size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
+    }
+
+    fn add_doc(&mut self, member: String, data: Vec<u8>) {
+        self.docs_total += data.len() as u64;
+        self.docs.insert(member, data);
+    }
+
+    /// A member where a layer may be. A failure is kept over a later member of the same
+    /// name, as reading the members in turn would have stopped at it.
+    fn add_layer(&mut self, member: String, layer: Result<Vec<LayerEntry>, ScanError>) {
+        self.offered += 1;
+        if !matches!(self.layers.get(&member), Some((_, Err(_)))) {
+            self.layers.insert(member, (self.offered, layer));
+        }
+    }
+
+    /// A blob key (a digest, or a member name) as a member name.
+    fn member(blob: &str) -> String {
+        match blob.split_once(':') {
+            Some((alg, hex)) if oci::check_digest(blob).is_ok() => format!("blobs/{alg}/{hex}"),
+            _ => image_path(blob.as_bytes())
+                .trim_start_matches('/')
+                .to_string(),
+        }
+    }
+}
+
+impl Blobs for ArchiveBlobs {
+    fn name(&self, blob: &str) -> String {
+        format!("{}: {}", self.path.display(), Self::member(blob))
+    }
+
+    fn json(&self, blob: &str) -> Result<Vec<u8>, ScanError> {
+        self.docs.get(&Self::member(blob)).cloned().ok_or_else(|| {
+            ScanError::new(format!(
+                "{} is missing (or not a JSON document)",
+                self.name(blob)
+            ))
+        })
+    }
+
+    /// The wanted layers, from those the pass read; the others are dropped. A wanted one that
+    /// failed is an error, the first in archive order; then a wanted one not there at all.
+    fn layers(
+        &mut self,
+        _: &ArchTable,
+        wanted: &[(String, Arc<str>)],
+        _: &Progress,
+    ) -> Result<HashMap<String, Arc<Layer>>, ScanError> {
+        let failed = wanted
+            .iter()
+            .map(|(k, _)| Self::member(k))
+            .filter_map(|m| match self.layers.get(&m) {
+                Some((place, Err(_))) => Some((*place, m)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, Err(e))) = failed.and_then(|(_, m)| self.layers.remove(&m)) {
+            return Err(e);
+        }
+        let mut out = HashMap::new();
+        for (key, digest) in wanted {
+            let member = Self::member(key);
+            let Some((_, Ok(entries))) = self.layers.remove(&member) else {
+                return Err(ScanError::new(format!(
+                    "{}: layer {member} is missing",
+                    self.path.display()
+                )));
+            };
+            let layer = Layer {
+                digest: Arc::clone(digest),
+                entries,
+            };
+            out.insert(key.clone(), Arc::new(layer));
+        }
+        Ok(out)
+    }
 }
 
 /// Top-level names that make a tar an image archive rather than a root filesystem.
@@ -67,5 +300,87 @@ impl ImageMarkers {
     fn is_image(&self) -> bool {
         (self.manifest_json && (self.layer_tar || self.blobs))
             || (self.index_json && self.oci_layout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = ::tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = ::tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    /// The one pass keeps what the manifest names: a blob it does not name is dropped
+    /// unread as a layer, even when it is no tar stream; a named layer that is absent or
+    /// broken is an error naming that member.
+    #[test]
+    fn an_image_archive_is_judged_from_one_pass_keeping_only_named_layers() {
+        let t = ArchTable::embedded();
+        let program = |a: &str| crate::probe::program(t.find(a).expect(a)).expect("probe");
+        let (arm64, amd64) = (program("arm64"), program("amd64"));
+        let layer = tar_of(&[("bin/ok", &arm64), ("server", &amd64)]);
+        let (l, c, junk) = ("a".repeat(64), "c".repeat(64), "f".repeat(64));
+        let config = br#"{"os":"linux","architecture":"arm64"}"#;
+        let manifest = |layer: &str| {
+            format!(r#"[{{"Config":"blobs/sha256/{c}","Layers":["blobs/sha256/{layer}"]}}]"#)
+        };
+        let scan = |members: &[(&str, &[u8])]| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("image.tar");
+            std::fs::write(&path, tar_of(members)).expect("write");
+            scan_file(&t, &path, None, &Progress::default())
+        };
+        let (lm, cm, jm) = (
+            format!("blobs/sha256/{l}"),
+            format!("blobs/sha256/{c}"),
+            format!("blobs/sha256/{junk}"),
+        );
+        let good = manifest(&l);
+        let report = scan(&[
+            (&jm, b"no tar stream at all"),
+            (&lm, &layer),
+            (&cm, config),
+            ("manifest.json", good.as_bytes()),
+        ])
+        .expect("scanned");
+        assert_eq!(report.kind, Kind::Archive);
+        let v = &report.images[0];
+        assert_eq!(v.expected.as_deref(), Some("linux/arm64"));
+        assert_eq!(v.files, 2);
+        assert_eq!(v.mismatches.len(), 1);
+        assert_eq!(v.mismatches[0].path, "/server");
+        assert_eq!(v.mismatches[0].layer, Some(format!("sha256:{l}")));
+
+        let absent = manifest(&"b".repeat(64));
+        let e = scan(&[
+            (&lm, &layer),
+            (&cm, config),
+            ("manifest.json", absent.as_bytes()),
+        ])
+        .expect_err("absent layer");
+        assert!(
+            e.0.contains("layer blobs/sha256/bbbb") && e.0.contains("missing"),
+            "{e}"
+        );
+        let broken = manifest(&junk);
+        let e = scan(&[
+            (&jm, b"no tar"),
+            (&cm, config),
+            ("manifest.json", broken.as_bytes()),
+        ])
+        .expect_err("broken layer");
+        assert!(
+            e.0.contains(&jm) && e.0.contains("not a readable tar stream"),
+            "{e}"
+        );
     }
 }
