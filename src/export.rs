@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::binfmt::plan::Planned;
 use crate::binfmt::rule::Registration;
 use crate::error::{Class, Classify, io_class};
+use crate::rule::escape;
 
 /// The file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -71,9 +72,9 @@ impl Format {
                 format!(
                     "package binfmt-setup\ninterpreter {}\nmagic {}\noffset {}\nmask {}\ncredentials {}\nfix_binary {}\npreserve {}\n",
                     reg.interpreter,
-                    escape(&reg.magic),
-                    reg.offset,
-                    escape(&reg.mask),
+                    escape(&reg.rule.magic),
+                    reg.rule.offset,
+                    escape(&reg.rule.mask),
                     yes('C'),
                     yes('F'),
                     yes('P'),
@@ -84,10 +85,6 @@ impl Format {
             Format::Register => format!("{}\n", reg.register_string()),
         }
     }
-}
-
-fn escape(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
 /// One rendered file.

@@ -10,10 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::arch::{ArchTable, Host};
-use crate::binfmt::rule::{MAX_MAGIC, MAX_REGISTER, MIN_REGISTER, Registration, from_entry};
+use crate::binfmt::rule::{Registration, from_entry};
 use crate::binfmt::{Entry, Snapshot};
 use crate::format::{self, HEAD_BYTES};
 use crate::inspect::Inspector;
+use crate::rule::{MAX_MAGIC, MAX_REGISTER, MIN_REGISTER, MagicRule, encode_hex};
 
 /// Format sniffing and every reader of executables, on the bytes alone and through a file
 /// as `inspect` reads it.
@@ -61,7 +62,7 @@ pub fn entry_file(data: &[u8]) {
         return;
     };
     assert!(!entry.interpreter.contains('\n'));
-    let buf = crate::binfmt::kernel_buffer(data);
+    let buf = crate::rule::kernel_buffer(data);
     let _ = entry.rule.matches(Path::new("/a/b.c"), &buf);
     if let Some(reg) = from_entry(&entry) {
         let _ = reg.register_string();
@@ -76,17 +77,21 @@ pub fn entry_file(data: &[u8]) {
 pub fn registration(data: &[u8]) {
     let mut r = Bytes(data);
     let reg = Registration {
-        offset: usize::from(r.byte()) + usize::from(r.byte() & 1) * 200,
-        magic: r.take(300).to_vec(),
-        mask: r.take(300).to_vec(),
+        rule: MagicRule {
+            offset: usize::from(r.byte()) + usize::from(r.byte() & 1) * 200,
+            magic: r.take(300).to_vec(),
+            mask: r.take(300).to_vec(),
+        },
         flags: String::from_utf8_lossy(r.take(6)).into_owned(),
         name: String::from_utf8_lossy(r.take(300)).into_owned(),
         interpreter: String::from_utf8_lossy(r.take(2100)).into_owned(),
     };
     let other = Registration {
-        offset: usize::from(r.byte()),
-        magic: r.take(40).to_vec(),
-        mask: r.take(40).to_vec(),
+        rule: MagicRule {
+            offset: usize::from(r.byte()),
+            magic: r.take(40).to_vec(),
+            mask: r.take(40).to_vec(),
+        },
         ..reg.clone()
     };
     let _ = reg.register_string();
@@ -94,8 +99,8 @@ pub fn registration(data: &[u8]) {
         registration_properties(&reg);
         if other.validate().is_ok() {
             assert_eq!(
-                reg.overlaps_rule(other.offset, &other.magic, &other.mask),
-                other.overlaps_rule(reg.offset, &reg.magic, &reg.mask),
+                reg.rule.overlaps(&other.rule),
+                other.rule.overlaps(&reg.rule),
                 "overlap is symmetric"
             );
         }
@@ -113,7 +118,7 @@ pub fn arch_table(data: &[u8]) {
         let found = t.find(&a.name).unwrap();
         assert_eq!(found.name, a.name, "a name resolves to another arch");
         if let Some(name) = a.entry_name() {
-            crate::binfmt::rule::check_entry_name(&name).unwrap();
+            crate::rule::check_entry_name(&name).unwrap();
         }
         let _ = (a.default_platform(), a.platforms(), a.matches(data));
         let _ = t.by_identity(a.class, a.endian, a.machine[0], a.flags);
@@ -152,9 +157,11 @@ pub fn tar_stream(data: &[u8]) {
     use std::io::Read;
     let progress = crate::scan::Progress::default();
     let mut entries = 0usize;
-    let _ = crate::scan::tar::read_entries(table(), data, "fuzz", &progress, |e| {
+    let _ = crate::scan::archive::read_entries(table(), data, "fuzz", &progress, |e| {
         entries += 1;
-        if let crate::scan::LayerEntry::File(p, _) | crate::scan::LayerEntry::Dir(p) = &e {
+        if let crate::scan::layers::LayerEntry::File(p, _)
+        | crate::scan::layers::LayerEntry::Dir(p) = &e
+        {
             assert!(
                 p.starts_with('/') && !p.split('/').any(|c| c == ".."),
                 "{p:?}"
@@ -162,8 +169,8 @@ pub fn tar_stream(data: &[u8]) {
         }
     });
     assert!(entries <= data.len() / 512 + 1, "more members than blocks");
-    if let Ok((reader, _)) = crate::scan::tar::decompress(data, "fuzz") {
-        let _ = crate::scan::tar::read_entries(
+    if let Ok((reader, _)) = crate::scan::archive::decompress(data, "fuzz") {
+        let _ = crate::scan::archive::read_entries(
             table(),
             reader.take(1 << 20),
             "fuzz",
@@ -188,10 +195,11 @@ fn registration_properties(reg: &Registration) {
         ("", reg.name.as_str(), "M")
     );
     assert!(!reg.name.contains('/') && reg.name != "." && reg.name != "..");
-    assert_eq!(fields[3].parse::<usize>().ok(), Some(reg.offset));
-    assert!(reg.offset + reg.magic.len() <= MAX_MAGIC);
-    assert_eq!(unescape(fields[4]), reg.magic);
-    assert_eq!(unescape(fields[5]), reg.mask);
+    let rule = &reg.rule;
+    assert_eq!(fields[3].parse::<usize>().ok(), Some(rule.offset));
+    assert!(rule.offset + rule.magic.len() <= MAX_MAGIC);
+    assert_eq!(unescape(fields[4]), rule.magic);
+    assert_eq!(unescape(fields[5]), rule.mask);
     assert_eq!(fields[6], reg.interpreter);
     assert!(fields[7].chars().all(|c| "POCF".contains(c)));
     // The entry file the kernel will show for it parses back to the same registration, so a
@@ -208,9 +216,9 @@ pub fn kernel_entry_text(reg: &Registration) -> String {
         "enabled\ninterpreter {}\nflags: {}\noffset {}\nmagic {}\nmask {}\n",
         reg.interpreter,
         crate::binfmt::rule::normalise_flags(&reg.flags),
-        reg.offset,
-        crate::arch::encode_hex(&reg.magic),
-        crate::arch::encode_hex(&reg.mask)
+        reg.rule.offset,
+        encode_hex(&reg.rule.magic),
+        encode_hex(&reg.rule.mask)
     )
 }
 
@@ -321,9 +329,11 @@ mod tests {
                 vec![
                     kernel_entry_text(&Registration {
                         name: "qemu-aarch64".into(),
-                        offset: 0,
-                        magic: arm64[..20].to_vec(),
-                        mask: vec![0xff; 20],
+                        rule: MagicRule {
+                            offset: 0,
+                            magic: arm64[..20].to_vec(),
+                            mask: vec![0xff; 20],
+                        },
                         interpreter: "/usr/bin/qemu-aarch64-static".into(),
                         flags: "PF".into(),
                     })
@@ -384,7 +394,7 @@ mod tests {
     #[test]
     fn the_tar_seed_is_a_tar_stream() {
         let mut files = Vec::new();
-        crate::scan::tar::read_entries(
+        crate::scan::archive::read_entries(
             table(),
             &tar_seed()[..],
             "seed",

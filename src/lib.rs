@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod messages;
 pub mod probe;
 pub mod rootless;
+pub mod rule;
 pub mod scan;
 pub mod supervise;
 pub mod sys;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::arch::rule_matches;
+use crate::rule::{BINPRM_BUF_SIZE, MagicRule, decode_kernel_hex};
 
 /// Flags as the kernel prints them: a subsequence of `POCF`.
 fn is_kernel_flags(flags: &str) -> bool {
@@ -10,50 +10,22 @@ fn is_kernel_flags(flags: &str) -> bool {
     flags.chars().all(|c| order.any(|o| o == c))
 }
 
-/// Magic and mask as the kernel prints them: 1 to 256 bytes in lower-case hex, nothing else.
-fn kernel_hex(s: &str) -> Result<Vec<u8>, String> {
-    let ok = !s.is_empty()
-        && s.len() % 2 == 0
-        && s.len() <= 2 * super::BINPRM_BUF_SIZE
-        && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !ok {
-        return Err(format!("'{}' is not the kernel's hex", s.escape_debug()));
-    }
-    crate::arch::decode_hex(s)
-}
-
-/// A magic rule's offset, magic and (full) mask.
-pub type MagicRule<'a> = (usize, &'a [u8], std::borrow::Cow<'a, [u8]>);
-
 /// What an entry matches on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
     Magic {
-        offset: usize,
-        magic: Vec<u8>,
-        /// `None` when registered without a mask (every bit compared).
-        mask: Option<Vec<u8>>,
+        rule: MagicRule,
+        /// The entry file shows a mask: one was registered (without, every bit is compared).
+        mask_shown: bool,
     },
     Extension(String),
 }
 
 impl Rule {
-    /// Offset, magic and mask of a magic rule; a rule registered without a mask compares
-    /// every bit, so its mask is all ones.
-    pub fn magic_rule(&self) -> Option<MagicRule<'_>> {
+    /// The magic rule, if this is one.
+    pub fn magic_rule(&self) -> Option<&MagicRule> {
         match self {
-            Rule::Magic {
-                offset,
-                magic,
-                mask,
-            } => Some((
-                *offset,
-                magic,
-                match mask {
-                    Some(m) => m.as_slice().into(),
-                    None => vec![0xff; magic.len()].into(),
-                },
-            )),
+            Rule::Magic { rule, .. } => Some(rule),
             Rule::Extension(_) => None,
         }
     }
@@ -61,9 +33,7 @@ impl Rule {
     /// The kernel's test. `buf` is the file's first BINPRM_BUF_SIZE bytes, zero-padded.
     pub fn matches(&self, path: &Path, buf: &[u8]) -> bool {
         match self {
-            Rule::Magic { .. } => self
-                .magic_rule()
-                .is_some_and(|(offset, magic, mask)| rule_matches(magic, &mask, offset, buf)),
+            Rule::Magic { rule, .. } => rule.matches(buf),
             // The kernel compares what follows the last '.' of the path as passed to exec.
             Rule::Extension(ext) => {
                 let p = path.as_os_str().as_encoded_bytes();
@@ -137,24 +107,26 @@ impl Entry {
             let offset = offset
                 .parse::<usize>()
                 .ok()
-                .filter(|o| *o < super::BINPRM_BUF_SIZE && !offset.starts_with('+'))
+                .filter(|o| *o < BINPRM_BUF_SIZE && !offset.starts_with('+'))
                 .ok_or_else(|| format!("offset '{}' is not the kernel's", offset.escape_debug()))?;
-            let magic = kernel_hex(field(4, "magic ")?)?;
+            let magic = decode_kernel_hex(field(4, "magic ")?)?;
             let (mask, used) = match field(5, "mask ") {
-                Ok(m) => (Some(kernel_hex(m)?), 6),
+                Ok(m) => (Some(decode_kernel_hex(m)?), 6),
                 Err(_) => (None, 5),
             };
-            if mask.as_ref().is_some_and(|m| m.len() != magic.len()) {
-                return Err("mask and magic differ in length".into());
-            }
-            (
-                Rule::Magic {
+            let mask_shown = mask.is_some();
+            let rule = match mask {
+                Some(mask) if mask.len() != magic.len() => {
+                    return Err("mask and magic differ in length".into());
+                }
+                Some(mask) => MagicRule {
                     offset,
                     magic,
                     mask,
                 },
-                used,
-            )
+                None => MagicRule::unmasked(offset, magic),
+            };
+            (Rule::Magic { rule, mask_shown }, used)
         };
         if lines.len() != used {
             return Err(format!(
@@ -188,16 +160,15 @@ mod tests {
         assert!(e.enabled);
         assert_eq!(e.interpreter, "/usr/bin/qemu-aarch64-static");
         assert_eq!(e.flags, "F");
-        let Rule::Magic {
-            offset,
-            magic,
-            mask,
-        } = &e.rule
-        else {
+        let Rule::Magic { rule, mask_shown } = &e.rule else {
             panic!("not magic")
         };
         assert_eq!(
-            (*offset, magic.len(), mask.as_ref().map(Vec::len)),
+            (
+                rule.offset,
+                rule.magic.len(),
+                mask_shown.then_some(rule.mask.len())
+            ),
             (0, 20, Some(20))
         );
     }

@@ -20,8 +20,6 @@ use std::io::Write;
 pub const DEFAULT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 /// statfs f_type of a binfmt_misc mount.
 pub const BINFMT_MAGIC: i64 = 0x4249_4e4d;
-/// How many bytes of a file the kernel compares magic against (BINPRM_BUF_SIZE).
-pub const BINPRM_BUF_SIZE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinfmtError {
@@ -61,15 +59,6 @@ impl crate::error::Classify for MountError {
     fn class(&self) -> crate::error::Class {
         crate::error::Class::Environment
     }
-}
-
-/// What the kernel compares magic against: the file's first BINPRM_BUF_SIZE bytes in a
-/// zero-filled buffer, so a file shorter than a magic is compared against zeros past its end.
-pub fn kernel_buffer(head: &[u8]) -> [u8; BINPRM_BUF_SIZE] {
-    let mut buf = [0u8; BINPRM_BUF_SIZE];
-    let n = head.len().min(BINPRM_BUF_SIZE);
-    buf[..n].copy_from_slice(&head[..n]);
-    buf
 }
 
 /// A binfmt_misc instance at a path.
@@ -281,7 +270,7 @@ impl Snapshot {
 
     /// Every entry whose rule matches, enabled or not, newest first.
     pub fn matching(&self, path: &Path, head: &[u8]) -> Vec<&Entry> {
-        let buf = kernel_buffer(head);
+        let buf = crate::rule::kernel_buffer(head);
         self.entries
             .iter()
             .filter(|e| e.rule.matches(path, &buf))
@@ -313,9 +302,11 @@ mod tests {
         assert!(registry.remove("qemu-x").is_err());
         let reg = Registration {
             name: "qemu-y".into(),
-            offset: 0,
-            magic: vec![0x7f],
-            mask: vec![0xff],
+            rule: crate::rule::MagicRule {
+                offset: 0,
+                magic: vec![0x7f],
+                mask: vec![0xff],
+            },
             interpreter: "/y".into(),
             flags: String::new(),
         };

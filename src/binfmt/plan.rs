@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::apply::Skipped;
-use super::kernel_buffer;
 use super::rule::Registration;
-use crate::arch::{Arch, Host, rule_matches};
+use crate::arch::{Arch, Host};
 use crate::emulator::{self, Emulator};
+use crate::rule::{BINPRM_BUF_SIZE, kernel_buffer};
 
 /// How handlers are to be registered.
 #[derive(Debug, Clone, Default)]
@@ -178,10 +178,7 @@ pub fn plan<'t>(
         let next = plan_one(arch, &path, emu, opts, &host_heads, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
-        if let Some(other) = planned.iter().find(|p| {
-            next.reg
-                .overlaps_rule(p.reg.offset, &p.reg.magic, &p.reg.mask)
-        }) {
+        if let Some(other) = planned.iter().find(|p| next.reg.rule.overlaps(&p.reg.rule)) {
             return Err(format!(
                 "the rules for {} and {} overlap: some file would match both (fix the architecture table)",
                 other.arch.name, arch.name
@@ -314,9 +311,10 @@ fn plan_one<'t>(
     let reg = Registration::for_arch(arch, emu.path.display().to_string(), flags);
     reg.validate().map_err(|e| format!("{}: {e}", arch.name))?;
     // The rule must not take the host's own programs: every native exec would go to QEMU.
-    if let Some(what) = host_heads.iter().find_map(|(what, head)| {
-        rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(head)).then_some(what)
-    }) {
+    if let Some(what) = host_heads
+        .iter()
+        .find_map(|(what, head)| reg.rule.matches(&kernel_buffer(head)).then_some(what))
+    {
         return Err(format!(
             "the rule for {} would match {what}: every native program would be sent to {} (fix the architecture table)",
             arch.name,
@@ -324,7 +322,7 @@ fn plan_one<'t>(
         ));
     }
     // The rule must not take its own interpreter: every exec would loop (ELOOP).
-    if rule_matches(&reg.magic, &reg.mask, reg.offset, &kernel_buffer(&emu.head)) {
+    if reg.rule.matches(&kernel_buffer(&emu.head)) {
         return Err(format!(
             "the rule for {} would match its own interpreter {}; exec would loop (ELOOP)",
             arch.name,
@@ -347,7 +345,7 @@ fn host_programs(host: &Host) -> Vec<(String, Vec<u8>)> {
     if let Ok((file, _)) =
         crate::fileio::open_regular(Path::new("/proc/self/exe"), crate::fileio::Follow::Yes)
     {
-        if let Ok(head) = crate::fileio::read_prefix(&file, super::BINPRM_BUF_SIZE) {
+        if let Ok(head) = crate::fileio::read_prefix(&file, BINPRM_BUF_SIZE) {
             heads.push(("this program (binfmt-setup itself)".to_string(), head));
         }
     }

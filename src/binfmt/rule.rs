@@ -2,20 +2,13 @@
 //! it compares with entries already there.
 
 use super::entry::Entry;
-
-/// The kernel's limits (KERNEL.md, measured on 6.18).
-pub const MAX_REGISTER: usize = 1920;
-pub const MIN_REGISTER: usize = 11;
-pub const MAX_NAME: usize = 255;
-pub const MAX_MAGIC: usize = 256;
+use crate::rule::{MAX_REGISTER, MIN_REGISTER, MagicRule, check_entry_name, escape};
 
 /// One handler to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub name: String,
-    pub offset: usize,
-    pub magic: Vec<u8>,
-    pub mask: Vec<u8>,
+    pub rule: MagicRule,
     pub interpreter: String,
     /// Subset of `POCF`, in that order.
     pub flags: String,
@@ -26,9 +19,7 @@ impl Registration {
     pub fn for_arch(arch: &crate::arch::Arch, interpreter: String, flags: String) -> Registration {
         Registration {
             name: arch.entry_name().unwrap_or_default(),
-            offset: 0,
-            magic: arch.magic.clone(),
-            mask: arch.mask.clone(),
+            rule: arch.rule.clone(),
             interpreter,
             flags,
         }
@@ -45,23 +36,7 @@ impl Registration {
         {
             return Err(format!("entry name '{}' contains {c:?}", n.escape_debug()));
         }
-        if self.magic.is_empty() {
-            return Err("magic is empty".into());
-        }
-        if self.mask.len() != self.magic.len() {
-            return Err(format!(
-                "mask is {} bytes but magic is {}; they must match",
-                self.mask.len(),
-                self.magic.len()
-            ));
-        }
-        if self.offset + self.magic.len() > MAX_MAGIC {
-            return Err(format!(
-                "offset {} + magic {} bytes exceeds the kernel's {MAX_MAGIC}-byte window",
-                self.offset,
-                self.magic.len()
-            ));
-        }
+        self.rule.check()?;
         if let Some(f) = self.flags.chars().find(|c| !"POCF".contains(*c)) {
             return Err(format!("flag '{f}' is not one of P, O, C, F"));
         }
@@ -87,22 +62,12 @@ impl Registration {
     /// `:name:M:offset:magic:mask:interpreter:flags`, every magic and mask byte escaped as
     /// `\xHH` (a raw NUL would cut the magic short).
     pub fn register_string(&self) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let esc = |bytes: &[u8]| {
-            let mut s = String::with_capacity(bytes.len() * 4);
-            for b in bytes {
-                s.push_str("\\x");
-                s.push(char::from(HEX[usize::from(b >> 4)]));
-                s.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
-            s
-        };
         format!(
             ":{}:M:{}:{}:{}:{}:{}",
             self.name,
-            self.offset,
-            esc(&self.magic),
-            esc(&self.mask),
+            self.rule.offset,
+            escape(&self.rule.magic),
+            escape(&self.rule.mask),
             self.interpreter,
             self.flags
         )
@@ -110,52 +75,21 @@ impl Registration {
 
     /// The same rule, interpreter and flags as an existing entry: nothing to do.
     pub fn same_as(&self, e: &Entry) -> bool {
-        let Some((offset, magic, mask)) = e.rule.magic_rule() else {
+        let Some(rule) = e.rule.magic_rule() else {
             return false;
         };
         e.name == self.name
-            && offset == self.offset
-            && masked(magic, &mask) == masked(&self.magic, &self.mask)
-            && *mask == *self.mask
+            && rule.same(&self.rule)
             && e.interpreter == self.interpreter
             && normalise_flags(&e.flags) == normalise_flags(&self.flags)
     }
 
     /// Some file could match both this rule and the entry's.
     pub fn overlaps(&self, e: &Entry) -> bool {
-        match e.rule.magic_rule() {
-            Some((offset, magic, mask)) => self.overlaps_rule(offset, magic, &mask),
-            None => false,
-        }
+        e.rule
+            .magic_rule()
+            .is_some_and(|rule| self.rule.overlaps(rule))
     }
-
-    /// Whether some file would match both this rule and the magic rule given.
-    pub fn overlaps_rule(&self, offset: usize, magic: &[u8], mask: &[u8]) -> bool {
-        // Two rules conflict unless some byte both of them test demands different bits.
-        let (a0, b0) = (self.offset, offset);
-        let start = a0.max(b0);
-        let end = (a0 + self.magic.len()).min(b0 + magic.len());
-        (start..end).all(|pos| {
-            let (i, j) = (pos - a0, pos - b0);
-            let both = self.mask[i] & mask[j];
-            (self.magic[i] ^ magic[j]) & both == 0
-        })
-    }
-}
-
-/// Whether `name` can be a binfmt_misc entry's file name at all: 1 to 255 bytes, no '/',
-/// not `.`, `..`, or the control files `register` and `status`.
-pub fn check_entry_name(n: &str) -> Result<(), String> {
-    if n.is_empty() || n.len() > MAX_NAME {
-        return Err(format!("entry name '{n}' must be 1 to {MAX_NAME} bytes"));
-    }
-    if n == "." || n == ".." || n == "register" || n == "status" {
-        return Err(format!("entry name '{n}' is reserved"));
-    }
-    if n.contains('/') {
-        return Err(format!("entry name '{}' contains '/'", n.escape_debug()));
-    }
-    Ok(())
 }
 
 /// Flags as the kernel stores them: `C` implies `O`, order `POCF`.
@@ -167,18 +101,11 @@ pub fn normalise_flags(flags: &str) -> String {
         .collect()
 }
 
-fn masked(magic: &[u8], mask: &[u8]) -> Vec<u8> {
-    magic.iter().zip(mask).map(|(m, k)| m & k).collect()
-}
-
 /// Rebuild the registration an entry came from, to restore it after a failed change.
 pub fn from_entry(e: &Entry) -> Option<Registration> {
-    let (offset, magic, mask) = e.rule.magic_rule()?;
     Some(Registration {
         name: e.name.clone(),
-        offset,
-        magic: magic.to_vec(),
-        mask: mask.into_owned(),
+        rule: e.rule.magic_rule()?.clone(),
         interpreter: e.interpreter.clone(),
         flags: normalise_flags(&e.flags),
     })
@@ -194,9 +121,7 @@ mod tests {
         let a = t.lookup("arm64").unwrap();
         Registration {
             name: "qemu-aarch64".into(),
-            offset: 0,
-            magic: a.magic.clone(),
-            mask: a.mask.clone(),
+            rule: a.rule.clone(),
             interpreter: "/usr/bin/qemu-aarch64-static".into(),
             flags: "F".into(),
         }
@@ -255,14 +180,20 @@ mod tests {
             ),
             (
                 Registration {
-                    mask: vec![0xff],
+                    rule: MagicRule {
+                        mask: vec![0xff],
+                        ..ok.rule.clone()
+                    },
                     ..ok.clone()
                 },
                 "must match",
             ),
             (
                 Registration {
-                    offset: 240,
+                    rule: MagicRule {
+                        offset: 240,
+                        ..ok.rule.clone()
+                    },
                     ..ok.clone()
                 },
                 "window",

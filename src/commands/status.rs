@@ -5,11 +5,12 @@ use std::os::unix::fs::PermissionsExt;
 use serde::Serialize;
 
 use crate::arch::{ArchTable, Host};
-use crate::binfmt::{Registry, Rule, Snapshot, kernel_buffer};
+use crate::binfmt::{Registry, Rule, Snapshot};
 use crate::cli::GlobalArgs;
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
 use crate::messages::{self, printable};
+use crate::rule::{encode_hex, kernel_buffer};
 
 #[derive(Debug, Serialize)]
 struct Status {
@@ -115,11 +116,7 @@ fn gather(table: &ArchTable, host: Host, registry: &Registry, snap: Snapshot) ->
 
 fn view(table: &ArchTable, e: &crate::binfmt::Entry) -> EntryView {
     let (offset, magic, mask, extension, arch) = match &e.rule {
-        Rule::Magic {
-            offset,
-            magic,
-            mask,
-        } => {
+        Rule::Magic { rule, mask_shown } => {
             // The arch whose typical header this rule takes.
             let arch = table
                 .iter()
@@ -130,9 +127,9 @@ fn view(table: &ArchTable, e: &crate::binfmt::Entry) -> EntryView {
                 })
                 .map(|a| a.name.clone());
             (
-                Some(*offset),
-                Some(crate::arch::encode_hex(magic)),
-                mask.as_deref().map(crate::arch::encode_hex),
+                Some(rule.offset),
+                Some(encode_hex(&rule.magic)),
+                mask_shown.then(|| encode_hex(&rule.mask)),
                 None,
                 arch,
             )

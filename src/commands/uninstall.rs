@@ -15,7 +15,7 @@ pub fn run(global: &GlobalArgs, args: &UninstallArgs) -> Result<Exit, Failure> {
             .filter_map(|a| a.entry_name())
             .collect(),
         (None, Some(name)) => {
-            crate::binfmt::rule::check_entry_name(name)
+            crate::rule::check_entry_name(name)
                 .map_err(|e| BadArgument(format!("--name '{name}' is not an entry name: {e}")))?;
             vec![name.clone()]
         }

@@ -1,5 +1,6 @@
-//! OCI image layouts (`index.json` → manifests → config → layers) and `docker save`
-//! archives (`manifest.json` → config → layers, or an OCI layout inside the tar). Each image
+//! OCI image layouts (`index.json` → manifests → config → layers) and the image of a
+//! `docker save` archive (`manifest.json` → config → layers, or an OCI layout inside the
+//! tar), whose blobs `tar` keeps as it reads the archive. Each image
 //! of an index is judged against its own platform; its layers are stacked with their
 //! whiteouts first, so a file deleted by an upper layer is not reported.
 //!
@@ -8,24 +9,19 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ::tar::{Archive, EntryType};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::{
-    Expected, ExpectedFrom, Kind, Layer, Progress, Report, ScanError, Verdict, image_path, stack,
-    tar,
-};
+use super::layers::{Layer, stack};
+use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, archive};
 use crate::arch::ArchTable;
 
 /// index.json, manifests and configs bigger than this are refused (real ones are KiBs).
 pub const MAX_JSON: u64 = 4 << 20;
-/// What all small documents of a `docker save` archive may add up to.
-const MAX_JSON_TOTAL: u64 = 64 << 20;
 /// Indexes inside indexes are followed this deep.
 const MAX_DEPTH: usize = 4;
 
@@ -99,15 +95,15 @@ struct DockerImage {
     layers: Vec<String>,
 }
 
-/// Where blobs come from: a layout directory, or members of an archive.
-trait Blobs: Sync {
+/// Where blobs come from: a layout directory, or members of an archive (`tar`).
+pub(super) trait Blobs: Sync {
     /// The name errors use for a blob (`…/blobs/sha256/…`).
     fn name(&self, blob: &str) -> String;
     /// A small document, whole.
     fn json(&self, blob: &str) -> Result<Vec<u8>, ScanError>;
     /// Read each wanted layer (by blob key) into its entries.
     fn layers(
-        &self,
+        &mut self,
         table: &ArchTable,
         wanted: &[(String, Arc<str>)],
         progress: &Progress,
@@ -132,31 +128,38 @@ pub fn scan_layout(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
-    let blobs = LayoutDir {
+    let mut blobs = LayoutDir {
         root: root.to_path_buf(),
     };
     let index_path = root.join("index.json");
     let text = read_capped(&index_path)?;
     let images = oci_images(&blobs, &text, &index_path.display().to_string())?;
-    judge(table, root, Kind::Oci, &blobs, images, platform, progress)
+    judge(
+        table,
+        root,
+        Kind::Oci,
+        &mut blobs,
+        images,
+        platform,
+        progress,
+    )
 }
 
-/// Scan the image inside a `docker save` archive (or an OCI layout packed in a tar).
-/// Called only after `tar::scan_file` has read the whole archive with its bounded name
-/// headers, so the tar crate's own (unbounded) long-name handling here meets only names
-/// already known to be short.
+/// Scan the image inside a `docker save` archive at `path` (or an OCI layout packed in a
+/// tar), from its top-level `manifest.json` or `index.json` and its `blobs`.
 pub(super) fn scan_archive(
     table: &ArchTable,
     path: &Path,
+    blobs: &mut dyn Blobs,
+    (manifest_json, index_json): (Option<&[u8]>, Option<&[u8]>),
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
-    let blobs = ArchiveBlobs::read(path)?;
     let what = path.display().to_string();
-    let images = if let Some(text) = blobs.docs.get("manifest.json") {
-        docker_images(&blobs, text, &format!("{what}: manifest.json"))?
-    } else if let Some(text) = blobs.docs.get("index.json") {
-        oci_images(&blobs, text, &format!("{what}: index.json"))?
+    let images = if let Some(text) = manifest_json {
+        docker_images(blobs, text, &format!("{what}: manifest.json"))?
+    } else if let Some(text) = index_json {
+        oci_images(blobs, text, &format!("{what}: index.json"))?
     } else {
         return Err(ScanError::new(format!(
             "{what} holds neither manifest.json nor index.json"
@@ -166,7 +169,7 @@ pub(super) fn scan_archive(
         table,
         path,
         Kind::Archive,
-        &blobs,
+        blobs,
         images,
         platform,
         progress,
@@ -309,7 +312,7 @@ fn archive_digest(member: &str) -> String {
 }
 
 /// A digest must be `algorithm:hex` before it becomes a path under blobs/.
-fn check_digest(digest: &str) -> Result<(), String> {
+pub(super) fn check_digest(digest: &str) -> Result<(), String> {
     let ok = match digest.split_once(':') {
         Some(("sha256", hex)) => hex.len() == 64,
         Some(("sha512", hex)) => hex.len() == 128,
@@ -331,7 +334,7 @@ fn judge(
     table: &ArchTable,
     root: &Path,
     kind: Kind,
-    blobs: &dyn Blobs,
+    blobs: &mut dyn Blobs,
     images: Vec<Image>,
     platform: Option<&Expected>,
     progress: &Progress,
@@ -491,16 +494,17 @@ impl Blobs for LayoutDir {
     }
 
     fn layers(
-        &self,
+        &mut self,
         table: &ArchTable,
         wanted: &[(String, Arc<str>)],
         progress: &Progress,
     ) -> Result<HashMap<String, Arc<Layer>>, ScanError> {
+        let this = &*self;
         wanted
             .par_iter()
             .map(|(key, digest)| {
-                let path = self.path(key);
-                let (reader, _) = tar::open(&path)?;
+                let path = this.path(key);
+                let (reader, _) = archive::open(&path)?;
                 let layer =
                     read_layer(table, reader, &path.display().to_string(), digest, progress)?;
                 Ok((key.clone(), Arc::new(layer)))
@@ -517,118 +521,11 @@ fn read_layer(
     progress: &Progress,
 ) -> Result<Layer, ScanError> {
     let mut entries = Vec::new();
-    tar::read_entries(table, reader, what, progress, |e| entries.push(e))?;
+    archive::read_entries(table, reader, what, progress, |e| entries.push(e))?;
     Ok(Layer {
         digest: Arc::clone(digest),
         entries,
     })
-}
-
-/// The small documents of an archive, read in a first pass; layers are read in a second.
-struct ArchiveBlobs {
-    path: PathBuf,
-    /// Member name (without a leading `/`) → content, for members that look like JSON.
-    docs: HashMap<String, Vec<u8>>,
-}
-
-impl ArchiveBlobs {
-    fn read(path: &Path) -> Result<ArchiveBlobs, ScanError> {
-        let what = path.display().to_string();
-        let (reader, _) = tar::open(path)?;
-        let broken =
-            |e: std::io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
-        let mut archive = Archive::new(reader);
-        let mut docs = HashMap::new();
-        let mut total = 0u64;
-        for entry in archive.entries().map_err(broken)? {
-            let mut entry = entry.map_err(broken)?;
-            if !matches!(
-                entry.header().entry_type(),
-                EntryType::Regular | EntryType::Continuous
-            ) {
-                continue;
-            }
-            let size = entry.header().entry_size().unwrap_or(u64::MAX);
-            let name = image_path(&entry.path_bytes());
-            let name = name.trim_start_matches('/').to_string();
-            if size > MAX_JSON || total + size > MAX_JSON_TOTAL {
-                continue;
-            }
-            let mut first = [0u8; 1];
-            if entry.read(&mut first).map_err(broken)? == 0
-                || !(first[0] == b'{' || first[0] == b'[')
-            {
-                continue;
-            }
-            let mut data = first.to_vec();
-            entry.read_to_end(&mut data).map_err(broken)?;
-            total += data.len() as u64;
-            docs.insert(name, data);
-        }
-        Ok(ArchiveBlobs {
-            path: path.to_path_buf(),
-            docs,
-        })
-    }
-
-    /// A blob key (a digest, or a member name) as a member name.
-    fn member(blob: &str) -> String {
-        match blob.split_once(':') {
-            Some((alg, hex)) if check_digest(blob).is_ok() => format!("blobs/{alg}/{hex}"),
-            _ => image_path(blob.as_bytes())
-                .trim_start_matches('/')
-                .to_string(),
-        }
-    }
-}
-
-impl Blobs for ArchiveBlobs {
-    fn name(&self, blob: &str) -> String {
-        format!("{}: {}", self.path.display(), Self::member(blob))
-    }
-
-    fn json(&self, blob: &str) -> Result<Vec<u8>, ScanError> {
-        self.docs.get(&Self::member(blob)).cloned().ok_or_else(|| {
-            ScanError::new(format!(
-                "{} is missing (or not a JSON document)",
-                self.name(blob)
-            ))
-        })
-    }
-
-    fn layers(
-        &self,
-        table: &ArchTable,
-        wanted: &[(String, Arc<str>)],
-        progress: &Progress,
-    ) -> Result<HashMap<String, Arc<Layer>>, ScanError> {
-        let by_member: HashMap<String, &(String, Arc<str>)> =
-            wanted.iter().map(|w| (Self::member(&w.0), w)).collect();
-        let what = self.path.display().to_string();
-        let (reader, _) = tar::open(&self.path)?;
-        let broken =
-            |e: std::io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
-        let mut archive = Archive::new(reader);
-        let mut out = HashMap::new();
-        for entry in archive.entries().map_err(broken)? {
-            let entry = entry.map_err(broken)?;
-            let name = image_path(&entry.path_bytes());
-            let Some((key, digest)) = by_member.get(name.trim_start_matches('/')) else {
-                continue;
-            };
-            let member = format!("{what}: {}", name.trim_start_matches('/'));
-            let (inner, _) = tar::decompress(BufReader::new(entry), &member)?;
-            let layer = read_layer(table, inner, &member, digest, progress)?;
-            out.insert(key.clone(), Arc::new(layer));
-        }
-        if let Some((missing, _)) = wanted.iter().find(|(k, _)| !out.contains_key(k)) {
-            return Err(ScanError::new(format!(
-                "{what}: layer {} is missing",
-                Self::member(missing)
-            )));
-        }
-        Ok(out)
-    }
 }
 
 /// Fuzzing (`fuzzing::oci_json`): an index.json, or `docker save`'s manifest.json, and the
@@ -653,7 +550,7 @@ pub fn fuzz_documents(data: &[u8]) {
             Ok(self.docs[i].clone())
         }
         fn layers(
-            &self,
+            &mut self,
             _: &ArchTable,
             _: &[(String, Arc<str>)],
             _: &Progress,

@@ -1,339 +1,27 @@
-//! Tar streams: a layer, a root filesystem export, or the outer archive of `docker save`.
-//! Members are read in order from the stream and nothing is ever extracted, so `../` and
-//! absolute member names are only names. Plain, gzip and zstd streams are recognised by
-//! their first bytes; every stream is capped, so a decompression bomb ends in an error.
+//! Tar files: a root filesystem or a single layer, or the image inside a `docker save`
+//! archive (or an OCI layout packed in a tar). The file is read once: every regular member is
+//! counted as a file of a root filesystem, and what an image would need (its small JSON
+//! documents, and its layers where docker save and OCI put them) is kept beside; at the end,
+//! the top-level names say which of the two the tar is.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
-use std::path::Path;
+use std::collections::HashMap;
+use std::io::{self, Cursor, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ::tar::{Archive, EntryType};
-use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
+use ::tar::EntryType;
 
+use super::archive::{self, Member};
+use super::layers::{Layer, LayerEntry};
+use super::oci::{self, Blobs, MAX_JSON};
 use super::{
-    Expected, ExpectedFrom, HEAD, Kind, LayerEntry, Progress, Report, ScanError, Sniff, Tally,
-    Verdict, identify, image_path,
+    Expected, ExpectedFrom, HEAD, Kind, Progress, Report, ScanError, Sniff, Tally, Verdict,
+    image_path,
 };
 use crate::arch::ArchTable;
 
-/// A stream may expand to at most this many bytes.
-pub const MAX_EXPANDED: u64 = 64 << 30;
-/// GNU long-name and pax headers longer than this are not names but an attack.
-const MAX_NAME_HEADER: u64 = 1 << 20;
-/// 32-bit ARM members up to this size are held in memory to read their attributes section
-/// (it lies near the end); a bigger one is named from the float ABI in its header.
-const MAX_ARM_MEMBER: u64 = 32 << 20;
-const EM_ARM: u16 = 40;
-
-/// Wrap `r` in the decompressor its first bytes call for. `what` names it in errors.
-pub fn decompress<'a, R: BufRead + 'a>(
-    mut r: R,
-    what: &str,
-) -> Result<(Box<dyn Read + 'a>, Option<&'static str>), ScanError> {
-    let head = r
-        .fill_buf()
-        .map_err(|e| ScanError::new(format!("cannot read {what}: {e}")))?;
-    let (reader, compression): (Box<dyn Read + 'a>, _) = if head.starts_with(&[0x1f, 0x8b]) {
-        (
-            Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-            Some("gzip"),
-        )
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        (Box::new(Zstd::new(r)), Some("zstd"))
-    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(ScanError::new(format!(
-            "{what} is bzip2- or xz-compressed; scan reads plain, gzip and zstd tar streams (decompress it first)"
-        )));
-    } else {
-        (Box::new(r), None)
-    };
-    Ok((
-        Box::new(Capped {
-            inner: reader,
-            left: MAX_EXPANDED,
-            what: what.to_string(),
-        }),
-        compression,
-    ))
-}
-
-/// A reader that fails once more than its cap has come through.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-    what: String,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            io::Error::other(format!(
-                "{} expands past {} GiB; refusing it (a decompression bomb?)",
-                self.what,
-                MAX_EXPANDED >> 30
-            ))
-        })?;
-        Ok(n)
-    }
-}
-
-/// One frame's decoder, over the frame's magic (already read) and the rest of the stream.
-type ZstdFrame<R> = StreamingDecoder<io::Chain<Cursor<[u8; 4]>, R>, FrameDecoder>;
-
-/// A zstd stream of one or more frames (ruzstd decodes one frame at a time), skippable
-/// frames passed over, as zstd(1) does.
-enum Zstd<R: Read> {
-    Frame(Box<ZstdFrame<R>>),
-    Between(R),
-    Done,
-}
-
-impl<R: Read> Zstd<R> {
-    fn new(r: R) -> Zstd<R> {
-        Zstd::Between(r)
-    }
-}
-
-impl<R: Read> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match std::mem::replace(self, Zstd::Done) {
-                Zstd::Done => return Ok(0),
-                Zstd::Frame(mut d) => {
-                    let n = d.read(buf)?;
-                    if n > 0 {
-                        *self = Zstd::Frame(d);
-                        return Ok(n);
-                    }
-                    let (chain, _) = d.into_parts();
-                    *self = Zstd::Between(chain.into_inner().1);
-                }
-                Zstd::Between(mut r) => {
-                    let mut magic = [0u8; 4];
-                    let got = read_full(&mut r, &mut magic)?;
-                    if got == 0 {
-                        return Ok(0);
-                    }
-                    if got < 4 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "zstd stream ends inside a frame header",
-                        ));
-                    }
-                    let m = u32::from_le_bytes(magic);
-                    if m & 0xffff_fff0 == 0x184d_2a50 {
-                        let mut len = [0u8; 4];
-                        r.read_exact(&mut len)?;
-                        let len = u64::from(u32::from_le_bytes(len));
-                        let skipped = io::copy(&mut (&mut r).take(len), &mut io::sink())?;
-                        if skipped < len {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "zstd stream ends inside a skippable frame",
-                            ));
-                        }
-                        *self = Zstd::Between(r);
-                        continue;
-                    }
-                    let d = StreamingDecoder::new(Cursor::new(magic).chain(r))
-                        .map_err(|e| io::Error::other(format!("zstd: {e}")))?;
-                    *self = Zstd::Frame(Box::new(d));
-                }
-            }
-        }
-    }
-}
-
-/// Read until `buf` is full or the stream ends; how many bytes came.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Read a bounded amount of a member (a name header).
-fn read_bounded(r: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, ScanError> {
-    let mut data = Vec::new();
-    r.take(limit + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| ScanError::new(format!("{what}: {e}")))?;
-    if data.len() as u64 > limit {
-        return Err(ScanError::new(format!(
-            "{what}: a name header longer than {limit} bytes"
-        )));
-    }
-    Ok(data)
-}
-
-/// Read one tar stream, handing each member to `sink` as a layer entry. Regular files are
-/// identified from their first bytes. `what` names the stream in errors.
-pub fn read_entries<R: Read>(
-    table: &ArchTable,
-    reader: R,
-    what: &str,
-    progress: &Progress,
-    mut sink: impl FnMut(LayerEntry),
-) -> Result<(), ScanError> {
-    let broken = |e: io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
-    let mut archive = Archive::new(reader);
-    // Raw: long names and pax headers are read here, bounded, not by the tar crate unbounded.
-    let entries = archive.entries().map_err(broken)?.raw(true);
-    let mut long_name: Option<Vec<u8>> = None;
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            // Every member's data is read to its end below, so what the tar crate still
-            // skips is the padding to a 512-byte block. Some writers (umoci 0.4) end a
-            // layer right after the last member's data, without that padding and the two
-            // zero blocks; Go's archive/tar, and so Docker, accept it, and so do we.
-            Err(e) if e.to_string().contains("EOF during skip") => break,
-            Err(e) => return Err(broken(e)),
-        };
-        let kind = entry.header().entry_type();
-        match kind {
-            EntryType::GNULongName => {
-                let mut name = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
-                while name.last() == Some(&0) {
-                    name.pop();
-                }
-                long_name = Some(name);
-                continue;
-            }
-            EntryType::XHeader => {
-                let data = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
-                if let Some(p) = ::tar::PaxExtensions::new(&data)
-                    .filter_map(Result::ok)
-                    .find(|x| x.key_bytes() == b"path")
-                {
-                    long_name = Some(p.value_bytes().to_vec());
-                }
-                continue;
-            }
-            EntryType::XGlobalHeader | EntryType::GNULongLink => {
-                io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
-                continue;
-            }
-            _ => {}
-        }
-        let raw = long_name
-            .take()
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        let path = image_path(&raw);
-        match kind {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let (dir, base) = split(&path);
-                if base == ".wh..wh..opq" {
-                    sink(LayerEntry::Opaque(dir.to_string()));
-                } else if let Some(name) = base.strip_prefix(".wh.") {
-                    sink(LayerEntry::Whiteout(join(dir, name)));
-                } else {
-                    file(table, &mut entry, &path, what, progress, &mut sink)?;
-                }
-            }
-            EntryType::Directory => sink(LayerEntry::Dir(path)),
-            _ => sink(LayerEntry::Other(path)),
-        }
-        io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
-    }
-    Ok(())
-}
-
-/// Identify one regular member and read the rest of it, to know it is whole.
-fn file<R: Read>(
-    table: &ArchTable,
-    entry: &mut ::tar::Entry<'_, R>,
-    path: &str,
-    what: &str,
-    progress: &Progress,
-    sink: &mut impl FnMut(LayerEntry),
-) -> Result<(), ScanError> {
-    let size = entry.header().entry_size().unwrap_or(0);
-    let cannot = |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
-    let (sniff, read) = member(table, entry, size).map_err(cannot)?;
-    // Read the rest here rather than let the tar crate skip it, to know that the
-    // member is whole (see `read_entries`).
-    let rest = io::copy(entry, &mut io::sink()).map_err(cannot)?;
-    if read + rest < size {
-        return Err(ScanError::new(format!(
-            "{what}: the stream ends inside member {path} ({} of {size} bytes)",
-            read + rest
-        )));
-    }
-    progress.file(!matches!(sniff, Sniff::NotElf));
-    sink(LayerEntry::File(path.to_string(), sniff));
-    Ok(())
-}
-
-/// Identify a member from its data, read forward from the stream; also how many bytes
-/// that took.
-fn member(table: &ArchTable, r: &mut impl Read, size: u64) -> io::Result<(Sniff, u64)> {
-    let mut head = [0u8; HEAD];
-    let got = read_full(r, &mut head)?;
-    let head = &head[..got];
-    if !head.starts_with(b"\x7fELF") {
-        return Ok((Sniff::NotElf, got as u64));
-    }
-    let machine = match head.get(5) {
-        Some(2) => head.get(18..20).map(|b| u16::from_be_bytes([b[0], b[1]])),
-        _ => head.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]])),
-    };
-    if head.get(4) == Some(&1) && machine == Some(EM_ARM) && size <= MAX_ARM_MEMBER {
-        let mut all = head.to_vec();
-        r.take(size.saturating_sub(got as u64))
-            .read_to_end(&mut all)?;
-        let read = all.len() as u64;
-        return Ok((identify(table, head, &all.as_slice(), size), read));
-    }
-    Ok((identify(table, head, &head, size), got as u64))
-}
-
-/// `/a/b` → (`/a`, `b`); `/b` → (`/`, `b`).
-fn split(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(0) => ("/", &path[1..]),
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("/", path),
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir == "/" {
-        format!("/{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
-/// Open a file and its decompressor. An uncompressed file must look like a tar: every
-/// tar writer of the last thirty years puts `ustar` in the first header.
-pub fn open(path: &Path) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
-    let file = File::open(path)
-        .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let head = reader
-        .fill_buf()
-        .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
-    let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    if !compressed && !head.is_empty() && head.get(257..262) != Some(b"ustar") {
-        return Err(ScanError::new(format!(
-            "{} is neither a directory, a tar file (plain, gzip or zstd) nor an OCI image layout",
-            path.display()
-        )));
-    }
-    decompress(reader, &path.display().to_string())
-}
+/// What all small documents of a `docker save` archive may add up to.
+const MAX_JSON_TOTAL: u64 = 64 << 20;
 
 /// Scan a tar file: a root filesystem or a single layer, or, when it turns out to hold
 /// `manifest.json` and layers (`docker save`) or an OCI layout, the image inside.
@@ -343,29 +31,248 @@ pub fn scan_file(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
-    let (reader, compression) = open(path)?;
+    let (reader, compression) = archive::open(path)?;
     let what = path.display().to_string();
-    let mut tally = Tally::new(platform.cloned().map(Arc::new));
-    let mut seen = ImageMarkers::default();
-    read_entries(table, reader, &what, progress, |entry| match entry {
-        LayerEntry::File(p, sniff) => {
-            seen.note(&p);
-            tally.add(&p, sniff, None);
-        }
-        LayerEntry::Unreadable(p, e) => tally.unreadable(&p, e, None),
-        // Whiteouts act on layers below; a tar alone has none.
-        _ => {}
-    })?;
-    if seen.is_image() {
-        return super::oci::scan_archive(table, path, platform, progress);
+    let mut pass = Pass {
+        table,
+        what: &what,
+        progress,
+        tally: Tally::new(platform.cloned().map(Arc::new)),
+        seen: ImageMarkers::default(),
+        blobs: ArchiveBlobs::new(path),
+    };
+    archive::members(reader, &what, |m| pass.member(m))?;
+    if pass.seen.is_image() {
+        let mut blobs = pass.blobs;
+        let manifest = blobs.docs.get("manifest.json").cloned();
+        let index = blobs.docs.get("index.json").cloned();
+        let top = (manifest.as_deref(), index.as_deref());
+        return oci::scan_archive(table, path, &mut blobs, top, platform, progress);
     }
     let given = platform.cloned().map(|x| (x, ExpectedFrom::Flag));
     Ok(Report {
         root: path.to_path_buf(),
         kind: Kind::Tar,
         compression,
-        images: vec![Verdict::judge(table, tally, given)],
+        images: vec![Verdict::judge(table, pass.tally, given)],
     })
+}
+
+/// The one pass over a tar file, and what it keeps.
+struct Pass<'a> {
+    table: &'a ArchTable,
+    what: &'a str,
+    progress: &'a Progress,
+    /// The regular members, as the files of a root filesystem.
+    tally: Tally,
+    seen: ImageMarkers,
+    /// Documents and layers, in case the tar is an image archive.
+    blobs: ArchiveBlobs,
+}
+
+impl Pass<'_> {
+    /// Read one member once: identified for the tally, and kept as a document or read as a
+    /// layer where an image archive would have one.
+    fn member(&mut self, m: Member<'_>) -> Result<(), ScanError> {
+        let name = m.path.trim_start_matches('/').to_string();
+        let at_layer = is_layer_location(&name);
+        if !archive::is_regular(m.kind) {
+            // The tar crate read a link or directory as no data: an empty layer.
+            if at_layer {
+                self.blobs.add_layer(name, Ok(Vec::new()));
+            }
+            return Ok(());
+        }
+        let what = self.what;
+        let path = m.path.as_str();
+        let cannot =
+            |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
+        let mut tap = Tap {
+            inner: m.data,
+            read: 0,
+            kept: None,
+            failed: None,
+        };
+        let mut head = [0u8; HEAD];
+        let got = archive::read_full(&mut tap, &mut head).map_err(cannot)?;
+        let head = &head[..got];
+        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(m.size);
+        if doc && matches!(head.first(), Some(b'{' | b'[')) {
+            tap.kept = Some(head.to_vec());
+        }
+        let (sniff, more) = archive::sniff(self.table, head, &mut tap, m.size).map_err(cannot)?;
+        if at_layer {
+            let member = format!("{what}: {name}");
+            let layer = if more == 0 {
+                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
+                archive::layer_entries(self.table, replayed, &member, self.progress)
+            } else {
+                // Read whole to name a 32-bit ARM program: a program, not a tar stream.
+                let e = format!("{member}: not a readable tar stream: an ARM program");
+                Err(ScanError::new(e))
+            };
+            // The archive's own failure is the archive's error, not a bad layer.
+            if let Some(e) = tap.failed.take() {
+                return Err(cannot(e));
+            }
+            self.blobs.add_layer(name.clone(), layer);
+        }
+        io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        // Whiteouts act on layers below; a tar alone has none.
+        if archive::whiteout(path).is_none() {
+            archive::check_whole(tap.read, m.size, path, what)?;
+            self.progress.file(!matches!(sniff, Sniff::NotElf));
+            self.seen.note(path);
+            self.tally.add(path, sniff, None);
+        }
+        if let Some(doc) = tap.kept {
+            self.blobs.add_doc(name, doc);
+        }
+        Ok(())
+    }
+}
+
+/// A member's data as the pass reads it: counted (a member cut short is an error), kept
+/// whole when it may be a document, and its read error remembered, so that a layer read
+/// through it cannot pass the archive's own failure off as a bad layer.
+struct Tap<'a> {
+    inner: &'a mut dyn Read,
+    read: u64,
+    kept: Option<Vec<u8>>,
+    failed: Option<io::Error>,
+}
+
+impl Read for Tap<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read += n as u64;
+                if let Some(kept) = &mut self.kept {
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(e);
+                Err(again)
+            }
+        }
+    }
+}
+
+/// Where docker save and OCI layouts put layers: `blobs/<alg>/<hex>`, and `<id>/layer.tar`.
+/// `member` is a member's name without its leading `/`.
+fn is_layer_location(member: &str) -> bool {
+    let parts: Vec<&str> = member.split('/').collect();
+    matches!(parts.as_slice(), ["blobs", _, _] | [_, "layer.tar"])
+}
+
+/// The small documents and the layers of an image archive, as the pass over it kept them.
+struct ArchiveBlobs {
+    path: PathBuf,
+    /// Member name (without a leading `/`) → content, for members that look like JSON.
+    docs: HashMap<String, Vec<u8>>,
+    docs_total: u64,
+    /// Member name → its place in the archive, and its entries or why it is no layer.
+    layers: HashMap<String, (usize, Result<Vec<LayerEntry>, ScanError>)>,
+    /// Members offered as layers so far: the next one's place.
+    offered: usize,
+}
+
+impl ArchiveBlobs {
+    fn new(path: &Path) -> ArchiveBlobs {
+        ArchiveBlobs {
+            path: path.to_path_buf(),
+            docs: HashMap::new(),
+            docs_total: 0,
+            layers: HashMap::new(),
+            offered: 0,
+        }
+    }
+
+    /// Whether a member of `size` bytes may be kept as a document: MAX_JSON each,
+    /// MAX_JSON_TOTAL in all.
+    fn doc_fits(&self, size: u64) -> bool {
+        size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
+    }
+
+    fn add_doc(&mut self, member: String, data: Vec<u8>) {
+        self.docs_total += data.len() as u64;
+        self.docs.insert(member, data);
+    }
+
+    /// A member where a layer may be. A failure is kept over a later member of the same
+    /// name, as reading the members in turn would have stopped at it.
+    fn add_layer(&mut self, member: String, layer: Result<Vec<LayerEntry>, ScanError>) {
+        self.offered += 1;
+        if !matches!(self.layers.get(&member), Some((_, Err(_)))) {
+            self.layers.insert(member, (self.offered, layer));
+        }
+    }
+
+    /// A blob key (a digest, or a member name) as a member name.
+    fn member(blob: &str) -> String {
+        match blob.split_once(':') {
+            Some((alg, hex)) if oci::check_digest(blob).is_ok() => format!("blobs/{alg}/{hex}"),
+            _ => image_path(blob.as_bytes())
+                .trim_start_matches('/')
+                .to_string(),
+        }
+    }
+}
+
+impl Blobs for ArchiveBlobs {
+    fn name(&self, blob: &str) -> String {
+        format!("{}: {}", self.path.display(), Self::member(blob))
+    }
+
+    fn json(&self, blob: &str) -> Result<Vec<u8>, ScanError> {
+        self.docs.get(&Self::member(blob)).cloned().ok_or_else(|| {
+            ScanError::new(format!(
+                "{} is missing (or not a JSON document)",
+                self.name(blob)
+            ))
+        })
+    }
+
+    /// The wanted layers, from those the pass read; the others are dropped. A wanted one that
+    /// failed is an error, the first in archive order; then a wanted one not there at all.
+    fn layers(
+        &mut self,
+        _: &ArchTable,
+        wanted: &[(String, Arc<str>)],
+        _: &Progress,
+    ) -> Result<HashMap<String, Arc<Layer>>, ScanError> {
+        let failed = wanted
+            .iter()
+            .map(|(k, _)| Self::member(k))
+            .filter_map(|m| match self.layers.get(&m) {
+                Some((place, Err(_))) => Some((*place, m)),
+                _ => None,
+            })
+            .min();
+        if let Some((_, Err(e))) = failed.and_then(|(_, m)| self.layers.remove(&m)) {
+            return Err(e);
+        }
+        let mut out = HashMap::new();
+        for (key, digest) in wanted {
+            let member = Self::member(key);
+            let Some((_, Ok(entries))) = self.layers.remove(&member) else {
+                return Err(ScanError::new(format!(
+                    "{}: layer {member} is missing",
+                    self.path.display()
+                )));
+            };
+            let layer = Layer {
+                digest: Arc::clone(digest),
+                entries,
+            };
+            out.insert(key.clone(), Arc::new(layer));
+        }
+        Ok(out)
+    }
 }
 
 /// Top-level names that make a tar an image archive rather than a root filesystem.
@@ -400,56 +307,80 @@ impl ImageMarkers {
 mod tests {
     use super::*;
 
-    #[test]
-    fn splits_and_joins_member_paths() {
-        assert_eq!(split("/a/b/.wh.c"), ("/a/b", ".wh.c"));
-        assert_eq!(split("/.wh.c"), ("/", ".wh.c"));
-        assert_eq!(join("/", "c"), "/c");
-        assert_eq!(join("/a", "c"), "/a/c");
+    fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = ::tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = ::tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
     }
 
+    /// The one pass keeps what the manifest names: a blob it does not name is dropped
+    /// unread as a layer, even when it is no tar stream; a named layer that is absent or
+    /// broken is an error naming that member.
     #[test]
-    fn capped_stream_stops_a_bomb() {
-        let mut c = Capped {
-            inner: io::repeat(0).take(100),
-            left: 10,
-            what: "x".into(),
+    fn an_image_archive_is_judged_from_one_pass_keeping_only_named_layers() {
+        let t = ArchTable::embedded();
+        let program = |a: &str| crate::probe::program(t.find(a).expect(a)).expect("probe");
+        let (arm64, amd64) = (program("arm64"), program("amd64"));
+        let layer = tar_of(&[("bin/ok", &arm64), ("server", &amd64)]);
+        let (l, c, junk) = ("a".repeat(64), "c".repeat(64), "f".repeat(64));
+        let config = br#"{"os":"linux","architecture":"arm64"}"#;
+        let manifest = |layer: &str| {
+            format!(r#"[{{"Config":"blobs/sha256/{c}","Layers":["blobs/sha256/{layer}"]}}]"#)
         };
-        let mut sink = Vec::new();
-        let e = c.read_to_end(&mut sink).unwrap_err();
-        assert!(e.to_string().contains("decompression bomb"), "{e}");
-    }
-
-    #[test]
-    fn zstd_frames_are_read_one_after_another_and_skippable_ones_skipped() {
-        use ruzstd::encoding::{CompressionLevel, compress_to_vec};
-        let first: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-        let second = b"the second frame".repeat(1000);
-        let mut stream = compress_to_vec(&first[..], CompressionLevel::Fastest);
-        // A skippable frame (as zstd:chunked writes its table of contents).
-        stream.extend_from_slice(&0x184d_2a5e_u32.to_le_bytes());
-        stream.extend_from_slice(&5u32.to_le_bytes());
-        stream.extend_from_slice(b"toc!!");
-        stream.extend_from_slice(&compress_to_vec(&second[..], CompressionLevel::Fastest));
-        let (mut r, c) = decompress(&stream[..], "x").expect("zstd");
-        assert_eq!(c, Some("zstd"));
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).expect("decode");
-        assert_eq!(out.len(), first.len() + second.len());
-        assert!(out.starts_with(&first) && out.ends_with(&second));
-        let cut = &stream[..stream.len() - 3];
-        let (mut r, _) = decompress(cut, "x").expect("zstd");
-        assert!(
-            r.read_to_end(&mut Vec::new()).is_err(),
-            "a cut stream is an error"
+        let scan = |members: &[(&str, &[u8])]| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("image.tar");
+            std::fs::write(&path, tar_of(members)).expect("write");
+            scan_file(&t, &path, None, &Progress::default())
+        };
+        let (lm, cm, jm) = (
+            format!("blobs/sha256/{l}"),
+            format!("blobs/sha256/{c}"),
+            format!("blobs/sha256/{junk}"),
         );
-    }
+        let good = manifest(&l);
+        let report = scan(&[
+            (&jm, b"no tar stream at all"),
+            (&lm, &layer),
+            (&cm, config),
+            ("manifest.json", good.as_bytes()),
+        ])
+        .expect("scanned");
+        assert_eq!(report.kind, Kind::Archive);
+        let v = &report.images[0];
+        assert_eq!(v.expected.as_deref(), Some("linux/arm64"));
+        assert_eq!(v.files, 2);
+        assert_eq!(v.mismatches.len(), 1);
+        assert_eq!(v.mismatches[0].path, "/server");
+        assert_eq!(v.mismatches[0].layer, Some(format!("sha256:{l}")));
 
-    #[test]
-    fn refuses_xz_and_reads_plain() {
-        let xz = [0xfdu8, b'7', b'z', b'X', b'Z', 0, 0, 0];
-        assert!(decompress(&xz[..], "x").is_err());
-        let (_, c) = decompress(&b"plain"[..], "x").expect("plain");
-        assert_eq!(c, None);
+        let absent = manifest(&"b".repeat(64));
+        let e = scan(&[
+            (&lm, &layer),
+            (&cm, config),
+            ("manifest.json", absent.as_bytes()),
+        ])
+        .expect_err("absent layer");
+        assert!(
+            e.0.contains("layer blobs/sha256/bbbb") && e.0.contains("missing"),
+            "{e}"
+        );
+        let broken = manifest(&junk);
+        let e = scan(&[
+            (&jm, b"no tar"),
+            (&cm, config),
+            ("manifest.json", broken.as_bytes()),
+        ])
+        .expect_err("broken layer");
+        assert!(
+            e.0.contains(&jm) && e.0.contains("not a readable tar stream"),
+            "{e}"
+        );
     }
 }

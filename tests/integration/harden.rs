@@ -439,8 +439,8 @@ fn a_rule_matching_the_hosts_own_programs_is_refused() {
         .and_then(|a| known.find(a))
         .unwrap_or_else(|| panic!("the table has no row for this host ({})", host.machine));
     let name = row.name.as_str();
-    let magic = binfmt_setup::arch::encode_hex(&row.magic);
-    let mask = binfmt_setup::arch::encode_hex(&row.mask);
+    let magic = binfmt_setup::rule::encode_hex(&row.rule.magic);
+    let mask = binfmt_setup::rule::encode_hex(&row.rule.mask);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hijack.toml");
     std::fs::write(
