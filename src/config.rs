@@ -241,6 +241,25 @@ impl Config {
         Ok(())
     }
 
+    /// What only the machine can tell: every `qemu_paths` entry is a directory here (the
+    /// interpreters and the export directory are checked by what uses them). Part of
+    /// checking the whole request before anything is written.
+    pub fn check_paths(&self) -> Result<(), ConfigError> {
+        for dir in &self.qemu_paths {
+            let problem = match std::fs::metadata(dir.get_ref()) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(m) => format!("{} is not a directory", crate::inspect::file_kind(&m)),
+                Err(e) => crate::error::io_words(&e),
+            };
+            return Err(self.at(
+                dir.span(),
+                "qemu_paths",
+                &format!("{}: {problem}", dir.get_ref().display()),
+            ));
+        }
+        Ok(())
+    }
+
     /// The architectures asked for, checked against `table`; `all` expands to every row.
     pub fn arches<'t>(&self, table: &'t ArchTable) -> Result<Vec<&'t Arch>, ConfigError> {
         if self.all() {

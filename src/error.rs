@@ -88,6 +88,12 @@ pub fn io_class(e: &std::io::Error) -> Class {
     }
 }
 
+/// An I/O error in words, without the OS's "(os error N)" suffix: "No such file or
+/// directory".
+pub fn io_words(e: &std::io::Error) -> String {
+    strip_os_code(&e.to_string())
+}
+
 /// A command-line value that cannot be used (`--timeout 0`, `--interpreter x`): bad input,
 /// with a message that names the flag.
 #[derive(Debug, thiserror::Error)]

@@ -44,20 +44,65 @@ impl crate::error::Classify for BinfmtError {
     }
 }
 
-/// binfmt_misc was not mounted and could not be: the environment's refusal.
+/// binfmt_misc is not there to be changed, and cannot be put there.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "binfmt_misc is not mounted at {dir} and mounting it failed: {source} (run as root or in a privileged container, or mount -t binfmt_misc binfmt_misc {dir})",
-    dir = .dir.display()
-)]
-pub struct MountError {
-    pub dir: PathBuf,
-    pub source: std::io::Error,
+pub enum MountError {
+    #[error(
+        "binfmt_misc is not mounted at {dir} and mounting it failed: {source} (run as root or in a privileged container, or mount -t binfmt_misc binfmt_misc {dir})",
+        dir = .dir.display()
+    )]
+    Failed {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// A directory of another file system, with files in it: mounting over them would hide
+    /// them, and writing there would write into someone's files.
+    #[error(
+        "{} is not binfmt_misc (it is a {fstype} directory with files in it); binfmt-setup writes only to a binfmt_misc file system and mounts one only on an empty directory (--binfmt-dir names the wrong place?)",
+        .dir.display()
+    )]
+    NotBinfmt { dir: PathBuf, fstype: String },
+    #[error(
+        "binfmt_misc is not mounted at {}, and there is no such directory to mount it on",
+        .0.display()
+    )]
+    NoDirectory(PathBuf),
 }
 
 impl crate::error::Classify for MountError {
     fn class(&self) -> crate::error::Class {
-        crate::error::Class::Environment
+        match self {
+            MountError::NotBinfmt { .. } => crate::error::Class::BadInput,
+            _ => crate::error::Class::Environment,
+        }
+    }
+}
+
+/// What is at a binfmt_misc directory, as statfs(2) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// binfmt_misc is mounted there.
+    Binfmt,
+    /// Nothing is mounted there yet: an empty directory of another file system (as
+    /// /proc/sys/fs/binfmt_misc is before the mount).
+    Empty,
+    /// A directory of another file system that holds files (its type's name).
+    Other(String),
+    /// No such directory.
+    Missing,
+}
+
+/// Some common file system magics, to name what `--binfmt-dir` points at.
+fn fs_name(magic: i64) -> String {
+    match magic {
+        0x9fa0 => "proc".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0xef53 => "ext4".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683e => "btrfs".into(),
+        0x794c_7630 => "overlay".into(),
+        0x6265_6572 => "sysfs".into(),
+        other => format!("file system of type {other:#x}"),
     }
 }
 
@@ -121,20 +166,53 @@ impl Registry {
         &self.dir
     }
 
-    /// Whether a binfmt_misc filesystem is mounted at the directory (statfs magic).
-    pub fn is_mounted(&self) -> bool {
-        // f_type is i64 on x86_64 glibc but narrower elsewhere, hence the cast.
-        #[allow(clippy::unnecessary_cast)]
-        nix::sys::statfs::statfs(&self.dir)
-            .map(|s| s.filesystem_type().0 as i64 == BINFMT_MAGIC)
-            .unwrap_or(false)
+    /// What is at the directory: binfmt_misc (by its statfs magic), an empty directory it
+    /// may be mounted on, another file system's directory with files, or nothing.
+    pub fn place(&self) -> Place {
+        match nix::sys::statfs::statfs(&self.dir) {
+            // f_type is i64 on x86_64 glibc but narrower elsewhere, hence the cast.
+            #[allow(clippy::unnecessary_cast)]
+            Ok(s) if s.filesystem_type().0 as i64 == BINFMT_MAGIC => Place::Binfmt,
+            #[allow(clippy::unnecessary_cast)]
+            Ok(s) => match std::fs::read_dir(&self.dir).map(|mut d| d.next().is_none()) {
+                Ok(true) => Place::Empty,
+                _ => Place::Other(fs_name(s.filesystem_type().0 as i64)),
+            },
+            Err(_) => Place::Missing,
+        }
     }
 
-    /// Mount binfmt_misc at the directory when nothing is mounted there. Returns whether it
-    /// mounted. Mounts made here are left in place: others may rely on them.
+    /// binfmt_misc is mounted at the directory: the only place written to. Anything else is
+    /// refused before a byte is written (an error that names what is there).
+    pub fn require_mounted(&self) -> Result<(), MountError> {
+        match self.place() {
+            Place::Binfmt => Ok(()),
+            Place::Other(fstype) => Err(MountError::NotBinfmt {
+                dir: self.dir.clone(),
+                fstype,
+            }),
+            Place::Missing => Err(MountError::NoDirectory(self.dir.clone())),
+            Place::Empty => Err(MountError::Failed {
+                dir: self.dir.clone(),
+                source: std::io::Error::other("nothing is mounted there"),
+            }),
+        }
+    }
+
+    /// Mount binfmt_misc at the directory when nothing is mounted there, and only on an empty
+    /// directory. Returns whether it mounted. Mounts made here are left in place: others may
+    /// rely on them.
     pub fn ensure_mounted(&self) -> Result<bool, MountError> {
-        if self.dir.join("register").exists() {
-            return Ok(false);
+        match self.place() {
+            Place::Binfmt => return Ok(false),
+            Place::Empty => {}
+            Place::Other(fstype) => {
+                return Err(MountError::NotBinfmt {
+                    dir: self.dir.clone(),
+                    fstype,
+                });
+            }
+            Place::Missing => return Err(MountError::NoDirectory(self.dir.clone())),
         }
         nix::mount::mount(
             Some("binfmt_misc"),
@@ -143,17 +221,29 @@ impl Registry {
             nix::mount::MsFlags::empty(),
             None::<&str>,
         )
-        .map_err(|e| MountError {
+        .map_err(|e| MountError::Failed {
             dir: self.dir.clone(),
             source: e.into(),
         })?;
         Ok(true)
     }
 
+    /// Open a control file for writing, but only on binfmt_misc: a directory of another
+    /// file system that merely holds a file named `register` is not written to.
+    fn control(&self, name: &str) -> std::io::Result<std::fs::File> {
+        if self.place() != Place::Binfmt {
+            return Err(std::io::Error::other(format!(
+                "{} is not binfmt_misc; nothing is written there",
+                self.dir.display()
+            )));
+        }
+        control_for_writing(&self.dir.join(name))
+    }
+
     /// Register one rule with a single write(2), as the kernel requires.
     pub fn register(&self, reg: &Registration) -> std::io::Result<()> {
         let text = reg.register_string();
-        let mut f = control_for_writing(&self.dir.join("register"))?;
+        let mut f = self.control("register")?;
         let n = f.write(text.as_bytes())?;
         if n != text.len() {
             return Err(std::io::Error::other(format!(
@@ -166,13 +256,13 @@ impl Registry {
 
     /// Enable (`1`) or disable (`0`) an entry, or binfmt_misc as a whole (`status`).
     pub fn enable(&self, name: &str, on: bool) -> std::io::Result<()> {
-        let mut f = control_for_writing(&self.dir.join(name))?;
+        let mut f = self.control(name)?;
         f.write_all(if on { b"1" } else { b"0" })
     }
 
     /// Remove an entry by writing -1 to its file. `Ok(false)` when it was already gone.
     pub fn remove(&self, name: &str) -> std::io::Result<bool> {
-        match control_for_writing(&self.dir.join(name)) {
+        match self.control(name) {
             Ok(mut f) => match f.write(b"-1") {
                 Ok(_) => Ok(true),
                 Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => Ok(false),
@@ -183,9 +273,13 @@ impl Registry {
         }
     }
 
-    /// Read status and every entry. A directory that does not exist reads as "not mounted,
-    /// no entries": that is what a host without binfmt_misc looks like.
+    /// Read status and every entry. A directory that does not exist, or is not binfmt_misc,
+    /// reads as "not mounted, no entries": that is what a host without binfmt_misc looks
+    /// like, and files of another file system are never taken for entries.
     pub fn snapshot(&self) -> Result<Snapshot, BinfmtError> {
+        if self.place() != Place::Binfmt {
+            return Ok(Snapshot::empty());
+        }
         let status_path = self.dir.join("status");
         let status = match read_control(&status_path) {
             Ok(s) => Some(s),
@@ -286,9 +380,8 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    /// `--binfmt-dir` may name any directory: an "entry" there that is a symlink must not
-    /// turn uninstall's `-1` (or a registration) into a write to the file it names, nor be
-    /// read as an entry.
+    /// `--binfmt-dir` may name any directory: one that is not binfmt_misc is neither written
+    /// to (a `register` or an "entry" there, symlinks included, stays as it is) nor read.
     #[test]
     fn symlinks_in_the_binfmt_dir_are_neither_written_through_nor_read() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -311,9 +404,22 @@ mod tests {
             flags: String::new(),
         };
         assert!(registry.register(&reg).is_err());
+        assert!(registry.enable("qemu-x", false).is_err());
         assert_eq!(std::fs::read_to_string(&victim).expect("read"), entry);
+        // Not binfmt_misc: nothing there is taken for an entry, and nothing is mounted over
+        // its files.
+        assert!(matches!(registry.place(), Place::Other(_)));
         let snap = registry.snapshot().expect("snapshot");
-        assert!(snap.find("qemu-x").is_none());
-        assert!(snap.unreadable.iter().any(|u| u.name == "qemu-x"));
+        assert!(!snap.mounted && snap.entries.is_empty() && snap.unreadable.is_empty());
+        assert!(matches!(
+            registry.ensure_mounted(),
+            Err(MountError::NotBinfmt { .. })
+        ));
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert_eq!(Registry::new(empty.path()).place(), Place::Empty);
+        assert_eq!(
+            Registry::new(empty.path().join("none")).place(),
+            Place::Missing
+        );
     }
 }

@@ -120,8 +120,8 @@ pub struct Removal {
 /// Why entries could not be removed.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
-    #[error("binfmt_misc is not mounted at {}; nothing to uninstall", .0.display())]
-    NotMounted(std::path::PathBuf),
+    #[error("{0}; nothing to uninstall")]
+    NotMounted(super::MountError),
     #[error("cannot remove {}: {source}", .path.display())]
     Write {
         path: std::path::PathBuf,
@@ -133,7 +133,7 @@ impl crate::error::Classify for RemoveError {
     fn class(&self) -> crate::error::Class {
         use crate::error::Class;
         match self {
-            RemoveError::NotMounted(_) => Class::Environment,
+            RemoveError::NotMounted(e) => e.class(),
             RemoveError::Write { source, .. } => match source.kind() {
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
                     Class::Environment
@@ -150,9 +150,9 @@ pub fn remove_entries(
     registry: &super::Registry,
     names: Vec<String>,
 ) -> Result<Removal, RemoveError> {
-    if !registry.dir().join("register").exists() {
-        return Err(RemoveError::NotMounted(registry.dir().to_path_buf()));
-    }
+    registry
+        .require_mounted()
+        .map_err(RemoveError::NotMounted)?;
     let mut done = Removal::default();
     for name in names {
         match registry.remove(&name) {

@@ -26,6 +26,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     };
     let table = super::load_table(global)?;
     let arches = config.arches(&table)?;
+    config.check_paths()?;
     let opts = options(global, &config, &table)?;
     let keep_running = args.keep_running || config.keep_running.enabled;
     // Watched from the start, so a SIGTERM during the first pass is answered after it
@@ -112,7 +113,7 @@ fn options(
     Ok(plan::Options {
         interpreters: config.interpreters(table)?,
         search: if config.qemu_paths.is_empty() {
-            super::qemu_paths(global)
+            super::qemu_paths(global)?
         } else {
             config.qemu_paths()
         },

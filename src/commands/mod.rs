@@ -41,16 +41,35 @@ fn load_table(global: &GlobalArgs) -> Result<ArchTable, Failure> {
     ArchTable::load(global.arch_table.as_deref()).map_err(Failure::bad_input)
 }
 
-/// Where to look for interpreters: `--qemu-path` dirs, else the defaults.
-fn qemu_paths(global: &GlobalArgs) -> Vec<PathBuf> {
+/// Where to look for interpreters: `--qemu-path` dirs, else the defaults. A directory the
+/// user names must be one: a typo would otherwise read as "no interpreter found".
+fn qemu_paths(global: &GlobalArgs) -> Result<Vec<PathBuf>, BadArgument> {
     if global.qemu_path.is_empty() {
-        crate::emulator::DEFAULT_PATHS
+        return Ok(crate::emulator::DEFAULT_PATHS
             .iter()
             .map(Into::into)
-            .collect()
-    } else {
-        global.qemu_path.clone()
+            .collect());
     }
+    for dir in &global.qemu_path {
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) => {
+                return Err(BadArgument(format!(
+                    "--qemu-path {}: {}, not a directory",
+                    dir.display(),
+                    crate::inspect::file_kind(&m)
+                )));
+            }
+            Err(e) => {
+                return Err(BadArgument(format!(
+                    "--qemu-path {}: {}",
+                    dir.display(),
+                    crate::error::io_words(&e)
+                )));
+            }
+        }
+    }
+    Ok(global.qemu_path.clone())
 }
 
 /// Read binfmt_misc; failing to read it at all is an environment problem.
@@ -67,7 +86,7 @@ pub(super) fn handler_options(
 ) -> Result<crate::binfmt::plan::Options, BadArgument> {
     Ok(crate::binfmt::plan::Options {
         interpreters: parse_overrides(table, &args.interpreter)?,
-        search: qemu_paths(global),
+        search: qemu_paths(global)?,
         fix_binary: !args.no_fix_binary,
         credential: args.credential,
         preserve_argv0: !args.no_preserve_argv0,

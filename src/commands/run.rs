@@ -37,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
         .map(rootless::check_root)
         .transpose()?;
     let opts = plan::Options {
-        search: super::qemu_paths(global),
+        search: super::qemu_paths(global)?,
         fix_binary: true,
         // Where a probe shows QEMU keeps argv[0]: a multi-call program (busybox) that runs
         // its applets through /proc/self/exe learns which one from it.

@@ -4,7 +4,6 @@
 //! names are only names. Plain, gzip and zstd streams are recognised by their first bytes;
 //! every stream is capped, so a decompression bomb ends in an error.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
@@ -14,6 +13,7 @@ use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
 use super::layers::LayerEntry;
 use super::{HEAD, Progress, ScanError, Sniff, identify, image_path};
 use crate::arch::ArchTable;
+use crate::fileio::{self, Follow};
 
 /// A stream may expand to at most this many bytes.
 pub const MAX_EXPANDED: u64 = 64 << 30;
@@ -381,9 +381,14 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Open a file and its decompressor. An uncompressed file must look like a tar: every
-/// tar writer of the last thirty years puts `ustar` in the first header.
-pub fn open(path: &Path) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
-    let file = File::open(path)
+/// tar writer of the last thirty years puts `ustar` in the first header. Only a regular
+/// file is opened (a FIFO or a device is refused without blocking); `follow` says whether a
+/// symlink may lead there (the path the user gave) or not (a blob inside a layout).
+pub fn open(
+    path: &Path,
+    follow: Follow,
+) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
+    let (file, _) = fileio::open_regular(path, follow)
         .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let head = reader

@@ -502,8 +502,9 @@ pub fn scan(
     }
     if !meta.is_file() {
         return Err(ScanError::new(format!(
-            "cannot scan {}: not a directory, tar file or OCI image layout",
-            path.display()
+            "cannot scan {}: it is {}, not a directory, tar file or OCI image layout",
+            path.display(),
+            crate::inspect::file_kind(&meta)
         )));
     }
     tar::scan_file(table, path, platform, progress)

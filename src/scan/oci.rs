@@ -8,7 +8,6 @@
 //! before they become paths, and nested indexes are followed only a few levels deep.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use serde::Deserialize;
 use super::layers::{Layer, stack};
 use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, archive};
 use crate::arch::ArchTable;
+use crate::fileio::{self, Follow};
 
 /// index.json, manifests and configs bigger than this are refused (real ones are KiBs).
 pub const MAX_JSON: u64 = 4 << 20;
@@ -128,10 +128,15 @@ pub fn scan_layout(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
+    // The path given may lead through symlinks; below it, none is followed (every document
+    // and blob is opened with no symlink allowed anywhere on its path), so it is resolved
+    // once here.
+    let canonical = std::fs::canonicalize(root)
+        .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", root.display())))?;
     let mut blobs = LayoutDir {
-        root: root.to_path_buf(),
+        root: canonical.clone(),
     };
-    let index_path = root.join("index.json");
+    let index_path = canonical.join("index.json");
     let text = read_capped(&index_path)?;
     let images = oci_images(&blobs, &text, &index_path.display().to_string())?;
     judge(
@@ -454,14 +459,13 @@ fn select(
     Ok(keep)
 }
 
-/// Read a small file whole, refusing a big one.
+/// Read a small document of a layout whole, refusing a big one. Only a regular file, and
+/// never through a symlink: a layout's `index.json` that links to /etc/passwd is not read.
 fn read_capped(path: &Path) -> Result<Vec<u8>, ScanError> {
-    let file = File::open(path)
-        .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
-    let mut data = Vec::new();
-    file.take(MAX_JSON + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+    let cannot =
+        |e: &dyn std::fmt::Display| ScanError::new(format!("cannot read {}: {e}", path.display()));
+    let (file, _) = fileio::open_regular(path, Follow::Nowhere).map_err(|e| cannot(&e))?;
+    let data = fileio::read_prefix(&file, MAX_JSON as usize + 1).map_err(|e| cannot(&e))?;
     if data.len() as u64 > MAX_JSON {
         return Err(ScanError::new(format!(
             "{} is larger than {} MiB; not an image document",
@@ -504,7 +508,7 @@ impl Blobs for LayoutDir {
             .par_iter()
             .map(|(key, digest)| {
                 let path = this.path(key);
-                let (reader, _) = archive::open(&path)?;
+                let (reader, _) = archive::open(&path, Follow::Nowhere)?;
                 let layer =
                     read_layer(table, reader, &path.display().to_string(), digest, progress)?;
                 Ok((key.clone(), Arc::new(layer)))

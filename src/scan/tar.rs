@@ -31,7 +31,7 @@ pub fn scan_file(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
-    let (reader, compression) = archive::open(path)?;
+    let (reader, compression) = archive::open(path, crate::fileio::Follow::Yes)?;
     let what = path.display().to_string();
     let mut pass = Pass {
         table,

@@ -188,3 +188,201 @@ fn messages_say_the_os_error_once_and_name_the_input() {
         assert!(r.stderr.contains("/nonexistent/"), "{args:?}: {}", r.stderr);
     }
 }
+
+/// Class 3: a `--binfmt-dir` that is not binfmt_misc is never written to or read as one,
+/// and binfmt_misc is mounted only on an empty directory.
+#[test]
+fn a_binfmt_dir_that_is_not_binfmt_misc_is_never_written_or_mounted_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).expect("mkdir");
+    let register = plain.join("register");
+    std::fs::write(&register, "keep me\n").expect("write");
+    std::fs::write(plain.join("status"), "enabled\n").expect("write");
+    let passwd = plain.join("passwd");
+    std::fs::write(&passwd, "root:x:0:0\n").expect("write");
+    std::fs::write(
+        plain.join("qemu-aarch64"),
+        "enabled\ninterpreter /x\nflags: F\noffset 0\nmagic 7f454c46\n",
+    )
+    .expect("write");
+    let p = plain.to_str().expect("utf-8");
+    let ns = PrivateBinfmt::new();
+    for args in [
+        vec!["--binfmt-dir", p, "install", "--arch", "arm64"],
+        vec!["--binfmt-dir", p, "uninstall", "--name", "passwd"],
+        vec!["--binfmt-dir", p, "uninstall", "--arch", "arm64"],
+        vec!["--binfmt-dir", p, "init"],
+    ] {
+        // Inside a user namespace, where a mount would be allowed: it must not be made.
+        let r = ns.run(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("is not binfmt_misc"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        let mounts = ns.tool("cat", &["/proc/self/mountinfo"]).stdout;
+        assert!(!mounts.contains(p), "{args:?} mounted over {p}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&register).expect("read"),
+        "keep me\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&passwd).expect("read"),
+        "root:x:0:0\n"
+    );
+    // Read as what it is: no binfmt_misc, no entries, whatever its files say.
+    let j = run(&["--json", "--binfmt-dir", p, "status"]).json();
+    assert_eq!(j["binfmt_misc"]["mounted"], false, "{j}");
+    assert_eq!(j["entries"], serde_json::json!([]), "{j}");
+    // An empty directory is where binfmt_misc may be mounted.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let e = empty.to_str().expect("utf-8");
+    ns.run(&["--binfmt-dir", e, "install", "--arch", "arm64"])
+        .expect_code(0);
+}
+
+/// Class 1, every file-taking argument and option of every command: given a FIFO (with no
+/// writer: opening it would block), a device that never ends (/dev/zero), or a symlink to
+/// the FIFO, each finishes at once with its documented code and says what the file is. No
+/// command blocks, and none reads a device.
+#[test]
+fn every_file_argument_refuses_fifos_and_devices_without_blocking() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let fifo = fifo(dir.path());
+    let link = dir.path().join("link-to-fifo");
+    std::os::unix::fs::symlink(&fifo, &link).expect("symlink");
+    let link = link.display().to_string();
+    // `@` stands for the odd file. The code is what each documents: 2 bad input, except
+    // diagnose, for which a FIFO or a device is a finding (exec refuses it: EACCES) and so 1,
+    // and status, which reads a non-binfmt_misc directory as nothing mounted there.
+    let cases: &[(&[&str], i32)] = &[
+        (&["inspect", "@"], 2),
+        (&["--arch-table", "@", "status"], 2),
+        (&["--binfmt-dir", "@", "install", "--arch", "arm64"], 2),
+        (&["--binfmt-dir", "@", "uninstall", "--arch", "arm64"], 2),
+        (&["--binfmt-dir", "@", "status"], 0),
+        (&["--qemu-path", "@", "install", "--arch", "arm64"], 2),
+        (
+            &["install", "--arch", "arm64", "--interpreter", "arm64=@"],
+            2,
+        ),
+        (
+            &[
+                "export", "--format", "systemd", "--arch", "arm64", "--output", "@",
+            ],
+            2,
+        ),
+        (
+            &[
+                "export",
+                "--format",
+                "systemd",
+                "--arch",
+                "arm64",
+                "--interpreter",
+                "arm64=@",
+            ],
+            2,
+        ),
+        (&["test", "--binary", "@"], 2),
+        (&["diagnose", "@"], 1),
+        (&["diagnose", "--root", "@", "/bin/sh"], 2),
+        (
+            &["run", "--arch", "arm64", "--rootfs", "@", "--", "/bin/sh"],
+            2,
+        ),
+        (&["run", "--arch", "arm64", "--", "@"], 2),
+        (&["init", "--config", "@"], 2),
+        (&["scan", "@"], 2),
+    ];
+    let ns = PrivateBinfmt::new();
+    for (args, code) in cases {
+        for odd in [fifo.as_str(), "/dev/zero", link.as_str()] {
+            let args: Vec<String> = args.iter().map(|a| a.replace('@', odd)).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = ns.run_within(Duration::from_secs(30), &args);
+            assert_eq!(r.code, Some(*code), "{args:?}:\n{}{}", r.stdout, r.stderr);
+            if *code != 0 {
+                let said = format!("{}{}", r.stdout, r.stderr);
+                assert!(
+                    [
+                        "FIFO",
+                        "device",
+                        "not a directory",
+                        "not binfmt_misc",
+                        "not a regular file",
+                        "not an executable",
+                        "no interpreter"
+                    ]
+                    .iter()
+                    .any(|w| said.contains(w)),
+                    "{args:?} does not say what the file is:\n{said}"
+                );
+            }
+        }
+    }
+    // The config's own paths, too.
+    for key in ["interpreters = { arm64 = \"@\" }", "qemu_paths = [\"@\"]"] {
+        for odd in [fifo.as_str(), "/dev/zero", link.as_str()] {
+            let config = dir.path().join("odd.toml");
+            std::fs::write(
+                &config,
+                format!("architectures = [\"arm64\"]\n{}\n", key.replace('@', odd)),
+            )
+            .expect("config");
+            let r = ns.run_within(
+                Duration::from_secs(30),
+                &["init", "--config", config.to_str().expect("utf-8")],
+            );
+            assert_eq!(r.code, Some(2), "{key} = {odd}: {}", r.stderr);
+            assert_eq!(ns.listing(), ["register", "status"], "nothing registered");
+        }
+    }
+}
+
+/// Class 1: symlinks are followed only where documented. Inside an OCI layout none is: an
+/// index.json that links to /etc/passwd, or a blob that is a FIFO, is refused at once.
+#[test]
+fn an_oci_layout_is_read_without_following_symlinks_or_opening_fifos() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = dir.path().join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(
+        layout.join("oci-layout"),
+        "{\"imageLayoutVersion\":\"1.0.0\"}",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("/etc/passwd", layout.join("index.json")).expect("symlink");
+    let l = layout.to_str().expect("utf-8");
+    let r = run(&["scan", l]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("index.json"), "{}", r.stderr);
+    assert!(!r.stderr.contains("root:"), "{}", r.stderr);
+
+    // A well-formed index whose manifest blob is a FIFO.
+    std::fs::remove_file(layout.join("index.json")).expect("rm");
+    let hex = "a".repeat(64);
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            "{{\"schemaVersion\":2,\"manifests\":[{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:{hex}\",\"size\":1}}]}}"
+        ),
+    )
+    .expect("index");
+    nix::unistd::mkfifo(
+        &layout.join("blobs/sha256").join(&hex),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    let mut cmd = std::process::Command::new(crate::util::bin());
+    cmd.args(["scan", l]);
+    let r = crate::util::Run::within(&mut cmd, Duration::from_secs(30));
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
+}

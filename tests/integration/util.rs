@@ -69,6 +69,31 @@ impl Run {
         )
     }
 
+    /// Run a prepared command, stdin closed, failing the test (after killing it) if it has
+    /// not finished within `limit`.
+    #[track_caller]
+    pub fn within(cmd: &mut Command, limit: std::time::Duration) -> Run {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait");
+                panic!(
+                    "{cmd:?} still running after {limit:?} (it blocked?); stderr:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Run::from(child.wait_with_output().expect("output"))
+    }
+
     fn from(o: Output) -> Run {
         Run {
             code: o.status.code(),
@@ -233,6 +258,15 @@ impl PrivateBinfmt {
                 .output()
                 .expect("spawn nsenter"),
         )
+    }
+
+    /// Run the binary under test inside, failing the test if it has not finished within
+    /// `limit` (it is killed): for inputs that must never make it block.
+    #[track_caller]
+    pub fn run_within(&self, limit: std::time::Duration, args: &[&str]) -> Run {
+        let mut cmd = self.command(bin());
+        cmd.args(args);
+        Run::within(&mut cmd, limit)
     }
 
     /// Run the binary under test inside.
