@@ -25,6 +25,7 @@
 //! Checks that are not levels by themselves (arm64 `sve`, riscv64 `zba`) stay visible through
 //! [`Found::checks`].
 
+pub mod aarch64;
 pub mod arm;
 pub mod x86;
 
@@ -136,7 +137,7 @@ impl LevelProbe {
 }
 
 /// Every family with a level probe.
-pub static FAMILIES: [&Family; 2] = [&x86::FAMILY, &arm::FAMILY];
+pub static FAMILIES: [&Family; 3] = [&x86::FAMILY, &arm::FAMILY, &aarch64::FAMILY];
 
 /// The family of levels for `arch`, if it has one.
 pub fn family(arch: &Arch) -> Option<&'static Family> {
@@ -148,6 +149,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     match arch.name.as_str() {
         "amd64" => x86::program(arch),
         "arm" => arm::program(arch),
+        "arm64" => aarch64::program(arch),
         _ => None,
     }
 }
@@ -375,6 +377,9 @@ mod tests {
             ("amd64", "x86-64-v4", "linux/amd64/v4"),
             ("arm", "v5", "linux/arm/v5"),
             ("arm", "v7", "linux/arm/v7"),
+            ("arm64", "v8.0", "linux/arm64"),
+            ("arm64", "v8.1", "linux/arm64/v8.1"),
+            ("arm64", "v9.0", "linux/arm64/v9"),
         ];
         for (a, level, want) in cases {
             assert_eq!(
