@@ -27,6 +27,8 @@
 
 pub mod aarch64;
 pub mod arm;
+pub mod power;
+pub mod s390x;
 pub mod x86;
 
 use std::time::Duration;
@@ -137,7 +139,13 @@ impl LevelProbe {
 }
 
 /// Every family with a level probe.
-pub static FAMILIES: [&Family; 3] = [&x86::FAMILY, &arm::FAMILY, &aarch64::FAMILY];
+pub static FAMILIES: [&Family; 5] = [
+    &x86::FAMILY,
+    &arm::FAMILY,
+    &aarch64::FAMILY,
+    &power::FAMILY,
+    &s390x::FAMILY,
+];
 
 /// The family of levels for `arch`, if it has one.
 pub fn family(arch: &Arch) -> Option<&'static Family> {
@@ -150,6 +158,8 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
         "amd64" => x86::program(arch),
         "arm" => arm::program(arch),
         "arm64" => aarch64::program(arch),
+        "ppc64le" => power::program(arch),
+        "s390x" => s390x::program(arch),
         _ => None,
     }
 }
@@ -366,6 +376,8 @@ mod tests {
         assert_eq!(decode(&a, 100 + 0b1000), None, "only three checks");
         assert_eq!(decode(&a, 99), None);
         assert_eq!(decode(&a, 42), None);
+        let s = arch("s390x");
+        assert_eq!(decode(&s, 100), Some(vec![]), "z13 needs its vector check");
         assert_eq!(decode(&arch("mips"), 100), None);
     }
 
@@ -380,6 +392,8 @@ mod tests {
             ("arm64", "v8.0", "linux/arm64"),
             ("arm64", "v8.1", "linux/arm64/v8.1"),
             ("arm64", "v9.0", "linux/arm64/v9"),
+            ("ppc64le", "power10", "linux/ppc64le"),
+            ("s390x", "z15", "linux/s390x"),
         ];
         for (a, level, want) in cases {
             assert_eq!(
