@@ -28,6 +28,7 @@
 pub mod aarch64;
 pub mod arm;
 pub mod power;
+pub mod riscv;
 pub mod s390x;
 pub mod x86;
 
@@ -139,12 +140,13 @@ impl LevelProbe {
 }
 
 /// Every family with a level probe.
-pub static FAMILIES: [&Family; 5] = [
+pub static FAMILIES: [&Family; 6] = [
     &x86::FAMILY,
     &arm::FAMILY,
     &aarch64::FAMILY,
     &power::FAMILY,
     &s390x::FAMILY,
+    &riscv::FAMILY,
 ];
 
 /// The family of levels for `arch`, if it has one.
@@ -160,6 +162,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
         "arm64" => aarch64::program(arch),
         "ppc64le" => power::program(arch),
         "s390x" => s390x::program(arch),
+        "riscv64" => riscv::program(arch),
         _ => None,
     }
 }
@@ -394,6 +397,7 @@ mod tests {
             ("arm64", "v9.0", "linux/arm64/v9"),
             ("ppc64le", "power10", "linux/ppc64le"),
             ("s390x", "z15", "linux/s390x"),
+            ("riscv64", "rva22u64", "linux/riscv64"),
         ];
         for (a, level, want) in cases {
             assert_eq!(
