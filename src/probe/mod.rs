@@ -8,6 +8,7 @@
 
 pub mod check;
 mod isa;
+pub mod levels;
 pub mod runner;
 
 use crate::arch::{Arch, Endian};

@@ -1,0 +1,221 @@
+//! arm64 levels: Armv8.0 (baseline, proven by the program itself) to Armv8.5, Armv9.0, and
+//! the SVE and SVE2 features that tell QEMU's models apart.
+//!
+//! Checks (bit: instructions, and the Arm ARM feature and version that make them mandatory):
+//! - 0 `v8.1`: LDADD (FEAT_LSE, Armv8.1).
+//! - 1 `v8.2`: DC CVAP (FEAT_DPB, Armv8.2).
+//! - 2 `v8.3`: PACGA (FEAT_PAuth; not one of the hint-space PAC forms, which older CPUs run
+//!   as NOPs), FJCVTZS (FEAT_JSCVT), LDAPR (FEAT_LRCPC), all Armv8.3.
+//! - 3 `v8.4`: CFINV (FEAT_FlagM), LDAPUR (FEAT_LRCPC2), Armv8.4.
+//! - 4 `v8.5`: AXFLAG (FEAT_FlagM2), FRINT32Z (FEAT_FRINTTS), SB (FEAT_SB), Armv8.5.
+//! - 5 `sve`: RDVL (FEAT_SVE; optional from Armv8.2).
+//! - 6 `sve2`: EOR3 on Z registers (FEAT_SVE2, mandatory in Armv9.0, which is Armv8.5 plus
+//!   SVE2 for what user code sees).
+//!
+//! Encodings from aarch64-linux-gnu-as (binutils 2.40, `-march=armv9-a`).
+//!
+//! Measured with QEMU 7.2 (`qemu-aarch64-static -cpu MODEL PROBE; echo $?`, as
+//! `level_probe_under_qemu_7_2` does):
+//! - `cortex-a35`, `cortex-a53`, `cortex-a57`, `cortex-a72`: v8.0, no check runs.
+//! - `cortex-a76`, `neoverse-n1`: v8.1 (checks: v8.1).
+//! - `a64fx`: v8.1 (checks: v8.1, sve).
+//! - `max` (user mode's default): v8.1 (checks: v8.1, v8.3, v8.4, v8.5, sve, sve2).
+//!
+//! QEMU 7.2 user mode has no DC CVAP on any model (SIGILL even with `max`, while DC CVAC
+//! runs): it provides that register operation for system emulation only. DC CVAP is the one
+//! instruction Armv8.2 makes mandatory that user code can run, so no QEMU 7.2 model proves
+//! v8.2 or anything above it, although `max` runs every later check.
+
+use super::{Family, Level, LevelProbe, le_words, slots, wrap};
+use crate::arch::Arch;
+
+pub const V8_0: &str = "v8.0";
+pub const V8_1: &str = "v8.1";
+pub const V8_2: &str = "v8.2";
+pub const V8_3: &str = "v8.3";
+pub const V8_4: &str = "v8.4";
+pub const V8_5: &str = "v8.5";
+pub const V9_0: &str = "v9.0";
+pub const SVE: &str = "sve";
+pub const SVE2: &str = "sve2";
+
+pub static FAMILY: Family = Family {
+    arch: "arm64",
+    checks: &[V8_1, V8_2, V8_3, V8_4, V8_5, SVE, SVE2],
+    levels: &[
+        Level {
+            name: V8_0,
+            needs: 0,
+            variant: None,
+            qemu_cpu: Some("cortex-a57"),
+        },
+        Level {
+            name: V8_1,
+            needs: 0b1,
+            variant: Some("v8.1"),
+            qemu_cpu: Some("cortex-a76"),
+        },
+        Level {
+            name: V8_2,
+            needs: 0b11,
+            variant: Some("v8.2"),
+            qemu_cpu: None,
+        },
+        Level {
+            name: V8_3,
+            needs: 0b111,
+            variant: Some("v8.3"),
+            qemu_cpu: None,
+        },
+        Level {
+            name: V8_4,
+            needs: 0b1111,
+            variant: Some("v8.4"),
+            qemu_cpu: None,
+        },
+        Level {
+            name: V8_5,
+            needs: 0b1_1111,
+            variant: Some("v8.5"),
+            qemu_cpu: None,
+        },
+        Level {
+            name: V9_0,
+            needs: 0b111_1111,
+            variant: Some("v9"),
+            qemu_cpu: None,
+        },
+    ],
+};
+
+const CHECKS: [&[u32]; 7] = [
+    &[
+        0xb820_03e1, // ldadd    w0, w1, [sp]
+    ],
+    &[
+        0x9100_03e2, // mov      x2, sp  ; DC CVAP needs a mapped address
+        0xd50b_7c22, // dc       cvap, x2
+    ],
+    &[
+        0x9ac1_3000, // pacga    x0, x0, x1
+        0x1e7e_0000, // fjcvtzs  w0, d0
+        0xb8bf_c3e0, // ldapr    w0, [sp]
+    ],
+    &[
+        0xd500_401f, // cfinv
+        0x9940_03e0, // ldapur   w0, [sp]
+    ],
+    &[
+        0xd500_405f, // axflag
+        0x1e68_4000, // frint32z d0, d0
+        0xd503_30ff, // sb
+    ],
+    &[
+        0x04bf_5020, // rdvl     x0, #1
+    ],
+    &[
+        0x0421_3840, // eor3     z0.d, z0.d, z1.d, z2.d
+    ],
+];
+
+/// Ends every slot.
+const EXIT0: &[u32] = &[
+    0xd280_0000, // mov x0, #0
+    0xd280_0bc8, // mov x8, #94  ; exit_group
+    0xd400_0001, // svc #0
+];
+
+pub fn program(arch: &Arch) -> Option<LevelProbe> {
+    if arch.name != "arm64" {
+        return None;
+    }
+    let n = CHECKS.len() as u32;
+    // Syscalls: number in x8, `svc #0`, every register kept but x0. prlimit64 261, clone 220
+    // (arm64 has no fork: clone(SIGCHLD, 0, 0, 0, 0) is one), wait4 260, close 57,
+    // exit_group 94. x19 counts the checks, x20 holds the mask; [sp] is the zeroed rlimit,
+    // [sp+16] the wait status.
+    let words: [u32; 43] = [
+        0xd100_83ff, // 00: sub   sp, sp, #32
+        0xa900_7fff, // 04: stp   xzr, xzr, [sp]
+        0xd280_0000, // 08: mov   x0, #0  ; ourselves
+        0xd280_0081, // 0c: mov   x1, #4  ; RLIMIT_CORE
+        0x9100_03e2, // 10: mov   x2, sp
+        0xd280_0003, // 14: mov   x3, #0
+        0xd280_20a8, // 18: mov   x8, #261
+        0xd400_0001, // 1c: svc   #0  ; prlimit64(0, CORE, {0, 0}, 0)
+        0xd280_0013, // 20: mov   x19, #0
+        0xd280_0014, // 24: mov   x20, #0
+        // 28 loop:
+        0xf100_027f | n << 10, // 28: cmp   x19, #n
+        0x5400_02e0,           // 2c: b.eq  done (0x88)
+        0xd280_0220,           // 30: mov   x0, #17  ; SIGCHLD
+        0xd280_0001,           // 34: mov   x1, #0
+        0xd280_0002,           // 38: mov   x2, #0
+        0xd280_0003,           // 3c: mov   x3, #0
+        0xd280_0004,           // 40: mov   x4, #0
+        0xd280_1b88,           // 44: mov   x8, #220
+        0xd400_0001,           // 48: svc   #0  ; clone(SIGCHLD, 0, 0, 0, 0)
+        0xb400_0240,           // 4c: cbz   x0, child (0x94)
+        0x5280_0029,           // 50: mov   w9, #1
+        0xb900_13e9,           // 54: str   w9, [sp, #16]  ; "failed" unless wait4 says otherwise
+        0x9100_43e1,           // 58: add   x1, sp, #16
+        0xd280_0002,           // 5c: mov   x2, #0
+        0xd280_0003,           // 60: mov   x3, #0
+        0xd280_2088,           // 64: mov   x8, #260
+        0xd400_0001,           // 68: svc   #0  ; wait4(pid, &status, 0, 0)
+        0xb940_13e9,           // 6c: ldr   w9, [sp, #16]
+        0x3500_0089,           // 70: cbnz  w9, next (0x80)
+        0xd280_0029,           // 74: mov   x9, #1
+        0x9ad3_2129,           // 78: lsl   x9, x9, x19
+        0xaa09_0294,           // 7c: orr   x20, x20, x9
+        // 80 next:
+        0x9100_0673, // 80: add   x19, x19, #1
+        0x17ff_ffe9, // 84: b     loop (0x28)
+        // 88 done:
+        0x9101_9280, // 88: add   x0, x20, #100
+        0xd280_0bc8, // 8c: mov   x8, #94
+        0xd400_0001, // 90: svc   #0  ; exit_group(100 + mask)
+        // 94 child:
+        0xd280_0040, // 94: mov   x0, #2
+        0xd280_0728, // 98: mov   x8, #57
+        0xd400_0001, // 9c: svc   #0  ; close(2)
+        0x1000_0060, // a0: adr   x0, slots (0xac)
+        0x8b13_1800, // a4: add   x0, x0, x19, lsl #6  ; + i * SLOT
+        0xd61f_0000, // a8: br    x0
+                     // ac slots:
+    ];
+    let checks: Vec<Vec<u8>> = CHECKS.iter().map(|c| le_words(c)).collect();
+    let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
+    let mut code = le_words(&words);
+    code.extend(slots(&refs, &le_words(&[0xd503_201f]), &le_words(EXIT0))); // filler: nop
+    Some(LevelProbe {
+        image: wrap(arch, &code),
+        family: &FAMILY,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{arch, under_qemu};
+    use super::*;
+
+    #[test]
+    fn level_probe_under_qemu_7_2() {
+        let a = arch("arm64");
+        let cases: &[(Option<&str>, &str, &[&str])] = &[
+            (Some("cortex-a53"), V8_0, &[]),
+            (Some("cortex-a57"), V8_0, &[]),
+            (Some("cortex-a72"), V8_0, &[]),
+            (Some("cortex-a76"), V8_1, &[V8_1]),
+            (Some("neoverse-n1"), V8_1, &[V8_1]),
+            (Some("a64fx"), V8_1, &[V8_1, SVE]),
+            (Some("max"), V8_1, &[V8_1, V8_3, V8_4, V8_5, SVE, SVE2]),
+            (None, V8_1, &[V8_1, V8_3, V8_4, V8_5, SVE, SVE2]),
+        ];
+        for (cpu, want, checks) in cases {
+            let (levels, ran) = under_qemu(&a, *cpu);
+            assert_eq!(levels.last(), Some(want), "-cpu {cpu:?}: {levels:?}");
+            assert_eq!(&ran, checks, "-cpu {cpu:?}");
+        }
+    }
+}
