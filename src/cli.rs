@@ -205,8 +205,14 @@ when everything fits; 2 for a missing or malformed PATH or an unknown platform."
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Architectures to register, comma-separated, or `all`.
-    #[arg(long, value_name = "LIST", default_value = "all")]
+    /// Architectures to register, comma-separated; `all` for every one, `-NAME` to leave one
+    /// out (`all,-riscv64`).
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "all",
+        allow_hyphen_values = true
+    )]
     pub arch: String,
 
     /// Run the command chrooted in DIR (its PATH searched there).
@@ -236,8 +242,9 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct InstallArgs {
-    /// Architectures, comma-separated, or `all` (every one QEMU can emulate here).
-    #[arg(long, value_name = "LIST")]
+    /// Architectures, comma-separated; `all` for every one QEMU can emulate here, `-NAME` to
+    /// leave one out (`all,-riscv64`).
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub arch: String,
 
     #[command(flatten)]
@@ -277,9 +284,14 @@ pub struct HandlerArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// Architectures, comma-separated, or `all`. Default: every one a handler takes, plus the
-    /// host's own and those it runs natively.
-    #[arg(long, value_name = "LIST", conflicts_with = "binary")]
+    /// Architectures, comma-separated (`all`, `all,-riscv64`). Default: every one a handler
+    /// takes, plus the host's own and those it runs natively.
+    #[arg(
+        long,
+        value_name = "LIST",
+        conflicts_with = "binary",
+        allow_hyphen_values = true
+    )]
     pub arch: Option<String>,
 
     /// Run this program the same way instead of the probes (it passes when it runs and exits,
@@ -303,8 +315,13 @@ pub struct ExportArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: crate::export::Format,
 
-    /// Architectures, comma-separated, or `all`.
-    #[arg(long, value_name = "LIST", default_value = "all")]
+    /// Architectures, comma-separated; `all`, `-NAME` to leave one out (`all,-riscv64`).
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "all",
+        allow_hyphen_values = true
+    )]
     pub arch: String,
 
     #[command(flatten)]
@@ -318,8 +335,9 @@ pub struct ExportArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["arch", "name"]))]
 pub struct UninstallArgs {
-    /// Architectures, comma-separated, or `all`: removes only entries named qemu-<cpu>.
-    #[arg(long, value_name = "LIST")]
+    /// Architectures, comma-separated (`all`, `all,-riscv64`): removes only entries named
+    /// qemu-<cpu>.
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub arch: Option<String>,
 
     /// Remove the entry with exactly this name, whoever registered it.

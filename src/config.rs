@@ -260,13 +260,9 @@ impl Config {
         Ok(())
     }
 
-    /// The architectures asked for, checked against `table`; `all` expands to every row.
+    /// The architectures asked for, checked against `table`, as `--arch` reads a list: names,
+    /// `all` for every one QEMU can emulate, `-NAME` to take one away (`["all", "-riscv64"]`).
     pub fn arches<'t>(&self, table: &'t ArchTable) -> Result<Vec<&'t Arch>, ConfigError> {
-        if self.all() {
-            return table
-                .lookup_list("all")
-                .map_err(|e| self.at(0..0, "architectures", &e.to_string()));
-        }
         if self.architectures.is_empty() {
             return Err(self.at(
                 0..0,
@@ -274,24 +270,24 @@ impl Config {
                 "is empty; list names or write [\"all\"]",
             ));
         }
-        let mut out: Vec<&Arch> = Vec::new();
-        for name in &self.architectures {
-            let arch = table
-                .lookup(name.get_ref())
-                .map_err(|e| self.at(name.span(), "architectures", &e.to_string()))?;
-            if !out.iter().any(|a| a.name == arch.name) {
-                out.push(arch);
-            }
-        }
-        Ok(out)
+        table
+            .select(self.architectures.iter().map(|a| a.get_ref().as_str()))
+            .map_err(|(i, e)| {
+                let message = match e {
+                    crate::arch::ArchError::Unknown { name, known } if name.is_empty() => {
+                        format!("asks for no architecture at all; known names: {known}")
+                    }
+                    e => e.to_string(),
+                };
+                let span = self.architectures.get(i).map_or(0..0, |a| a.span());
+                self.at(span, "architectures", &message)
+            })
     }
 
     /// Whether `architectures` asks for every architecture (an arch without an interpreter is
     /// then skipped rather than an error).
     pub fn all(&self) -> bool {
-        self.architectures
-            .iter()
-            .any(|a| a.get_ref().trim().eq_ignore_ascii_case("all"))
+        ArchTable::mentions_all(self.architectures.iter().map(|a| a.get_ref().as_str()))
     }
 
     /// `interpreters`, keyed by canonical arch name.

@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
 
 /// The architecture table the user asked for; a bad `--arch-table` is bad input.
 fn load_table(global: &GlobalArgs) -> Result<ArchTable, Failure> {
-    ArchTable::load(global.arch_table.as_deref()).map_err(Failure::bad_input)
+    Ok(ArchTable::load(global.arch_table.as_deref())?)
 }
 
 /// Where to look for interpreters: `--qemu-path` dirs, else the defaults. A directory the
@@ -74,7 +74,7 @@ fn qemu_paths(global: &GlobalArgs) -> Result<Vec<PathBuf>, BadArgument> {
 
 /// Read binfmt_misc; failing to read it at all is an environment problem.
 fn snapshot(registry: &crate::binfmt::Registry) -> Result<crate::binfmt::Snapshot, Failure> {
-    registry.snapshot().map_err(Failure::environment)
+    Ok(registry.snapshot()?)
 }
 
 /// The registration options a command line asks for (`install` and `export`).
@@ -90,7 +90,7 @@ pub(super) fn handler_options(
         fix_binary: !args.no_fix_binary,
         credential: args.credential,
         preserve_argv0: !args.no_preserve_argv0,
-        all: arch_list.trim().eq_ignore_ascii_case("all"),
+        all: ArchTable::mentions_all(arch_list.split(',')),
     })
 }
 

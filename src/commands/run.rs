@@ -42,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
         // Where a probe shows QEMU keeps argv[0]: a multi-call program (busybox) that runs
         // its applets through /proc/self/exe learns which one from it.
         preserve_argv0: true,
-        all: args.arch.trim().eq_ignore_ascii_case("all"),
+        all: crate::arch::ArchTable::mentions_all(args.arch.split(',')),
         ..plan::Options::default()
     };
     let host = Host::detect(&table);

@@ -517,3 +517,22 @@ fn p_is_added_only_when_the_interpreter_honours_it() {
     ]);
     assert!(r.stdout.trim_end().ends_with(":F"), "{}", r.stdout);
 }
+
+/// `all,-NAME` (asked of tonistiigi/binfmt since 2023): everything but what is named.
+#[test]
+fn all_minus_named_architectures_leaves_those_out() {
+    let ns = PrivateBinfmt::new();
+    let r = ns.run(&["--json", "install", "--arch", "all,-riscv64,-s390x"]);
+    r.expect_code(0);
+    let names: Vec<String> = ns.listing();
+    assert!(names.contains(&"qemu-aarch64".to_string()), "{names:?}");
+    assert!(!names.contains(&"qemu-riscv64".to_string()), "{names:?}");
+    assert!(!names.contains(&"qemu-s390x".to_string()), "{names:?}");
+    let r = ns.run(&["export", "--format", "register", "--arch", "all,-arm64"]);
+    r.expect_code(0);
+    assert!(!r.stdout.contains(":qemu-aarch64:"), "{}", r.stdout);
+    assert!(r.stdout.contains(":qemu-riscv64:"), "{}", r.stdout);
+    let r = ns.run(&["install", "--arch", "-riscv64"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("all,-riscv64"), "{}", r.stderr);
+}
