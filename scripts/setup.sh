@@ -44,6 +44,7 @@ packages=(
 	zstd             # the scan tests' .tar.zst (GNU tar --zstd)
 	pax-utils        # scanelf, the peer `scan` is benchmarked against
 	time             # GNU time: peak memory in the scan benchmark
+	man-db           # man -l: the tests render the generated manual pages
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
 	clang-16 lld-16 llvm-16

@@ -201,6 +201,50 @@ file deleted by an upper layer's whiteout is not reported.
 Exit 1 when a program does not match, an ELF file is damaged or a file cannot be read; 0 \
 when everything fits; 2 for a missing or malformed PATH or an unknown platform.")]
     Scan(ScanArgs),
+
+    /// Print a shell completion script for bash, zsh or fish.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup completions bash > /etc/bash_completion.d/binfmt-setup
+  binfmt-setup completions zsh > \"${fpath[1]}/_binfmt-setup\"
+  binfmt-setup completions fish > ~/.config/fish/completions/binfmt-setup.fish
+
+The script is generated from the same definitions as the options themselves, so it never \
+lags behind them.")]
+    Completions(CompletionsArgs),
+
+    /// Print a manual page (roff), generated from the same definitions as --help: the
+    /// program's, or one command's.
+    #[command(after_help = "\
+Examples:
+  binfmt-setup man | man -l -
+  binfmt-setup man install | man -l -
+  binfmt-setup man > /usr/local/share/man/man1/binfmt-setup.1
+  for c in install test diagnose; do binfmt-setup man $c > binfmt-setup-$c.1; done")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (binfmt-setup-COMMAND(1)); without one, the
+    /// program's own page.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// Shells completion scripts are made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! One file per subcommand: gather input, call the library, print human text or JSON.
 
 mod diagnose;
+mod docs;
 mod export;
 mod init;
 mod inspect;
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Run(args) => run::run(&cli.global, args),
         Command::Init(args) => init::run(&cli.global, args),
         Command::Scan(args) => scan::run(&cli.global, args),
+        Command::Completions(args) => docs::completions(args.shell),
+        Command::Man(args) => docs::man(args.command.as_deref()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod configs;
 mod diagnose;
+mod docs;
 mod export;
 mod fleet_util;
 mod harden;
