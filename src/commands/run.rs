@@ -3,14 +3,12 @@
 
 use nix::sys::signal::Signal;
 
-use crate::arch::Host;
+use crate::arch::{ArchTable, Host};
 use crate::binfmt::plan;
-use crate::binfmt::{DEFAULT_DIR, Registry};
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::error::{BadArgument, Exit, Failure};
 use crate::messages;
-use crate::rootless::{self, RootlessError};
-use crate::sys::ns;
+use crate::rootless::{self, Ids, Request, RootlessError};
 use crate::sys::signals::SignalWatch;
 
 /// Signals passed on to the command. SIGCHLD is watched too, to learn when it ends.
@@ -42,11 +40,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
         // Where a probe shows QEMU keeps argv[0]: a multi-call program (busybox) that runs
         // its applets through /proc/self/exe learns which one from it.
         preserve_argv0: true,
-        all: crate::arch::ArchTable::mentions_all(args.arch.split(',')),
+        all: ArchTable::mentions_all(args.arch.split(',')),
         ..plan::Options::default()
     };
     let host = Host::detect(&table);
-    // Nativeness and P are probed in private instances of their own, before ours exists.
+    // Interpreters are checked, and nativeness and P probed in private instances of their
+    // own, from here, outside the namespace the command will have.
     let (planned, skipped) =
         plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))?;
     for s in &skipped {
@@ -56,24 +55,24 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
             messages::warn(&format!("skip {}: {}", s.arch, s.reason));
         }
     }
-
-    ns::enter_rootless()?;
-    let registered = rootless::register(&Registry::new(DEFAULT_DIR), &planned)?;
-    tracing::info!("registered {}", registered.join(", "));
-    if let Some(root) = &root {
-        for note in rootless::enter_root(root)?.notes {
-            tracing::info!("{}: {note}", root.display());
-        }
+    let (ids, why_own) = Ids::for_caller();
+    if let Some(why) = why_own {
+        messages::warn(&format!(
+            "{why}: only your own ids are mapped in the command's namespace, so it cannot change groups or make files of other owners (buildah --isolation chroot and podman run fail there)"
+        ));
     }
-    let inside = root
-        .as_ref()
-        .map(|r| format!(" inside {}", r.display()))
-        .unwrap_or_default();
-    let program = rootless::find_command(&args.command[0], &inside)?;
+    tracing::info!("ids in the namespace: {ids:?}");
     // Blocked before the spawn: a signal, or the command's end, arriving at once is kept.
     let watch = SignalWatch::new(FORWARDED).map_err(RootlessError::Signals)?;
-    let child = rootless::start(&program, &args.command, &watch, &args.arch)?;
-    tracing::debug!("started {} as pid {}", program.display(), child.pid());
+    let request = Request {
+        command: &args.command,
+        root: root.as_deref(),
+        planned: &planned,
+        ids: &ids,
+        arch: &args.arch,
+    };
+    let child = rootless::start(&request, &watch)?;
+    tracing::debug!("started {:?} as pid {}", args.command[0], child.pid());
     let ending = child.wait_forwarding(&watch).map_err(RootlessError::Wait)?;
     Ok(Exit::Command(ending.shell_status().unwrap_or(1)))
 }

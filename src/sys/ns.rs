@@ -69,20 +69,26 @@ pub fn write_once(path: &CStr, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Enter a new user and mount namespace as its root (the caller's uid and gid mapped to 0,
-/// setgroups denied first, as the kernel requires of an unprivileged gid_map), keep its
-/// mounts from propagating anywhere, and mount a fresh, empty binfmt_misc at the usual path.
-/// The process must be single-threaded: the kernel refuses CLONE_NEWUSER otherwise.
-pub fn enter_private_instance() -> io::Result<()> {
-    // Read before unsharing: afterwards, until mapped, they read as the overflow ids.
-    // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+/// Enter a new user and mount namespace (as their owner, with every capability there). The
+/// process must be single-threaded: the kernel refuses CLONE_NEWUSER otherwise.
+pub fn unshare_user_and_mounts() -> io::Result<()> {
     // SAFETY: unshare(2) takes flags only.
-    check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) })?;
+    check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) })
+}
+
+/// Map `uid` and `gid` (the caller's own ids, read before unsharing: afterwards, until mapped,
+/// they read as the overflow ids) to root in the namespace just entered, and nobody else.
+/// setgroups is denied first, as the kernel requires of an unprivileged gid_map.
+pub fn map_own_ids(uid: u32, gid: u32) -> io::Result<()> {
     let mut buf = [0u8; 32];
     write_once(c"/proc/self/uid_map", id_map(&mut buf, uid))?;
     write_once(c"/proc/self/setgroups", b"deny")?;
-    write_once(c"/proc/self/gid_map", id_map(&mut buf, gid))?;
+    write_once(c"/proc/self/gid_map", id_map(&mut buf, gid))
+}
+
+/// Keep the new mount namespace's mounts from propagating anywhere, and mount a fresh,
+/// empty binfmt_misc at the usual path: the namespace's private instance.
+pub fn mount_private_binfmt() -> io::Result<()> {
     // SAFETY: mount(2) with NUL-terminated literals and null pointers where none is needed.
     check(unsafe {
         libc::mount(
@@ -105,6 +111,16 @@ pub fn enter_private_instance() -> io::Result<()> {
     })
 }
 
+/// All three: a new user and mount namespace, the caller's own ids mapped to root, and a
+/// private binfmt_misc.
+pub fn enter_private_instance() -> io::Result<()> {
+    // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    unshare_user_and_mounts()?;
+    map_own_ids(uid, gid)?;
+    mount_private_binfmt()
+}
+
 /// A private binfmt_misc instance could not be made: the kernel is older than 6.7, or user
 /// namespaces are turned off or restricted.
 #[derive(Debug, thiserror::Error)]
@@ -112,19 +128,12 @@ pub fn enter_private_instance() -> io::Result<()> {
     "cannot create a private binfmt_misc instance: {0}{hint} (needs Linux 6.7 or later with unprivileged user namespaces)",
     hint = requirement_hint()
 )]
-pub struct Unavailable(#[source] io::Error);
+pub struct Unavailable(#[source] pub io::Error);
 
 impl crate::error::Classify for Unavailable {
     fn class(&self) -> crate::error::Class {
         crate::error::Class::Environment
     }
-}
-
-/// [`enter_private_instance`] for a process that stays in the namespace (`run`), with an
-/// error that says what the kernel requires. The process must be single-threaded: the kernel
-/// refuses CLONE_NEWUSER otherwise (EINVAL), so success also proves it is.
-pub fn enter_rootless() -> Result<(), Unavailable> {
-    enter_private_instance().map_err(Unavailable)
 }
 
 /// This kernel's version, or the setting that turns user namespaces off, when one of them

@@ -18,8 +18,8 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,11 +31,13 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use super::ns;
-use super::signals::SignalWatch;
+mod child;
 
-/// PATH when the environment has none: the usual one of a Debian root, and glibc's default.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use super::path;
+use super::signals::SignalWatch;
+use child::{Maps, Op, Prepared, Private};
+
+pub use child::RootOp;
 
 /// How long output is still read after the child ended: a daemon it left behind may hold the
 /// pipes open, and is not waited for.
@@ -91,33 +93,37 @@ pub enum Step {
     PrivateInstance,
     /// Writing a rule to that instance's `register`.
     Register,
+    /// Putting a root file system in place (mounts in the child's mount namespace).
+    Root,
     /// chroot(2) and chdir("/").
     Chroot,
+    /// Finding the command in PATH (inside any root): ENOENT, nothing of that name.
+    Lookup,
     /// execve(2) itself.
     Exec,
 }
 
 impl Step {
+    const ALL: [Step; 8] = [
+        Step::Prepare,
+        Step::Join,
+        Step::PrivateInstance,
+        Step::Register,
+        Step::Root,
+        Step::Chroot,
+        Step::Lookup,
+        Step::Exec,
+    ];
+
     fn from_u8(b: u8) -> Step {
-        match b {
-            1 => Step::Join,
-            2 => Step::PrivateInstance,
-            3 => Step::Register,
-            4 => Step::Chroot,
-            5 => Step::Exec,
-            _ => Step::Prepare,
-        }
+        Step::ALL
+            .get(usize::from(b))
+            .copied()
+            .unwrap_or(Step::Prepare)
     }
 
-    fn as_u8(self) -> u8 {
-        match self {
-            Step::Prepare => 0,
-            Step::Join => 1,
-            Step::PrivateInstance => 2,
-            Step::Register => 3,
-            Step::Chroot => 4,
-            Step::Exec => 5,
-        }
+    pub(super) fn as_u8(self) -> u8 {
+        Step::ALL.iter().position(|s| *s == self).unwrap_or(0) as u8
     }
 
     /// In words, for messages: "chroot", "exec", …
@@ -127,7 +133,9 @@ impl Step {
             Step::Join => "joining the namespaces",
             Step::PrivateInstance => "making a private binfmt_misc",
             Step::Register => "registering in the private binfmt_misc",
+            Step::Root => "putting the root file system in place",
             Step::Chroot => "chroot",
+            Step::Lookup => "looking the command up in PATH",
             Step::Exec => "exec",
         }
     }
@@ -144,8 +152,20 @@ pub struct Spec {
     mask: Option<SigSet>,
     new_group: bool,
     join: Option<u32>,
-    private: Option<Vec<String>>,
+    private: Option<(Vec<String>, IdMaps)>,
+    root: Vec<RootOp>,
     chroot: Option<(PathBuf, ChrootFallback)>,
+    search: Option<OsString>,
+}
+
+/// Who writes the id maps of a private instance's new user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdMaps {
+    /// The child maps only our own uid and gid to root (anyone may; setgroups is denied).
+    Own,
+    /// The parent does, between [`spawn_paused`] and [`Paused::resume`]: a full range as
+    /// root, subordinate ids through newuidmap. setgroups stays allowed.
+    ByParent,
 }
 
 impl Spec {
@@ -163,7 +183,9 @@ impl Spec {
             new_group: false,
             join: None,
             private: None,
+            root: Vec::new(),
             chroot: None,
+            search: None,
         }
     }
 
@@ -212,7 +234,28 @@ impl Spec {
     /// Run against a private, empty binfmt_misc (see `sys::ns`) holding only `rules`
     /// (register strings, one write each): with none, only what the kernel runs itself runs.
     pub fn private_binfmt(mut self, rules: Vec<String>) -> Spec {
-        self.private = Some(rules);
+        self.private = Some((rules, IdMaps::Own));
+        self
+    }
+
+    /// As [`private_binfmt`](Self::private_binfmt), with the id maps written by the parent
+    /// (spawn it with [`spawn_paused`]).
+    pub fn private_binfmt_mapped_by_parent(mut self, rules: Vec<String>) -> Spec {
+        self.private = Some((rules, IdMaps::ByParent));
+        self
+    }
+
+    /// Put a root file system in place before the chroot (mounts made in the child's own
+    /// mount namespace, so a private instance is needed first).
+    pub fn prepare_root(mut self, ops: Vec<RootOp>) -> Spec {
+        self.root = ops;
+        self
+    }
+
+    /// The program is a command looked up in `path` (a PATH value) by the one rule of
+    /// `sys::path`, inside any root, after the chroot. A command holding a `/` is a path.
+    pub fn search(mut self, path: impl Into<OsString>) -> Spec {
+        self.search = Some(path.into());
         self
     }
 
@@ -341,24 +384,6 @@ impl Drain {
     }
 }
 
-/// Everything the child needs, built before the fork.
-struct Prepared {
-    program: CString,
-    _args: Vec<CString>,
-    argv: Vec<*const libc::c_char>,
-    _env: Vec<CString>,
-    envp: Vec<*const libc::c_char>,
-    mask: SigSet,
-    new_group: bool,
-    stdin: Option<OwnedFd>,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-    join: Option<(OwnedFd, OwnedFd)>,
-    private: Option<Vec<Vec<u8>>>,
-    chroot: Option<(CString, ChrootFallback)>,
-    report: OwnedFd,
-}
-
 fn c_string(s: &OsStr, what: &str) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| {
         io::Error::new(
@@ -366,6 +391,10 @@ fn c_string(s: &OsStr, what: &str) -> io::Result<CString> {
             format!("{what} {:?} holds a NUL byte", s.to_string_lossy()),
         )
     })
+}
+
+fn c_path(p: &Path, what: &str) -> io::Result<CString> {
+    c_string(p.as_os_str(), what)
 }
 
 fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
@@ -376,10 +405,143 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}
+
+/// The root operations as the child performs them.
+fn lower(ops: &[RootOp]) -> io::Result<Vec<Op>> {
+    ops.iter()
+        .map(|op| {
+            Ok(match op {
+                RootOp::Bind {
+                    src,
+                    dst,
+                    recursive,
+                    optional,
+                } => Op::Bind {
+                    src: c_path(src, "bind source")?,
+                    dst: c_path(dst, "bind target")?,
+                    flags: libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 },
+                    optional: *optional,
+                },
+                RootOp::Tmpfs { dst, options } => Op::Tmpfs {
+                    dst: c_path(dst, "tmpfs mount point")?,
+                    options: c_string(OsStr::new(options), "tmpfs options")?,
+                },
+                RootOp::Touch(p) => Op::Touch(c_path(p, "file")?),
+                RootOp::Symlink { target, path } => Op::Symlink {
+                    target: c_path(target, "symlink target")?,
+                    path: c_path(path, "symlink")?,
+                },
+                RootOp::Mkdir { path, mode } => Op::Mkdir {
+                    path: c_path(path, "directory")?,
+                    mode: *mode as libc::mode_t,
+                },
+            })
+        })
+        .collect()
+}
+
+/// A child that has entered its new user namespace and waits for the parent to write its id
+/// maps (see [`IdMaps::ByParent`]); [`resume`](Paused::resume) lets it go on.
+#[derive(Debug)]
+pub struct Paused {
+    pid: u32,
+    child: Option<Child>,
+    gate: Option<OwnedFd>,
+    report: Option<OwnedFd>,
+}
+
+impl Paused {
+    /// The child's pid, for /proc/PID/uid_map or newuidmap.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it waits for its maps; `false` when it failed before (resume says how).
+    pub fn waiting(&self) -> bool {
+        self.gate.is_some()
+    }
+
+    /// Let it go on to its program; the [`Child`] says how that went.
+    pub fn resume(mut self) -> Child {
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| unreachable!("resumed once"));
+        if let Some(mut gate) = self.gate.take().map(File::from) {
+            let _ = gate.write_all(b"g");
+        }
+        if let Some(report) = self.report.take() {
+            child.started_by(read_report(report));
+        }
+        child
+    }
+}
+
+impl Drop for Paused {
+    /// Given up without a resume: the gate closes unwritten, and the child, which reads end
+    /// of file there, ends at once.
+    fn drop(&mut self) {
+        if let (Some(child), Some(_)) = (self.child.take(), self.report.take()) {
+            drop(self.gate.take());
+            let _ = waitpid(child.pid, None);
+        }
+    }
+}
+
 /// Start the program. `Err` only when it could not even be tried (a NUL byte in an
 /// argument, no pipe, no fork); a failure of any step in the child, exec included, is a
-/// [`Child`] whose outcome says so.
+/// [`Child`] whose outcome says so. A spec whose id maps the parent writes is started with
+/// [`spawn_paused`] instead.
 pub fn spawn(spec: &Spec) -> io::Result<Child> {
+    if matches!(spec.private, Some((_, IdMaps::ByParent))) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a child whose id maps the parent writes is started with spawn_paused",
+        ));
+    }
+    let (mut child, report, _) = fork(spec, None)?;
+    child.started_by(read_report(report));
+    Ok(child)
+}
+
+/// Start a child with a private binfmt_misc whose id maps the parent writes: returns once the
+/// child has entered its new user namespace (or failed before that).
+pub fn spawn_paused(spec: &Spec) -> io::Result<Paused> {
+    let (sync_r, sync_w) = pipe()?;
+    let (gate_r, gate_w) = pipe()?;
+    let (mut child, report, ends) = fork(spec, Some((sync_w, gate_r, sync_r, gate_w)))?;
+    let [sync_r, gate_w] = ends.unwrap_or_else(|| unreachable!("paused forks keep their ends"));
+    // One byte: it unshared and waits. End of file: it failed first, and says why.
+    let mut byte = [0u8; 1];
+    let pid = child.pid();
+    if File::from(sync_r).read(&mut byte).ok() != Some(1) {
+        child.started_by(read_report(report));
+        return Ok(Paused {
+            pid,
+            child: Some(child),
+            gate: None,
+            report: None,
+        });
+    }
+    Ok(Paused {
+        pid,
+        child: Some(child),
+        gate: Some(gate_w),
+        report: Some(report),
+    })
+}
+
+/// Prepare everything, fork, and run the child's steps there. Returns the parent's view of
+/// the child, the read end of its report pipe, and, for a paused child, the parent's ends
+/// of its sync and gate pipes.
+#[allow(clippy::type_complexity)]
+fn fork(
+    spec: &Spec,
+    paused: Option<(OwnedFd, OwnedFd, OwnedFd, OwnedFd)>,
+) -> io::Result<(Child, OwnedFd, Option<[OwnedFd; 2]>)> {
     let args: Vec<CString> = spec
         .argv
         .iter()
@@ -400,6 +562,13 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
             .map(|kv| c_string(kv, "environment entry"))
             .collect::<io::Result<_>>()?,
     };
+    let programs: Vec<CString> = match &spec.search {
+        Some(path) => path::candidates(spec.program.as_os_str(), path)
+            .iter()
+            .map(|c| c_path(c, "program"))
+            .collect::<io::Result<_>>()?,
+        None => vec![c_path(&spec.program, "program")?],
+    };
     let stdin = match spec.stdin {
         Stdin::Null => Some(OwnedFd::from(File::open("/dev/null")?)),
         Stdin::Inherit => None,
@@ -407,7 +576,7 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
     let (mut readers, mut writers) = (Vec::new(), Vec::new());
     if let Output::Capture { .. } = spec.output {
         for _ in 0..2 {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (r, w) = pipe()?;
             readers.push(r);
             writers.push(w);
         }
@@ -419,10 +588,28 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         }
         None => None,
     };
-    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (maps, parent_ends) = match paused {
+        None => (Maps::Own { uid, gid }, None),
+        Some((sync, gate, sync_r, gate_w)) => {
+            // The child closes its copies of the parent's ends; the parent keeps these.
+            let copies = [sync_r.try_clone()?, gate_w.try_clone()?];
+            (
+                Maps::ByParent {
+                    sync,
+                    gate,
+                    parent_ends: copies,
+                },
+                Some([sync_r, gate_w]),
+            )
+        }
+    };
+    let (report_r, report_w) = pipe()?;
     let mut writers = writers.into_iter();
     let prepared = Prepared {
-        program: c_string(spec.program.as_os_str(), "program")?,
+        programs,
+        search: spec.search.is_some(),
         argv: pointers(&args),
         _args: args,
         envp: pointers(&env),
@@ -433,60 +620,49 @@ pub fn spawn(spec: &Spec) -> io::Result<Child> {
         stdout: writers.next(),
         stderr: writers.next(),
         join,
-        private: spec
-            .private
-            .as_ref()
-            .map(|rules| rules.iter().map(|r| r.as_bytes().to_vec()).collect()),
+        private: spec.private.as_ref().map(|(rules, _)| Private {
+            maps,
+            rules: rules.iter().map(|r| r.as_bytes().to_vec()).collect(),
+        }),
+        root: lower(&spec.root)?,
         chroot: match &spec.chroot {
-            Some((dir, fallback)) => {
-                Some((c_string(dir.as_os_str(), "chroot directory")?, *fallback))
-            }
+            Some((dir, fallback)) => Some((c_path(dir, "chroot directory")?, *fallback)),
             None => None,
         },
         report: report_w,
     };
     let started = Instant::now();
-    // SAFETY: the child branch runs only `child`, which makes async-signal-safe system calls
-    // on `prepared` (built above, not touched by anyone else) and never returns; so a fork
-    // from a multi-threaded process is sound here.
+    // SAFETY: the child branch runs only `child::run`, which makes async-signal-safe system
+    // calls on `prepared` (built above, not touched by anyone else) and never returns; so a
+    // fork from a multi-threaded process is sound here.
     let pid = match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
             // SAFETY: see above; we are the freshly forked child.
-            unsafe { child(&prepared) }
+            unsafe { child::run(&prepared) }
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
-    let Prepared { report, .. } = prepared;
-    drop(report);
-    let failed = read_report(report_r);
-    if failed.is_some() {
-        // It _exits at once after reporting.
-        let _ = waitpid(pid, None);
-    }
-    let pidfd = match failed {
-        Some(_) => None,
-        None => rustix::process::Pid::from_raw(pid.as_raw()).and_then(|p| {
-            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-        }),
-    };
+    // Our copies of the child's ends go, so its death is seen on every pipe.
+    drop(prepared);
     let limit = match spec.output {
         Output::Capture { limit } => limit,
         Output::Inherit => 0,
     };
     let mut readers = readers.into_iter().map(|fd| Drain::new(fd, limit));
-    Ok(Child {
+    let child = Child {
         pid,
-        pidfd,
+        pidfd: None,
         new_group: spec.new_group,
         started,
-        ended_at: failed.map(|_| Instant::now()),
-        failed,
+        ended_at: None,
+        failed: None,
         pipes: [
             readers.next().unwrap_or_default(),
             readers.next().unwrap_or_default(),
         ],
-        status: failed.map(|(step, errno)| Ending::Failed { step, errno }),
-    })
+        status: None,
+    };
+    Ok((child, report_r, parent_ends))
 }
 
 /// The step and errno the child reported, or `None` when the pipe closed without a word:
@@ -499,95 +675,27 @@ fn read_report(fd: OwnedFd) -> Option<(Step, Errno)> {
     Some((Step::from_u8(bytes[0]), Errno::from_raw(errno)))
 }
 
-/// The forked child: each step of the spec, then execve. Reports a failure on `p.report`.
-///
-/// # Safety
-/// Only in a freshly forked child. It calls async-signal-safe functions only, on data
-/// prepared before the fork, and never returns.
-unsafe fn child(p: &Prepared) -> ! {
-    let fail = |step: Step| -> ! {
-        let errno = Errno::last_raw().to_ne_bytes();
-        let msg = [step.as_u8(), errno[0], errno[1], errno[2], errno[3]];
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; msg lives on this stack.
-        unsafe {
-            libc::write(p.report.as_raw_fd(), msg.as_ptr().cast(), msg.len());
-            libc::_exit(127)
-        }
-    };
-    let ok = |r: libc::c_int| r >= 0;
-    // SAFETY: sigprocmask and signal take a pointer to a mask on our stack or constants.
-    unsafe {
-        if !ok(libc::sigprocmask(
-            libc::SIG_SETMASK,
-            p.mask.as_ref(),
-            std::ptr::null_mut(),
-        )) {
-            fail(Step::Prepare);
-        }
-        // Rust ignores SIGPIPE in its own processes; an ignored signal stays ignored across
-        // exec, and a program must get the default (`yes | head` ends by SIGPIPE).
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    // SAFETY: setpgid and dup2 on integers; the descriptors were opened before the fork.
-    unsafe {
-        if p.new_group && !ok(libc::setpgid(0, 0)) {
-            fail(Step::Prepare);
-        }
-        for (fd, target) in [(&p.stdin, 0), (&p.stdout, 1), (&p.stderr, 2)] {
-            if let Some(fd) = fd {
-                if !ok(libc::dup2(fd.as_raw_fd(), target)) {
-                    fail(Step::Prepare);
-                }
-            }
-        }
-    }
-    if let Some((user, mnt)) = &p.join {
-        // SAFETY: setns(2) on descriptors opened before the fork.
-        unsafe {
-            if !ok(libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER))
-                || !ok(libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS))
-            {
-                fail(Step::Join);
-            }
-        }
-    }
-    if let Some(rules) = &p.private {
-        if ns::enter_private_instance().is_err() {
-            fail(Step::PrivateInstance);
-        }
-        for rule in rules {
-            if ns::write_once(ns::REGISTER, rule).is_err() {
-                fail(Step::Register);
-            }
-        }
-    }
-    if let Some((dir, fallback)) = &p.chroot {
-        // SAFETY: chroot, unshare and chdir on NUL-terminated strings prepared before fork.
-        unsafe {
-            if !ok(libc::chroot(dir.as_ptr())) {
-                let denied = Errno::last() == Errno::EPERM;
-                if !(denied
-                    && *fallback == ChrootFallback::UserNamespace
-                    && ok(libc::unshare(libc::CLONE_NEWUSER))
-                    && ok(libc::chroot(dir.as_ptr())))
-                {
-                    fail(Step::Chroot);
-                }
-            }
-            if !ok(libc::chdir(c"/".as_ptr())) {
-                fail(Step::Chroot);
-            }
-        }
-    }
-    // SAFETY: `program` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of
-    // pointers into CStrings that live as long as `p`.
-    unsafe { libc::execve(p.program.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
-    fail(Step::Exec)
-}
-
 impl Child {
     pub fn pid(&self) -> u32 {
         self.pid.as_raw() as u32
+    }
+
+    /// Record how its start went: exec done (`None`), or a step failed.
+    fn started_by(&mut self, failed: Option<(Step, Errno)>) {
+        self.failed = failed;
+        match failed {
+            Some((step, errno)) => {
+                // It _exits at once after reporting.
+                let _ = waitpid(self.pid, None);
+                self.ended_at = Some(Instant::now());
+                self.status = Some(Ending::Failed { step, errno });
+            }
+            None => {
+                self.pidfd = rustix::process::Pid::from_raw(self.pid.as_raw()).and_then(|p| {
+                    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+                });
+            }
+        }
     }
 
     /// The step and errno with which the child failed before its program ran.
@@ -798,85 +906,6 @@ pub fn run(spec: &Spec, timeout: Option<Duration>) -> io::Result<Outcome> {
     Ok(spawn(spec)?.wait(timeout))
 }
 
-/// What [`search_path`] found at one candidate path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Candidate {
-    /// Nothing there, or not a regular file.
-    Absent,
-    /// A regular file the caller may not execute.
-    NotExecutable,
-    /// A regular file the caller may execute.
-    Executable,
-}
-
-/// Why a command was not found.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{command}: command not found (looked in PATH {path})")]
-pub struct NotFound {
-    pub command: String,
-    pub path: String,
-}
-
-/// The one PATH rule (execvp's): the entries of `path` are tried in order, an empty entry
-/// meaning the current directory; the first regular file named `command` that may be
-/// executed wins; failing that, the first regular file of that name (exec of it then fails
-/// with EACCES, as a shell reports); failing that, not found. `look` says what is at a
-/// candidate path, so the same rule serves the live system, a root directory looked into by
-/// hand, and tests. A `command` holding a `/` is not looked up: callers take it as a path.
-pub fn search_path(
-    command: &OsStr,
-    path: &OsStr,
-    look: impl Fn(&Path) -> Candidate,
-) -> Result<PathBuf, NotFound> {
-    let mut first = None;
-    for dir in path.as_bytes().split(|&b| b == b':') {
-        let dir = if dir.is_empty() {
-            Path::new(".")
-        } else {
-            Path::new(OsStr::from_bytes(dir))
-        };
-        let candidate = dir.join(command);
-        match look(&candidate) {
-            Candidate::Executable => return Ok(candidate),
-            Candidate::NotExecutable => {
-                first.get_or_insert(candidate);
-            }
-            Candidate::Absent => {}
-        }
-    }
-    first.ok_or_else(|| NotFound {
-        command: command.to_string_lossy().into_owned(),
-        path: path.to_string_lossy().into_owned(),
-    })
-}
-
-/// [`search_path`]'s `look` for the live system (inside a chroot, after it): the kernel is
-/// asked whether we may execute, with the effective ids, as exec checks.
-pub fn look_live(path: &Path) -> Candidate {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {
-            if may_execute(path) {
-                Candidate::Executable
-            } else {
-                Candidate::NotExecutable
-            }
-        }
-        _ => Candidate::Absent,
-    }
-}
-
-/// Whether the caller may execute `path`, asked of the kernel (so ACLs and capabilities
-/// count), with the effective ids, as exec uses.
-pub fn may_execute(path: &Path) -> bool {
-    nix::unistd::faccessat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        nix::unistd::AccessFlags::X_OK,
-        nix::fcntl::AtFlags::AT_EACCESS,
-    )
-    .is_ok()
-}
-
 /// A signal's name (`SIGSEGV`), or `signal N` for a number without one.
 pub fn signal_name(sig: i32) -> String {
     match Signal::try_from(sig) {
@@ -886,117 +915,4 @@ pub fn signal_name(sig: i32) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Spec {
-        Spec::new("/bin/sh").argv(["sh", "-c", script])
-    }
-
-    #[test]
-    fn exit_codes_and_signals_are_told_apart() {
-        let out = run(&sh("exit 7"), None).expect("spawn");
-        assert_eq!(out.ending, Ending::Exited(7));
-        let out = run(&sh("kill -SEGV $$"), None).expect("spawn");
-        assert_eq!(out.ending, Ending::Signaled(libc::SIGSEGV));
-        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
-        assert_eq!(out.ending.shell_status(), Some(128 + 11));
-    }
-
-    /// The kernel's own answer, not execvp's: a file without `#!` is ENOEXEC, not a shell
-    /// script, and the step is exec.
-    #[test]
-    fn exec_failures_come_back_with_their_step_and_errno() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = dir.path().join("text");
-        std::fs::write(&text, "echo not run\n").expect("write");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let out = run(&Spec::new(&text), None).expect("spawn");
-        assert_eq!(out.ending.exec_errno(), Some(Errno::ENOEXEC));
-        assert!(out.stdout.is_empty());
-        let out = run(&Spec::new(dir.path().join("missing")), None).expect("spawn");
-        assert_eq!(out.ending.exec_errno(), Some(Errno::ENOENT));
-        let out = run(
-            &Spec::new("/x").chroot(dir.path().join("nowhere"), ChrootFallback::None),
-            None,
-        )
-        .expect("spawn");
-        assert!(
-            matches!(
-                out.ending,
-                Ending::Failed {
-                    step: Step::Chroot,
-                    ..
-                }
-            ),
-            "{:?}",
-            out.ending
-        );
-    }
-
-    /// Output is read while the child runs: 1 MiB through a 64 KiB pipe does not stall it,
-    /// and what passes the limit is counted as truncated.
-    #[test]
-    fn output_is_drained_while_the_child_runs() {
-        let spec =
-            sh("head -c 1048576 /dev/zero; echo done >&2").output(Output::Capture { limit: 4096 });
-        let out = run(&spec, Some(Duration::from_secs(20))).expect("spawn");
-        assert_eq!(out.ending, Ending::Exited(0));
-        assert_eq!(out.stdout.len(), 4096);
-        assert!(out.truncated);
-        assert_eq!(out.stderr, b"done\n");
-    }
-
-    /// A timeout kills the whole process group: the child's own children too.
-    #[test]
-    fn a_timeout_kills_the_whole_group() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mark = dir.path().join("grandchild");
-        let script = format!("(sleep 1; touch {}) & sleep 30", mark.display());
-        let spec = sh(&script).new_process_group();
-        let started = Instant::now();
-        let out = run(&spec, Some(Duration::from_millis(200))).expect("spawn");
-        assert_eq!(out.ending, Ending::TimedOut);
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(1500));
-        assert!(!mark.exists(), "the grandchild outlived the timeout");
-    }
-
-    #[test]
-    fn path_search_follows_execvp() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let path = OsString::from(format!("{}:{}", a.display(), b.display()));
-        let look = |p: &Path| {
-            if p == a.join("tool") || p == a.join("only") {
-                Candidate::NotExecutable
-            } else if p == b.join("tool") {
-                Candidate::Executable
-            } else {
-                Candidate::Absent
-            }
-        };
-        assert_eq!(
-            search_path(OsStr::new("tool"), &path, look),
-            Ok(b.join("tool"))
-        );
-        assert_eq!(
-            search_path(OsStr::new("only"), &path, look),
-            Ok(a.join("only"))
-        );
-        assert!(search_path(OsStr::new("nope"), &path, look).is_err());
-        let empty_entry = OsString::from(format!(":{}", b.display()));
-        let here = |p: &Path| {
-            if p == Path::new("./x") {
-                Candidate::Executable
-            } else {
-                Candidate::Absent
-            }
-        };
-        assert_eq!(
-            search_path(OsStr::new("x"), &empty_entry, here),
-            Ok(PathBuf::from("./x"))
-        );
-    }
-}
+mod tests;

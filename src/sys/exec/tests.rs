@@ -1,0 +1,77 @@
+//! The process layer, run for real.
+
+use super::*;
+
+fn sh(script: &str) -> Spec {
+    Spec::new("/bin/sh").argv(["sh", "-c", script])
+}
+
+#[test]
+fn exit_codes_and_signals_are_told_apart() {
+    let out = run(&sh("exit 7"), None).expect("spawn");
+    assert_eq!(out.ending, Ending::Exited(7));
+    let out = run(&sh("kill -SEGV $$"), None).expect("spawn");
+    assert_eq!(out.ending, Ending::Signaled(libc::SIGSEGV));
+    assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+    assert_eq!(out.ending.shell_status(), Some(128 + 11));
+}
+
+/// The kernel's own answer, not execvp's: a file without `#!` is ENOEXEC, not a shell
+/// script, and the step is exec.
+#[test]
+fn exec_failures_come_back_with_their_step_and_errno() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("text");
+    std::fs::write(&text, "echo not run\n").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = run(&Spec::new(&text), None).expect("spawn");
+    assert_eq!(out.ending.exec_errno(), Some(Errno::ENOEXEC));
+    assert!(out.stdout.is_empty());
+    let out = run(&Spec::new(dir.path().join("missing")), None).expect("spawn");
+    assert_eq!(out.ending.exec_errno(), Some(Errno::ENOENT));
+    let out = run(
+        &Spec::new("/x").chroot(dir.path().join("nowhere"), ChrootFallback::None),
+        None,
+    )
+    .expect("spawn");
+    assert!(
+        matches!(
+            out.ending,
+            Ending::Failed {
+                step: Step::Chroot,
+                ..
+            }
+        ),
+        "{:?}",
+        out.ending
+    );
+}
+
+/// Output is read while the child runs: 1 MiB through a 64 KiB pipe does not stall it,
+/// and what passes the limit is counted as truncated.
+#[test]
+fn output_is_drained_while_the_child_runs() {
+    let spec =
+        sh("head -c 1048576 /dev/zero; echo done >&2").output(Output::Capture { limit: 4096 });
+    let out = run(&spec, Some(Duration::from_secs(20))).expect("spawn");
+    assert_eq!(out.ending, Ending::Exited(0));
+    assert_eq!(out.stdout.len(), 4096);
+    assert!(out.truncated);
+    assert_eq!(out.stderr, b"done\n");
+}
+
+/// A timeout kills the whole process group: the child's own children too.
+#[test]
+fn a_timeout_kills_the_whole_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = dir.path().join("grandchild");
+    let script = format!("(sleep 1; touch {}) & sleep 30", mark.display());
+    let spec = sh(&script).new_process_group();
+    let started = Instant::now();
+    let out = run(&spec, Some(Duration::from_millis(200))).expect("spawn");
+    assert_eq!(out.ending, Ending::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!mark.exists(), "the grandchild outlived the timeout");
+}
