@@ -14,10 +14,7 @@ pub mod rootfs;
 pub mod run;
 
 use std::cell::OnceCell;
-use std::ffi::OsString;
-use std::fs::{File, Metadata};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -26,18 +23,35 @@ use serde::Serialize;
 use crate::arch::{Arch, ArchTable};
 use crate::binfmt::Entry;
 use crate::elf::{self, ElfError, ElfInfo};
+use crate::error::{Class, Classify};
 use crate::format::{self, Format};
-use crate::inspect::{ElfVerdict, Inspector, file_kind, read_head, read_head_resolved};
+use crate::inspect::{ElfVerdict, Inspector, ReadError, read_head, read_head_resolved};
+use crate::machine::{Handle, Machine, Meta, Mount, MountsError};
+use crate::sys::exec::{self, Candidate};
 
-pub use rootfs::{Lookup, RootFs};
+pub use rootfs::{Lookup, RootError, RootFs};
 pub use run::{RunError, RunOutcome};
 
 /// How many times exec may be rewritten (script → interpreter, binfmt_misc → interpreter)
 /// before the kernel gives ELOOP (`exec_binprm`: depth > 5).
 const MAX_DEPTH: usize = 5;
 
-/// PATH when the environment has none (glibc's and the kernel's usual default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// A file exists but cannot be read at all: bad input, not a cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DiagnoseError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot stat {path}: {error}")]
+    Stat { path: String, error: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Damaged { path: String, error: std::io::Error },
+}
+
+impl Classify for DiagnoseError {
+    fn class(&self) -> Class {
+        Class::BadInput
+    }
+}
 
 /// The stable cause codes (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -270,23 +284,30 @@ enum Opened {
 #[derive(Debug)]
 pub struct Diagnoser<'a> {
     inspector: &'a Inspector<'a>,
-    root: RootFs,
+    machine: &'a dyn Machine,
+    root: RootFs<'a>,
     binfmt_dir: PathBuf,
     path_env: OsString,
     ld_prefix: Option<String>,
-    mounts: OnceCell<Result<Vec<mounts::Mount>, String>>,
+    mounts: OnceCell<Result<Vec<Mount>, MountsError>>,
     root_arch: OnceCell<Option<String>>,
 }
 
 impl<'a> Diagnoser<'a> {
-    pub fn new(inspector: &'a Inspector<'a>, root: RootFs, binfmt_dir: &Path) -> Diagnoser<'a> {
+    /// `root` must be on the inspector's machine.
+    pub fn new(inspector: &'a Inspector<'a>, root: RootFs<'a>, binfmt_dir: &Path) -> Diagnoser<'a> {
+        let machine = inspector.machine();
         Diagnoser {
             inspector,
+            machine,
             root,
             binfmt_dir: binfmt_dir.to_path_buf(),
-            path_env: std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()),
-            ld_prefix: std::env::var("QEMU_LD_PREFIX")
-                .ok()
+            path_env: machine
+                .env("PATH")
+                .unwrap_or_else(|| exec::DEFAULT_PATH.into()),
+            ld_prefix: machine
+                .env("QEMU_LD_PREFIX")
+                .map(|p| p.to_string_lossy().into_owned())
                 .filter(|p| !p.is_empty()),
             mounts: OnceCell::new(),
             root_arch: OnceCell::new(),
@@ -305,7 +326,7 @@ impl<'a> Diagnoser<'a> {
 
     /// Diagnose a path (anything with a `/`) or a command looked up in PATH. `Err` only when
     /// a file exists but cannot be read at all (bad input).
-    pub fn diagnose(&self, target: &str) -> Result<Diagnosis, String> {
+    pub fn diagnose(&self, target: &str) -> Result<Diagnosis, DiagnoseError> {
         let (finding, exec_path) = if target.contains('/') {
             let inside = self.root.absolute(target);
             let exec_path = if self.root.is_given() {
@@ -360,27 +381,28 @@ impl<'a> Diagnoser<'a> {
     /// The first PATH entry holding `cmd`, as a path inside the root. An entry that exists
     /// but may not be executed is kept only if no later one may (execvp does the same).
     fn lookup_command(&self, cmd: &str) -> Option<String> {
-        let mut first = None;
-        for dir in self.path_env.as_bytes().split(|&b| b == b':') {
-            let dir = String::from_utf8_lossy(dir);
-            let dir = if dir.is_empty() { "." } else { &dir };
-            let candidate = format!("{}/{cmd}", dir.trim_end_matches('/'));
-            if let Lookup::Found(host) = self.root.resolve(&candidate) {
-                if !host.is_file() {
-                    continue;
+        let look = |candidate: &Path| match self.root.resolve(&candidate.to_string_lossy()) {
+            Lookup::Found(host) if self.is_file(&host) => {
+                if self.machine.may_execute(&host) {
+                    Candidate::Executable
+                } else {
+                    Candidate::NotExecutable
                 }
-                let inside = self.root.absolute(&candidate);
-                if may_execute(&host) {
-                    return Some(inside);
-                }
-                first.get_or_insert(inside);
             }
-        }
-        first
+            _ => Candidate::Absent,
+        };
+        exec::search_path(OsStr::new(cmd), &self.path_env, look)
+            .ok()
+            .map(|found| self.root.absolute(&found.to_string_lossy()))
+    }
+
+    /// A host path that names a regular file, symlinks followed.
+    fn is_file(&self, host: &Path) -> bool {
+        self.machine.stat(host).is_ok_and(|m| m.is_file())
     }
 
     /// Look `path` up inside the root, then examine what it names.
-    fn examine(&self, path: &str, depth: usize, role: Role) -> Result<Finding, String> {
+    fn examine(&self, path: &str, depth: usize, role: Role) -> Result<Finding, DiagnoseError> {
         let link = Link {
             role,
             path: path.to_string(),
@@ -465,13 +487,19 @@ impl<'a> Diagnoser<'a> {
         depth: usize,
         role: Role,
         opened: Opened,
-    ) -> Result<Finding, String> {
-        let meta = std::fs::metadata(host).map_err(|e| format!("cannot stat {path}: {e}"))?;
+    ) -> Result<Finding, DiagnoseError> {
+        let meta = self
+            .machine
+            .stat(host)
+            .map_err(|error| DiagnoseError::Stat {
+                path: path.to_string(),
+                error,
+            })?;
         if !meta.is_file() {
             return Ok(Finding::new(
                 Cause::NotExecutable,
                 Some(Errno::EACCES),
-                format!("{path} is {}, not a program", file_kind(&meta)),
+                format!("{path} is {}, not a program", meta.kind.words()),
             )
             .fix("give the path of a program file"));
         }
@@ -482,8 +510,8 @@ impl<'a> Diagnoser<'a> {
         }
         // A path resolved inside the root holds no symlink; one found now was swapped in.
         let (file, head, len) = match opened {
-            Opened::ByPath => read_head_resolved(host)?,
-            Opened::AtRegistration => read_head(host)?,
+            Opened::ByPath => read_head_resolved(self.machine, host)?,
+            Opened::AtRegistration => read_head(self.machine, host)?,
         };
         let format = format::sniff(&head);
         // binfmt_misc is asked before the kernel's own script and ELF loaders.
@@ -504,18 +532,9 @@ impl<'a> Diagnoser<'a> {
 
     /// The checks exec makes when it opens a file: the mount may not forbid exec, and the
     /// caller needs execute permission.
-    fn access_problem(&self, path: &str, host: &Path, meta: &Metadata) -> Option<Finding> {
-        let mounts = self.mounts.get_or_init(mounts::read);
-        let (noexec, point) = match mounts {
-            Ok(list) => match mounts::containing(list, host) {
-                Some(m) => (m.noexec, Some((m.point.clone(), m.fstype.clone()))),
-                None => (mounts::statvfs_noexec(host).unwrap_or(false), None),
-            },
-            Err(e) => {
-                tracing::debug!("{e}; asking statvfs instead");
-                (mounts::statvfs_noexec(host).unwrap_or(false), None)
-            }
-        };
+    fn access_problem(&self, path: &str, host: &Path, meta: &Meta) -> Option<Finding> {
+        let mounts = self.mounts.get_or_init(|| self.machine.mounts());
+        let (noexec, point) = mounts::noexec(self.machine, mounts, host);
         if noexec {
             let (on, fix) = match point {
                 Some((p, fstype)) => (
@@ -541,19 +560,12 @@ impl<'a> Diagnoser<'a> {
                 .fix(fix),
             );
         }
-        if may_execute(host) {
+        if self.machine.may_execute(host) {
             return None;
         }
-        let (why, fix) = explain_exec_bits(
-            meta.mode(),
-            meta.uid(),
-            meta.gid(),
-            nix::unistd::geteuid().as_raw(),
-            nix::unistd::getegid().as_raw(),
-            &nix::unistd::getgroups()
-                .map(|g| g.iter().map(|g| g.as_raw()).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        );
+        let me = self.machine.credentials();
+        let (why, fix) =
+            explain_exec_bits(meta.mode, meta.uid, meta.gid, me.euid, me.egid, &me.groups);
         let shown = self.host_shown(host);
         Some(
             Finding::new(
@@ -612,7 +624,7 @@ impl<'a> Diagnoser<'a> {
         let Lookup::Found(host) = self.root.resolve(path) else {
             return None;
         };
-        let (file, head, len) = read_head_resolved(&host).ok()?;
+        let (file, head, len) = read_head_resolved(self.machine, &host).ok()?;
         let info = elf::read(&file, &head, len).ok()?;
         elf::name(&info, self.table()).arch
     }
@@ -630,11 +642,11 @@ impl<'a> Diagnoser<'a> {
         &self,
         path: &str,
         on_host: &Path,
-        file: &File,
+        file: &Handle,
         head: &[u8],
         len: u64,
         role: Role,
-    ) -> Result<Finding, String> {
+    ) -> Result<Finding, DiagnoseError> {
         let info = match elf::read(file, head, len) {
             Ok(info) => info,
             Err(e) => return self.damaged_elf(path, head, len, e, None),
@@ -695,7 +707,7 @@ impl<'a> Diagnoser<'a> {
         len: u64,
         e: ElfError,
         handler: Option<&Entry>,
-    ) -> Result<Finding, String> {
+    ) -> Result<Finding, DiagnoseError> {
         let arch = self.table().match_header(head).map(|a| a.name.clone());
         let what = match &arch {
             Some(a) => format!("{} {a} ELF file", article(a)),
@@ -712,7 +724,12 @@ impl<'a> Diagnoser<'a> {
                 format!("{what} with damaged headers: {m}"),
                 format!("rebuild or copy {path} again"),
             ),
-            ElfError::Io(e) => return Err(format!("cannot read {path}: {e}")),
+            ElfError::Io(error) => {
+                return Err(DiagnoseError::Damaged {
+                    path: path.to_string(),
+                    error,
+                });
+            }
         };
         Ok(match handler {
             None => Finding::new(cause, Some(Errno::ENOEXEC), message).fix(fix),
@@ -899,7 +916,7 @@ impl<'a> Diagnoser<'a> {
         arch: Option<&str>,
         (path, on_host): (&str, &Path),
         role: Role,
-    ) -> Result<Option<Finding>, String> {
+    ) -> Result<Option<Finding>, DiagnoseError> {
         let Some(loader) = &info.interpreter else {
             return Ok(None);
         };
@@ -909,8 +926,13 @@ impl<'a> Diagnoser<'a> {
         };
         let mut f = match self.root.resolve(loader) {
             Lookup::Found(host) => {
-                let meta = std::fs::metadata(&host)
-                    .map_err(|e| format!("cannot stat loader {loader}: {e}"))?;
+                let meta = self
+                    .machine
+                    .stat(&host)
+                    .map_err(|error| DiagnoseError::Stat {
+                        path: format!("loader {loader}"),
+                        error,
+                    })?;
                 match self.access_problem(loader, &host, &meta) {
                     Some(f) => f,
                     None if role == Role::BinfmtInterpreter => {
@@ -1001,12 +1023,12 @@ impl<'a> Diagnoser<'a> {
         &self,
         entry: &Entry,
         path: &str,
-        file: &File,
+        file: &Handle,
         head: &[u8],
         len: u64,
         format: Format,
         depth: usize,
-    ) -> Result<Finding, String> {
+    ) -> Result<Finding, DiagnoseError> {
         let fixed = entry.has_flag('F');
         let interp = entry.interpreter.as_str();
         let arch = self.entry_arch(entry);
@@ -1040,7 +1062,7 @@ impl<'a> Diagnoser<'a> {
 
         // 1. The interpreter.
         let inner = if fixed {
-            if Path::new(interp).exists() {
+            if self.machine.stat(Path::new(interp)).is_ok() {
                 let mut f = self.examine_file(
                     interp,
                     Path::new(interp),
@@ -1068,7 +1090,7 @@ impl<'a> Diagnoser<'a> {
         if !inner.is_ok() {
             let mut f = match inner.cause {
                 Cause::NotFound => {
-                    let on_host = self.root.is_given() && Path::new(interp).is_file();
+                    let on_host = self.root.is_given() && self.is_file(Path::new(interp));
                     if on_host {
                         Finding::new(
                             Cause::InterpreterNotInRoot,
@@ -1153,7 +1175,7 @@ impl<'a> Diagnoser<'a> {
             f.notes.append(&mut notes);
             return Ok(f);
         }
-        if fixed && !self.root.is_given() && is_dynamic(Path::new(interp)) {
+        if fixed && !self.root.is_given() && is_dynamic(self.machine, Path::new(interp)) {
             notes.push(format!(
                 "{interp} is dynamically linked: with F it works here, but inside a container or chroot without its loader and libraries it fails (INTERPRETER_DYNAMIC; check with --root); qemu-user-static avoids this"
             ));
@@ -1216,7 +1238,7 @@ impl<'a> Diagnoser<'a> {
             arch.and_then(|a| a.qemu.as_ref())
                 .map(|cpu| format!("/etc/qemu-binfmt/{cpu}"))
         });
-        let found = |p: &str| matches!(self.root.resolve(p), Lookup::Found(h) if h.is_file());
+        let found = |p: &str| matches!(self.root.resolve(p), Lookup::Found(h) if self.is_file(&h));
         prefix.is_some_and(|pre| found(&format!("{pre}{loader}"))) || found(loader)
     }
 
@@ -1227,7 +1249,7 @@ impl<'a> Diagnoser<'a> {
         host: &Path,
         head: &[u8],
         depth: usize,
-    ) -> Result<Finding, String> {
+    ) -> Result<Finding, DiagnoseError> {
         let Some(sb) = format::shebang(head) else {
             return Ok(Finding::new(
                 Cause::NotABinary,
@@ -1330,7 +1352,7 @@ impl<'a> Diagnoser<'a> {
         arg: &str,
         env_finding: Finding,
         depth: usize,
-    ) -> Result<Finding, String> {
+    ) -> Result<Finding, DiagnoseError> {
         let arg = arg.strip_prefix("-S").map(str::trim_start).unwrap_or(arg);
         let Some(cmd) = arg
             .split_whitespace()
@@ -1458,18 +1480,6 @@ impl<'a> Diagnoser<'a> {
             .fix("run it with the program it belongs to")
         }
     }
-}
-
-/// Whether the caller may execute `path`, asked of the kernel (so ACLs and capabilities
-/// count), with the effective ids, as exec uses.
-fn may_execute(path: &Path) -> bool {
-    nix::unistd::faccessat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        nix::unistd::AccessFlags::X_OK,
-        nix::fcntl::AtFlags::AT_EACCESS,
-    )
-    .is_ok()
 }
 
 /// Why execute permission is refused, from the mode bits, and the fix (with `FILE` to fill
@@ -1657,8 +1667,8 @@ fn package_hint(interp: &str) -> String {
 }
 
 /// An ELF with a loader (PT_INTERP): it needs that loader and its libraries wherever it runs.
-fn is_dynamic(path: &Path) -> bool {
-    read_head(path)
+fn is_dynamic(machine: &dyn Machine, path: &Path) -> bool {
+    read_head(machine, path)
         .ok()
         .and_then(|(file, head, len)| elf::read(&file, &head, len).ok())
         .is_some_and(|info| !info.is_static())

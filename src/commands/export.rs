@@ -47,8 +47,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<Exit, Failure> {
         check_output_dir(dir)?;
     }
     let host = Host::detect(&table);
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
 
     let mut files: Vec<FileView> = planned
         .iter()

@@ -78,7 +78,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     let registry = Registry::new(&global.binfmt_dir);
     mount(&registry)?;
     let host = Host::detect(&table);
-    let (planned, skipped) = plan::plan(&arches, &opts, &host)
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)
         .map_err(|e| Failure::bad_input(anyhow!("config {}: {e}", config.origin())))?;
 
     let snap = super::snapshot(&registry)?;
@@ -351,8 +351,9 @@ impl Keeper<'_, '_> {
             }
         };
         // Pins from the first check would refuse an interpreter upgraded since: check again.
-        let planned: Result<Vec<Planned<'_>>, String> =
-            self.planned.iter().map(Planned::rechecked).collect();
+        let machine = crate::machine::Live::new();
+        let planned: Result<Vec<Planned<'_>>, _> =
+            self.planned.iter().map(|p| p.rechecked(&machine)).collect();
         let planned = match planned {
             Ok(p) => p,
             Err(e) => {

@@ -40,8 +40,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     }
     let snap = super::snapshot(&registry)?;
     let host = Host::detect(&table);
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
 
     let (steps, report) = steps_for(&snap, planned, skipped, args.replace_foreign);
 

@@ -49,8 +49,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     };
     let host = Host::detect(&table);
     // Nativeness and P are probed in private instances of their own, before ours exists.
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
     for s in &skipped {
         if opts.all {
             tracing::info!("skip {}: {}", s.arch, s.reason);

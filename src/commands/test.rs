@@ -80,7 +80,8 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
 /// Every arch a handler takes, the host's own, and those the kernel runs itself.
 pub(super) fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
     let host = Host::detect(table);
-    let inspector = Inspector::new(table, host.clone(), snap.clone());
+    let machine = crate::machine::Live::new();
+    let inspector = Inspector::new(&machine, table, snap.clone());
     table
         .iter()
         .filter(|a| {

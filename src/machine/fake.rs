@@ -95,7 +95,9 @@ pub struct Fake {
     /// Absolute, normalised paths; every parent of a node is a node.
     nodes: BTreeMap<PathBuf, (Node, u64)>,
     next_ino: u64,
-    mounts: Result<Vec<Mount>, String>,
+    mounts: Vec<Mount>,
+    /// Whether the mount list can be read (statvfs answers either way).
+    mountinfo: bool,
     credentials: Credentials,
     machine: String,
     env: BTreeMap<String, OsString>,
@@ -121,11 +123,12 @@ impl Fake {
         Fake {
             nodes,
             next_ino: 2,
-            mounts: Ok(vec![Mount {
+            mounts: vec![Mount {
                 point: "/".into(),
                 fstype: "ext4".into(),
                 noexec: false,
-            }]),
+            }],
+            mountinfo: true,
             credentials: Credentials {
                 euid: 0,
                 egid: 0,
@@ -191,19 +194,17 @@ impl Fake {
 
     /// Another mount, newer than those before it.
     pub fn mount(mut self, point: &str, fstype: &str, noexec: bool) -> Fake {
-        if let Ok(m) = &mut self.mounts {
-            m.push(Mount {
-                point: point.into(),
-                fstype: fstype.into(),
-                noexec,
-            });
-        }
+        self.mounts.push(Mount {
+            point: point.into(),
+            fstype: fstype.into(),
+            noexec,
+        });
         self
     }
 
-    /// The mount list cannot be read (statvfs still answers from the mounts given before).
+    /// The mount list cannot be read (statvfs still answers).
     pub fn unreadable_mounts(mut self) -> Fake {
-        self.mounts = Err("permission denied".into());
+        self.mountinfo = false;
         self
     }
 
@@ -390,12 +391,15 @@ impl Machine for Fake {
     }
 
     fn mounts(&self) -> Result<Vec<Mount>, MountsError> {
-        self.mounts.clone().map_err(MountsError)
+        if self.mountinfo {
+            Ok(self.mounts.clone())
+        } else {
+            Err(MountsError("Permission denied (os error 13)".into()))
+        }
     }
 
     fn statvfs_noexec(&self, path: &Path) -> Option<bool> {
-        let mounts = self.mounts.as_ref().ok()?;
-        super::mount_of(mounts, path).map(|m| m.noexec)
+        super::mount_of(&self.mounts, path).map(|m| m.noexec)
     }
 
     fn env(&self, name: &str) -> Option<OsString> {
