@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::rootfs::{Lookup, RootFs};
+use super::root::{Lookup, RootFs};
 use crate::fileio::Follow;
 use crate::machine::{self, Machine};
 
