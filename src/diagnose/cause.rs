@@ -58,7 +58,7 @@ causes! {
 
 /// Where a description starts, and how wide a help line may be.
 const CODE_WIDTH: usize = 28;
-const LINE_WIDTH: usize = 93;
+const LINE_WIDTH: usize = 94;
 
 impl Cause {
     /// One row per cause for `diagnose --help`: the code, then its description, wrapped
