@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::{Registry, Snapshot};
 use crate::cli::{GlobalArgs, TestArgs};
+use crate::diagnose;
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
 use crate::messages::{self, printable};
@@ -173,7 +174,6 @@ fn judge(
         None if matches!(out.ending, Ending::Exited(_)) => Some("native".into()),
         None => None,
     };
-    let fix = format!("binfmt-setup install --arch {}", a.name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stderr = stderr.trim();
     let (level, error) = match &out.ending {
@@ -238,7 +238,7 @@ fn judge(
         Ending::Failed {
             step: Step::Exec,
             errno,
-        } => (None, Some(exec_failure(a, *errno, snap, job, chroot, &fix))),
+        } => (None, Some(exec_failure(Some(a), *errno, snap, job, chroot))),
         Ending::Failed { step, errno } => (None, Some(start_failure(*step, *errno))),
     };
     let ok = error.is_none() && level.is_some_and(|l| l >= 1);
@@ -258,46 +258,21 @@ fn judge(
 }
 
 fn exec_failure(
-    a: &Arch,
+    a: Option<&Arch>,
     errno: nix::errno::Errno,
     snap: &Snapshot,
     job: &Job,
     chroot: bool,
-    fix: &str,
 ) -> String {
-    use nix::errno::Errno;
-    let path = Path::new(&job.file);
-    match errno {
-        Errno::ENOEXEC => {
-            if !snap.mounted {
-                format!("binfmt_misc is not mounted, so nothing runs {} programs ({fix})", a.name)
-            } else if !snap.enabled {
-                format!("binfmt_misc is disabled (its status is 0), so no handler runs {} programs (echo 1 > …/status)", a.name)
-            } else if let Some(e) = snap.matching(path, &job.image).first() {
-                if e.enabled {
-                    // Enabled when binfmt_misc was read, gone or off when the probe ran.
-                    format!("no handler for {} in binfmt_misc by the time the probe ran: {} was removed or disabled meanwhile ({fix})", a.name, e.name)
-                } else {
-                    format!("its handler {} is disabled (echo 1 > …/{})", e.name, e.name)
-                }
-            } else {
-                format!("no handler for {} in binfmt_misc: exec gives Exec format error ({fix})", a.name)
-            }
-        }
-        Errno::ENOENT => match snap.handler_for(path, &job.image) {
-            Some(e) if !e.has_flag('F') && chroot => format!(
-                "its handler {} has no F flag, so the kernel looks for {} inside the chroot, where it does not exist (No such file or directory); register it with F ({fix})",
-                e.name, e.interpreter
-            ),
-            Some(e) => format!(
-                "its handler {} names the interpreter {}, which does not exist (No such file or directory; {fix})",
-                e.name, e.interpreter
-            ),
-            None => "exec failed: No such file or directory".into(),
-        },
-        Errno::ELOOP => "its handler's rule matches its own interpreter, so exec loops (ELOOP); remove that handler".into(),
-        other => format!("exec failed: {} ({})", other.desc(), other),
-    }
+    diagnose::explain_exec_failure(&diagnose::Exec {
+        errno,
+        binfmt: snap,
+        path: Path::new(&job.file),
+        head: &job.image,
+        chrooted: chroot,
+        arch: a,
+    })
+    .sentence()
 }
 
 /// A step before exec failed: the program was never handed to the kernel.
@@ -354,17 +329,7 @@ fn run_binary(
         Ending::Signaled(s) => Some(format!("it was killed by {}", signal_name(*s))),
         Ending::TimedOut => Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
         Ending::Failed { step, errno } if *step != Step::Exec => Some(start_failure(*step, *errno)),
-        Ending::Failed { errno, .. } => Some(match arch {
-            Some(a) => exec_failure(
-                a,
-                *errno,
-                &snap,
-                &job,
-                chroot,
-                &format!("binfmt-setup install --arch {}", a.name),
-            ),
-            None => format!("exec failed: {}", errno.desc()),
-        }),
+        Ending::Failed { errno, .. } => Some(exec_failure(arch, *errno, &snap, &job, chroot)),
     };
     let result = TestResult {
         arch: arch.map(|a| a.name.clone()).unwrap_or_default(),
