@@ -48,7 +48,7 @@ pub fn inspect_bytes(data: &[u8]) {
     // second ABI to probe for (riscv64), so inspecting never forks a probe.
     let machine = Fake::new()
         .machine_name("riscv64")
-        .binfmt(snap.clone())
+        .binfmt_snapshot(snap.clone())
         .file("/fuzz/file", data.to_vec(), 0o755);
     let inspector = Inspector::new(&machine, table, snap);
     let r = inspector.inspect(Path::new("/fuzz/file"));

@@ -362,3 +362,218 @@ fn host_programs(machine: &dyn Machine, host: &Host) -> Vec<(String, Vec<u8>)> {
     }
     heads
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::testing::{arch, dynamic_program, program, table};
+    use crate::machine::{Fake, Node};
+
+    const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+    type Plan = (Vec<Planned<'static>>, Vec<Skipped>);
+
+    fn opts() -> Options {
+        Options {
+            search: vec!["/usr/bin".into()],
+            fix_binary: true,
+            preserve_argv0: true,
+            ..Options::default()
+        }
+    }
+
+    fn plan_on(m: &Fake, names: &[&str], opts: &Options) -> Result<Plan, PlanError> {
+        let arches: Vec<&'static Arch> = names.iter().map(|n| arch(n)).collect();
+        let host = crate::machine::host(m, table());
+        plan(m, &arches, opts, &host)
+    }
+
+    /// The plan's error, as a user reads it.
+    fn refused(m: &Fake, names: &[&str], opts: &Options) -> String {
+        match plan_on(m, names, opts) {
+            Ok((planned, skipped)) => panic!("planned {planned:?}, skipped {skipped:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn skipped(m: &Fake, names: &[&str], opts: &Options) -> Vec<String> {
+        let (planned, skipped) = plan_on(m, names, opts).expect("plan");
+        assert!(planned.is_empty(), "{planned:?}");
+        skipped.into_iter().map(|s| s.reason).collect()
+    }
+
+    /// A static QEMU for arm64 where the search finds it.
+    fn with_qemu() -> Fake {
+        Fake::new().file(QEMU, program("amd64"), 0o755)
+    }
+
+    #[test]
+    fn the_hosts_own_arch_and_arches_qemu_lacks_are_skipped() {
+        let reasons = skipped(&with_qemu(), &["amd64", "x32"], &opts());
+        assert!(
+            reasons[0].contains("the host's own architecture"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("no user-mode emulator for x32"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn an_arch_the_kernel_runs_itself_is_skipped() {
+        let m = Fake::new().file("/usr/bin/qemu-i386-static", program("amd64"), 0o755);
+        let reasons = skipped(&m.clone().native("386", true), &["386"], &opts());
+        assert!(
+            reasons[0].contains("runs 386 programs itself"),
+            "{reasons:?}"
+        );
+        let (planned, _) = plan_on(&m.native("386", false), &["386"], &opts()).expect("plan");
+        assert_eq!(planned[0].reg.name, "qemu-i386");
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_error_when_named_and_a_skip_for_all() {
+        let e = refused(&Fake::new(), &["arm64"], &opts());
+        assert!(
+            e.contains("no interpreter for arm64: looked for qemu-aarch64-static and qemu-aarch64 in /usr/bin"),
+            "{e}"
+        );
+        let all = Options {
+            all: true,
+            ..opts()
+        };
+        let reasons = skipped(&Fake::new(), &["arm64"], &all);
+        assert!(
+            reasons[0].contains("no interpreter qemu-aarch64-static found"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn interpreters_others_could_replace_are_refused() {
+        let e = refused(
+            &Fake::new().file(QEMU, program("amd64"), 0o775),
+            &["arm64"],
+            &opts(),
+        );
+        assert!(e.starts_with("arm64: interpreter"), "{e}");
+        assert!(e.contains("writable by group or others (mode 775)"), "{e}");
+        let theirs = Node::file(program("amd64"), 0o755).owned_by(1000, 1000);
+        let e = refused(&Fake::new().entry(QEMU, theirs), &["arm64"], &opts());
+        assert!(e.contains("owned by uid 1000, not root-owned"), "{e}");
+        // By --interpreter, in a directory anyone may write; a sticky one is safe.
+        let named = |dir: &str| Options {
+            interpreters: [("arm64".to_string(), format!("{dir}/qemu").into())].into(),
+            ..opts()
+        };
+        let m = Fake::new()
+            .dir("/opt/open", 0o777)
+            .file("/opt/open/qemu", program("amd64"), 0o755)
+            .dir("/opt/sticky", 0o1777)
+            .file("/opt/sticky/qemu", program("amd64"), 0o755);
+        let e = refused(&m, &["arm64"], &named("/opt/open"));
+        assert!(
+            e.contains("sits in /opt/open which group or others may write"),
+            "{e}"
+        );
+        assert!(plan_on(&m, &["arm64"], &named("/opt/sticky")).is_ok());
+    }
+
+    #[test]
+    fn a_dynamic_interpreter_is_refused_with_f_only() {
+        let qemu = dynamic_program("amd64", "/lib64/ld-linux-x86-64.so.2", &["libc.so.6"]);
+        let m = Fake::new().file(QEMU, qemu, 0o755);
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(
+            e.contains("is dynamically linked; the F flag needs a static one"),
+            "{e}"
+        );
+        let no_f = Options {
+            fix_binary: false,
+            ..opts()
+        };
+        let (planned, _) = plan_on(&m, &["arm64"], &no_f).expect("plan");
+        assert!(!planned[0].reg.flags.contains('F'));
+        assert!(!planned[0].emulator.is_static);
+    }
+
+    #[test]
+    fn credential_needs_a_root_owned_interpreter() {
+        let mine = |n: Node| n.owned_by(1000, 1000);
+        let m = Fake::new()
+            .entry("/home/u", mine(Node::dir(0o755)))
+            .entry("/home/u/bin", mine(Node::dir(0o755)))
+            .entry(
+                "/home/u/bin/qemu-aarch64-static",
+                mine(Node::file(program("amd64"), 0o755)),
+            )
+            .user(1000, 1000, &[]);
+        let own = Options {
+            search: vec!["/home/u/bin".into()],
+            ..opts()
+        };
+        // The caller's own interpreter will do, but not to run setuid programs through.
+        let (planned, _) = plan_on(&m, &["arm64"], &own).expect("plan");
+        assert!(!planned[0].emulator.root_owned);
+        let with_c = Options {
+            credential: true,
+            ..own
+        };
+        let e = refused(&m, &["arm64"], &with_c);
+        assert!(
+            e.contains("--credential needs a root-owned interpreter"),
+            "{e}"
+        );
+        let (planned, _) = plan_on(
+            &with_qemu(),
+            &["arm64"],
+            &Options {
+                credential: true,
+                ..opts()
+            },
+        )
+        .expect("plan");
+        assert_eq!(planned[0].reg.flags, "OCF");
+    }
+
+    #[test]
+    fn p_is_asked_for_only_where_the_probe_says_it_works() {
+        let flags = |m: &Fake, opts: &Options| {
+            let (planned, _) = plan_on(m, &["arm64"], opts).expect("plan");
+            planned[0].reg.flags.clone()
+        };
+        assert_eq!(flags(&with_qemu(), &opts()), "F");
+        let honours = with_qemu().preserves_argv0(QEMU, true);
+        assert_eq!(flags(&honours, &opts()), "PF");
+        let not_asked = Options {
+            preserve_argv0: false,
+            ..opts()
+        };
+        assert_eq!(flags(&honours, &not_asked), "F");
+    }
+
+    #[test]
+    fn rules_that_take_the_hosts_programs_or_their_own_interpreter_are_refused() {
+        let m = with_qemu().self_exe(program("arm64"));
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(
+            e.contains("would match this program (binfmt-setup itself)"),
+            "{e}"
+        );
+        let m = Fake::new().file(QEMU, program("arm64"), 0o755);
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(e.contains("would match its own interpreter"), "{e}");
+        assert!(e.contains("(ELOOP)"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_made_on_another_machine_is_rechecked_but_never_pinned_here() {
+        let m = with_qemu();
+        let (planned, _) = plan_on(&m, &["arm64"], &opts()).expect("plan");
+        let again = planned[0].rechecked(&m).expect("recheck");
+        assert_eq!(again.emulator.path, PathBuf::from(QEMU));
+        let e = again.emulator.pin.verify().expect_err("no file held");
+        assert!(e.to_string().contains("checked on another machine"), "{e}");
+    }
+}

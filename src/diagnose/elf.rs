@@ -273,3 +273,29 @@ impl Diagnoser<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::tests::{LD, diagnose, expect};
+    use crate::machine::Fake;
+    use crate::machine::testing::{dynamic_program, program};
+
+    #[test]
+    fn roots_keep_absolute_links_inside_and_name_the_roots_arch() {
+        // The root is an arm64 system; the program is an amd64 one whose loader it lacks.
+        let m = Fake::new()
+            .file("/srv/root/bin/busybox", program("arm64"), 0o755)
+            .symlink("/srv/root/bin/sh", "/bin/busybox")
+            .file("/srv/root/app", dynamic_program("amd64", LD, &[]), 0o755);
+        let d = diagnose(&m, Some("/srv/root"), "/app");
+        expect(
+            &d,
+            Cause::LoaderMissing,
+            Some(Errno::ENOENT),
+            &["not in the root /srv/root", "looks like an arm64 system"],
+            &["rebuild it for arm64 (Go: GOARCH=arm64)"],
+        );
+        assert_eq!(d.exec_path.as_deref(), Some("/app"));
+    }
+}

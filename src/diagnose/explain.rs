@@ -126,3 +126,83 @@ fn needs_missing(head: &[u8]) -> ExecFailure {
         fix: words.fix,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::testing::{arch, entry, program};
+
+    fn explain(errno: Errno, binfmt: &Snapshot, head: &[u8], chrooted: bool) -> ExecFailure {
+        explain_exec_failure(&Exec {
+            errno,
+            binfmt,
+            path: Path::new("arm64"),
+            head,
+            chrooted,
+            arch: Some(arch("arm64")),
+        })
+    }
+
+    fn binfmt(entries: Vec<crate::binfmt::Entry>) -> Snapshot {
+        Snapshot {
+            mounted: true,
+            enabled: true,
+            entries,
+            unreadable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exec_format_errors_name_binfmt_misc_state() {
+        let p = program("arm64");
+        let f = explain(Errno::ENOEXEC, &Snapshot::empty(), &p, true);
+        assert_eq!(f.cause, Cause::BinfmtNotMounted);
+        assert!(f.sentence().contains("not mounted"), "{f:?}");
+        let off = Snapshot {
+            enabled: false,
+            ..binfmt(Vec::new())
+        };
+        let f = explain(Errno::ENOEXEC, &off, &p, true);
+        assert_eq!(f.cause, Cause::BinfmtDisabled);
+        let f = explain(Errno::ENOEXEC, &binfmt(Vec::new()), &p, true);
+        assert_eq!(f.cause, Cause::NoHandler);
+        assert!(
+            f.sentence().contains("no handler for arm64")
+                && f.sentence().contains("binfmt-setup install --arch arm64"),
+            "{f:?}"
+        );
+        let disabled = binfmt(vec![entry("arm64", "/q", "F", false)]);
+        let f = explain(Errno::ENOEXEC, &disabled, &p, true);
+        assert_eq!(f.cause, Cause::HandlerDisabled);
+        assert!(f.sentence().contains("qemu-aarch64 is disabled"), "{f:?}");
+        // Enabled when read, yet exec said ENOEXEC: it went away meanwhile.
+        let there = binfmt(vec![entry("arm64", "/q", "F", true)]);
+        let f = explain(Errno::ENOEXEC, &there, &p, true);
+        assert!(
+            f.sentence().contains("removed or disabled meanwhile"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn missing_files_name_what_is_missing() {
+        let p = program("arm64");
+        let without_f = binfmt(vec![entry("arm64", "/usr/bin/q", "", true)]);
+        let f = explain(Errno::ENOENT, &without_f, &p, true);
+        assert_eq!(f.cause, Cause::InterpreterNotInRoot);
+        assert!(f.sentence().contains("no F flag"), "{f:?}");
+        let f = explain(Errno::ENOENT, &without_f, &p, false);
+        assert_eq!(f.cause, Cause::InterpreterMissing);
+        let dynamic = crate::machine::testing::dynamic_program("arm64", "/lib/ld.so.1", &[]);
+        let f = explain(Errno::ENOENT, &binfmt(Vec::new()), &dynamic, false);
+        assert_eq!(f.cause, Cause::LoaderMissing);
+        assert!(f.message.contains("its loader /lib/ld.so.1"), "{f:?}");
+        let f = explain(Errno::ELOOP, &without_f, &p, false);
+        assert_eq!(f.cause, Cause::InterpreterMissing);
+        let f = explain(Errno::ETXTBSY, &without_f, &p, false);
+        assert!(
+            f.message.starts_with("exec failed: Text file busy"),
+            "{f:?}"
+        );
+    }
+}

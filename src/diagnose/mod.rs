@@ -21,6 +21,8 @@ mod prose;
 pub mod root;
 pub mod run;
 mod script;
+#[cfg(test)]
+mod tests;
 
 use std::cell::OnceCell;
 use std::ffi::{OsStr, OsString};

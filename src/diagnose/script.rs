@@ -180,6 +180,10 @@ fn kernel_shebang(head: &[u8]) -> (String, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnose::Link;
+    use crate::diagnose::tests::{diagnose, expect};
+    use crate::machine::Fake;
+    use crate::machine::testing::program;
 
     #[test]
     fn kernel_keeps_the_carriage_return() {
@@ -189,5 +193,28 @@ mod tests {
             ("/usr/bin/env".into(), Some("bash\r".into()))
         );
         assert_eq!(kernel_shebang(b"#!/bin/sh \t\n"), ("/bin/sh".into(), None));
+    }
+
+    #[test]
+    fn a_failing_env_command_is_in_the_chain() {
+        let m = Fake::new()
+            .file("/usr/bin/env", program("amd64"), 0o755)
+            .file("/usr/bin/tool", b"x".to_vec(), 0o644)
+            .file("/srv/s", b"#!/usr/bin/env tool\n".to_vec(), 0o755)
+            .env_var("PATH", "/usr/bin");
+        let d = diagnose(&m, None, "/srv/s");
+        expect(
+            &d,
+            Cause::NotExecutable,
+            None,
+            &["a script run by /usr/bin/env tool"],
+            &[],
+        );
+        let chain: Vec<String> = d.chain.iter().map(Link::describe).collect();
+        assert_eq!(
+            chain,
+            ["/srv/s", "#! /usr/bin/env", "env /usr/bin/tool"],
+            "{d:#?}"
+        );
     }
 }

@@ -208,7 +208,7 @@ impl Fake {
         self
     }
 
-    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> Fake {
+    pub fn env_var(mut self, name: &str, value: impl Into<OsString>) -> Fake {
         self.env.insert(name.into(), value.into());
         self
     }
@@ -219,7 +219,7 @@ impl Fake {
     }
 
     /// The binfmt_misc instance every directory shows.
-    pub fn binfmt(mut self, snapshot: Snapshot) -> Fake {
+    pub fn binfmt_snapshot(mut self, snapshot: Snapshot) -> Fake {
         self.binfmt = snapshot;
         self
     }

@@ -9,6 +9,8 @@
 
 pub mod fake;
 pub mod live;
+#[cfg(test)]
+pub mod testing;
 
 use std::ffi::OsString;
 use std::fmt;
