@@ -16,7 +16,7 @@ mod explain;
 mod file;
 mod handler;
 mod libs;
-pub(crate) mod mounts;
+mod mounts;
 mod prose;
 pub mod root;
 pub mod run;
