@@ -144,7 +144,7 @@ kernel runs itself, and every architecture whose handler passed its probe in an 
     Platforms,
 
     /// Explain why a program will not run ("Exec format error" and its cousins), and the fix.
-    #[command(after_help = DIAGNOSE_HELP)]
+    #[command(after_help = diagnose_help())]
     Diagnose(DiagnoseArgs),
 
     /// Run a command with its own private binfmt_misc, as any user (Linux 6.7 or later).
@@ -400,7 +400,17 @@ pub struct InspectArgs {
     pub expect: Option<String>,
 }
 
-const DIAGNOSE_HELP: &str = "\
+/// `diagnose --help`; the cause codes are listed from the cause table itself.
+fn diagnose_help() -> String {
+    format!(
+        "{}{}\n\n{}",
+        DIAGNOSE_HELP_INTRO,
+        crate::diagnose::Cause::help_lines(),
+        DIAGNOSE_HELP_RUN
+    )
+}
+
+const DIAGNOSE_HELP_INTRO: &str = "\
 Examples:
   binfmt-setup diagnose ./server
   binfmt-setup diagnose --root ./rootfs /usr/local/bin/server --run
@@ -413,28 +423,9 @@ are checked the same way.
 
 Cause codes (the user sees: Exec format error = ENOEXEC, No such file or directory = \
 ENOENT, Permission denied = EACCES):
-  OK                           it runs (natively, or through a handler)
-  NOT_FOUND                    no such file, no such command in PATH, or a dangling symlink
-  NOT_EXECUTABLE               no execute permission for you (EACCES)
-  NOEXEC_MOUNT                 it lies on a filesystem mounted noexec (EACCES)
-  NOT_A_BINARY                 a text file without #!, an object file, an empty file (ENOEXEC)
-  FOREIGN_OS                   a macOS, Windows or FreeBSD program
-  TRUNCATED                    an ELF cut short (ENOEXEC)
-  BINFMT_NOT_MOUNTED           a foreign program, and binfmt_misc is not mounted (ENOEXEC)
-  BINFMT_DISABLED              binfmt_misc is disabled as a whole (ENOEXEC)
-  NO_HANDLER                   a foreign program with no handler for its arch (ENOEXEC)
-  HANDLER_DISABLED             its handler exists but is disabled (ENOEXEC)
-  INTERPRETER_MISSING          the handler's interpreter does not exist (ENOENT)
-  INTERPRETER_NOT_IN_ROOT      a handler without F, its interpreter absent in --root (ENOENT)
-  INTERPRETER_DYNAMIC          the handler's QEMU is dynamically linked and its loader or
-                               libraries are absent in --root (ENOENT)
-  LOADER_MISSING               the program's loader (PT_INTERP) is absent (ENOENT, or QEMU's
-                               \"Could not open\")
-  SHEBANG_INTERPRETER_MISSING  the #! interpreter does not exist (ENOENT)
-  SHEBANG_CRLF                 the #! line ends in CR LF (Windows line endings)
-  UNSUPPORTED_ARCH             an architecture QEMU cannot emulate (ENOEXEC)
-  HOST_ABI_UNSUPPORTED         an ABI of this CPU the kernel was built without, e.g. x32
+";
 
+const DIAGNOSE_HELP_RUN: &str = "\
 --run also executes it (a plain execve, stdin from /dev/null, chrooted into --root, which \
 needs root) and prints the real result beside the prediction. Exit 0 when it will run, 1 when \
 a cause is found or the run disagrees, 2 for bad input, 3 when chroot is not permitted.";

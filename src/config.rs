@@ -248,7 +248,10 @@ impl Config {
         for dir in &self.qemu_paths {
             let problem = match std::fs::metadata(dir.get_ref()) {
                 Ok(m) if m.is_dir() => continue,
-                Ok(m) => format!("{} is not a directory", crate::inspect::file_kind(&m)),
+                Ok(m) => format!(
+                    "{} is not a directory",
+                    crate::machine::Meta::of(&m).kind.words()
+                ),
                 Err(e) => crate::error::io_words(&e),
             };
             return Err(self.at(

@@ -7,13 +7,14 @@
 //! Compiled only for tests and under cargo-fuzz (`--cfg fuzzing`).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::arch::{ArchTable, Host};
 use crate::binfmt::rule::{Registration, from_entry};
 use crate::binfmt::{Entry, Snapshot};
 use crate::format::{self, HEAD_BYTES};
 use crate::inspect::Inspector;
+use crate::machine::Fake;
 use crate::rule::{MAX_MAGIC, MAX_REGISTER, MIN_REGISTER, MagicRule, encode_hex};
 
 /// Format sniffing and every reader of executables, on the bytes alone and through a file
@@ -44,14 +45,16 @@ pub fn inspect_bytes(data: &[u8]) {
     let snap = snapshot();
     let _ = snap.handler_for(Path::new("/x/fuzz.jar"), data);
 
-    // The whole of `inspect`, as the command runs it on a file.
-    let path = scratch_file();
-    if std::fs::write(&path, data).is_ok() {
-        let inspector = Inspector::new(table, host(), snap);
-        let r = inspector.inspect(&path);
-        assert!(!r.unreadable, "{:?}", r.error);
-        let _ = serde_json::to_string(&r).unwrap();
-    }
+    // The whole of `inspect`, as the command runs it on a file, on a machine that has no
+    // second ABI to probe for (riscv64), so inspecting never forks a probe.
+    let machine = Fake::new()
+        .machine_name("riscv64")
+        .binfmt_snapshot(snap.clone())
+        .file("/fuzz/file", data.to_vec(), 0o755);
+    let inspector = Inspector::new(&machine, table, snap);
+    let r = inspector.inspect(Path::new("/fuzz/file"));
+    assert!(!r.unreadable, "{:?}", r.error);
+    let _ = serde_json::to_string(&r).unwrap();
 }
 
 /// An entry file as the kernel shows it (or anything pretending to be one). What parses must
@@ -254,14 +257,6 @@ fn table() -> &'static ArchTable {
     TABLE.get_or_init(ArchTable::embedded)
 }
 
-/// A host with no second ABI to probe for (riscv64), so inspecting never forks a probe.
-fn host() -> Host {
-    Host {
-        machine: "riscv64".into(),
-        arch: Some("riscv64".into()),
-    }
-}
-
 /// A binfmt_misc with an arm64 handler and an extension handler, both enabled.
 fn snapshot() -> Snapshot {
     let arm64 = "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: PF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n";
@@ -275,17 +270,6 @@ fn snapshot() -> Snapshot {
         ],
         unreadable: Vec::new(),
     }
-}
-
-fn scratch_file() -> PathBuf {
-    thread_local! {
-        static PATH: PathBuf = std::env::temp_dir().join(format!(
-            "binfmt-setup-fuzz-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ).replace(['(', ')'], ""));
-    }
-    PATH.with(Clone::clone)
 }
 
 /// A one-member tar stream holding a short ELF header, for seeds.
@@ -388,7 +372,6 @@ mod tests {
                 }
             }
         }
-        let _ = std::fs::remove_file(scratch_file());
     }
 
     #[test]

@@ -1,19 +1,16 @@
 //! What a file is, which platform it is for, and whether this host can run it.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::Snapshot;
 use crate::elf::{self, ElfError, ElfInfo};
-use crate::fileio::{self, Follow, OpenError};
+use crate::error::{Class, Classify};
+use crate::fileio::{Follow, OpenError};
 use crate::format::{self, Format, HEAD_BYTES, MachSlice};
-use crate::probe;
+use crate::machine::{self, Handle, Machine, ProbeError};
 
 /// How deep `#!` chains are followed (the kernel itself allows 4 levels).
 const MAX_SCRIPT_DEPTH: usize = 4;
@@ -123,25 +120,28 @@ impl Inspection {
     }
 }
 
-/// Inspects files against one view of the host: its arch table, its kernel, its binfmt_misc.
+/// Inspects files against one view of the host: its arch table, its kernel, its binfmt_misc,
+/// all as `machine` answers.
 #[derive(Debug)]
 pub struct Inspector<'a> {
+    machine: &'a dyn Machine,
     table: &'a ArchTable,
     host: Host,
     binfmt: Snapshot,
-    /// Per canonical arch name: does the kernel run it without emulation? Found by running a
-    /// probe, once.
-    native_cache: RefCell<HashMap<String, Result<bool, String>>>,
 }
 
 impl<'a> Inspector<'a> {
-    pub fn new(table: &'a ArchTable, host: Host, binfmt: Snapshot) -> Inspector<'a> {
+    pub fn new(machine: &'a dyn Machine, table: &'a ArchTable, binfmt: Snapshot) -> Inspector<'a> {
         Inspector {
+            machine,
             table,
-            host,
+            host: machine::host(machine, table),
             binfmt,
-            native_cache: RefCell::new(HashMap::new()),
         }
+    }
+
+    pub fn machine(&self) -> &'a dyn Machine {
+        self.machine
     }
 
     pub fn host(&self) -> &Host {
@@ -163,11 +163,11 @@ impl<'a> Inspector<'a> {
     }
 
     fn inspect_depth(&self, path: &Path, depth: usize) -> Inspection {
-        let (file, head, len) = match read_head(path) {
+        let (file, head, len) = match read_head(self.machine, path) {
             Ok(x) => x,
             Err(e) => {
                 let mut r = Inspection::new(path, Format::Unknown);
-                r.error = Some(e);
+                r.error = Some(e.to_string());
                 r.unreadable = true;
                 r.reason = Some("cannot be read".into());
                 return r;
@@ -231,7 +231,7 @@ impl<'a> Inspector<'a> {
         r
     }
 
-    fn fill_elf(&self, r: &mut Inspection, file: &File, head: &[u8], len: u64) {
+    fn fill_elf(&self, r: &mut Inspection, file: &Handle, head: &[u8], len: u64) {
         let info = match elf::read(file, head, len) {
             Ok(info) => info,
             Err(e) => {
@@ -356,18 +356,11 @@ impl<'a> Inspector<'a> {
     /// Like [`runs_natively`](Self::runs_natively), but says when the probe could not run
     /// at all, so a caller can tell "the kernel refused it" from "nobody asked the kernel".
     /// Arches that are no second ABI of the host's are `Ok(false)` without a probe.
-    pub fn native_probe(&self, arch: &Arch) -> Result<bool, String> {
+    pub fn native_probe(&self, arch: &Arch) -> Result<bool, ProbeError> {
         if !self.host.may_run(arch) {
             return Ok(false);
         }
-        if let Some(known) = self.native_cache.borrow().get(&arch.name) {
-            return known.clone();
-        }
-        let verdict = probe_natively(arch);
-        self.native_cache
-            .borrow_mut()
-            .insert(arch.name.clone(), verdict.clone());
-        verdict
+        self.machine.runs_natively(arch)
     }
 
     fn fill_script(&self, r: &mut Inspection, head: &[u8], depth: usize) {
@@ -389,7 +382,7 @@ impl<'a> Inspector<'a> {
             r.reason = Some("too many levels of '#!' interpreters".into());
             return;
         }
-        if !interp.exists() {
+        if self.machine.stat(interp).is_err() {
             r.reason = Some(format!("its interpreter {} does not exist", sb.interpreter));
             return;
         }
@@ -406,77 +399,62 @@ impl<'a> Inspector<'a> {
     }
 }
 
-/// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
-/// means the kernel ran it itself, as no handler exists there.
-fn probe_natively(arch: &Arch) -> Result<bool, String> {
-    use crate::sys::exec::{Ending, Step};
-    use probe::runner::{Job, Place, run_all};
-    let image = probe::program(arch).ok_or_else(|| format!("no probe for {}", arch.name))?;
-    let job = Job {
-        file: "probe".into(),
-        image,
-        argv0: "probe".into(),
-        args: vec!["native".into()],
-        place: Place::PrivateInstance(None),
-    };
-    let out = run_all(&[job], Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    let out = out.first().ok_or("the probe did not run")?;
-    match &out.ending {
-        Ending::Exited(code) => {
-            Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
-        }
-        Ending::Failed {
-            step: Step::Exec,
-            errno: nix::errno::Errno::ENOEXEC,
-        } => Ok(false),
-        // unshare or mount refused: no private instance on this kernel or for this user.
-        Ending::Failed { step, errno } => Err(format!(
-            "cannot run the probe in a private binfmt_misc: {}: {}",
-            step.as_str(),
-            errno.desc()
-        )),
-        other => Err(format!("the probe ended with {other:?}")),
+/// A file that cannot be opened or read at all: bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{path} is {what}, not a program")]
+    NotRegular { path: String, what: &'static str },
+    #[error("cannot open {path}: {error}")]
+    Open { path: String, error: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+}
+
+impl Classify for ReadError {
+    fn class(&self) -> Class {
+        Class::BadInput
     }
 }
 
-/// What a file that is not a regular one is, in words: "a directory", "a FIFO", …
-pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() || ft.is_block_device() {
-        "a device"
-    } else if ft.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// Open a file and read its first bytes. The error names the path and what failed.
-/// Only regular files are opened (see `fileio`): a FIFO cannot hang us, nor a device be
-/// opened. Symlinks are followed, as exec follows them.
-pub(crate) fn read_head(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
-    read_head_with(path, Follow::Yes)
+/// Open a file and read its first bytes. Only regular files are opened (see `fileio`): a FIFO
+/// cannot hang us, nor a device be opened. Symlinks are followed, as exec follows them.
+pub(crate) fn read_head(
+    machine: &dyn Machine,
+    path: &Path,
+) -> Result<(Handle, Vec<u8>, u64), ReadError> {
+    read_head_with(machine, path, Follow::Yes)
 }
 
 /// Like [`read_head`] for a path already resolved by hand inside a root: a symlink anywhere
 /// on it now was swapped in since, and is not followed out of the root.
-pub(crate) fn read_head_resolved(path: &Path) -> Result<(File, Vec<u8>, u64), String> {
-    read_head_with(path, Follow::Nowhere)
+pub(crate) fn read_head_resolved(
+    machine: &dyn Machine,
+    path: &Path,
+) -> Result<(Handle, Vec<u8>, u64), ReadError> {
+    read_head_with(machine, path, Follow::Nowhere)
 }
 
-fn read_head_with(path: &Path, follow: Follow) -> Result<(File, Vec<u8>, u64), String> {
-    let (file, meta) = fileio::open_regular(path, follow).map_err(|e| match e {
-        OpenError::NotRegular(what) => format!("{} is {what}, not a program", path.display()),
-        OpenError::Io(e) => format!("cannot open {}: {e}", path.display()),
+fn read_head_with(
+    machine: &dyn Machine,
+    path: &Path,
+    follow: Follow,
+) -> Result<(Handle, Vec<u8>, u64), ReadError> {
+    let shown = || path.display().to_string();
+    let (file, meta) = machine.open(path, follow).map_err(|e| match e {
+        OpenError::NotRegular(what) => ReadError::NotRegular {
+            path: shown(),
+            what,
+        },
+        OpenError::Io(error) => ReadError::Open {
+            path: shown(),
+            error,
+        },
     })?;
-    let head = fileio::read_prefix(&file, HEAD_BYTES)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok((file, head, meta.len()))
+    let head = file
+        .read_prefix(HEAD_BYTES)
+        .map_err(|error| ReadError::Read {
+            path: shown(),
+            error,
+        })?;
+    Ok((file, head, meta.len))
 }

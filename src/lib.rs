@@ -17,6 +17,7 @@ pub mod format;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 pub mod inspect;
+pub mod machine;
 pub mod messages;
 pub mod probe;
 pub mod rootless;

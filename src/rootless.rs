@@ -337,7 +337,10 @@ pub fn start(req: &Request<'_, '_>, watch: &SignalWatch) -> Result<Child, Rootle
 
 fn verify_pins(planned: &[Planned<'_>]) -> Result<(), RootlessError> {
     for p in planned {
-        p.emulator.pin.verify().map_err(RootlessError::Register)?;
+        p.emulator
+            .pin
+            .verify()
+            .map_err(|e| RootlessError::Register(e.to_string()))?;
     }
     Ok(())
 }
@@ -479,7 +482,7 @@ fn start_failure(req: &Request<'_, '_>, step: Step, errno: Errno) -> RootlessErr
                     Ok(m) => format!(
                         "{}: not an executable file (it is {}){inside}",
                         program.display(),
-                        crate::inspect::file_kind(&m)
+                        crate::machine::Meta::of(&m).kind.words()
                     ),
                     Err(_) => format!("{}: no such file{inside}", program.display()),
                 }

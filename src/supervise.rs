@@ -263,8 +263,9 @@ impl Keeper<'_, '_> {
             }
         };
         // Pins from the first check would refuse an interpreter upgraded since: check again.
-        let planned: Result<Vec<Planned<'_>>, String> =
-            self.planned.iter().map(Planned::rechecked).collect();
+        let machine = crate::machine::Live::new();
+        let planned: Result<Vec<Planned<'_>>, _> =
+            self.planned.iter().map(|p| p.rechecked(&machine)).collect();
         let planned = match planned {
             Ok(p) => p,
             Err(e) => {

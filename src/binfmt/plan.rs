@@ -9,8 +9,61 @@ use std::path::{Path, PathBuf};
 use super::apply::Skipped;
 use super::rule::Registration;
 use crate::arch::{Arch, Host};
-use crate::emulator::{self, Emulator};
+use crate::emulator::{self, Emulator, InterpreterError};
+use crate::error::{Class, Classify};
+use crate::machine::{Machine, Probe};
 use crate::rule::{BINPRM_BUF_SIZE, kernel_buffer};
+
+/// Why nothing may be registered: bad input (an interpreter the user asked for is missing or
+/// unfit, or the architecture table contradicts itself).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{arch}: {error}")]
+    Interpreter {
+        arch: String,
+        error: InterpreterError,
+    },
+    #[error(
+        "no interpreter for {arch}: looked for qemu-{cpu}-static and qemu-{cpu} in {dirs} (apt-get install qemu-user-static, or --interpreter {arch}=PATH)"
+    )]
+    NoInterpreter {
+        arch: String,
+        cpu: String,
+        dirs: String,
+    },
+    #[error(
+        "the rules for {first} and {second} overlap: some file would match both (fix the architecture table)"
+    )]
+    Overlap { first: String, second: String },
+    #[error(
+        "{arch}: --credential needs a root-owned interpreter; {path} is not (C runs setuid programs with their privileges through it)"
+    )]
+    CredentialNeedsRoot { arch: String, path: String },
+    #[error("{arch}: {reason}")]
+    Invalid { arch: String, reason: String },
+    #[error(
+        "the rule for {arch} would match {what}: every native program would be sent to {interpreter} (fix the architecture table)"
+    )]
+    MatchesHost {
+        arch: String,
+        what: String,
+        interpreter: String,
+    },
+    #[error("the rule for {arch} would match its own interpreter {path}; exec would loop (ELOOP)")]
+    MatchesItself { arch: String, path: String },
+    #[error("{arch}: interpreter {old} now resolves to {new}")]
+    Moved {
+        arch: String,
+        old: String,
+        new: String,
+    },
+}
+
+impl Classify for PlanError {
+    fn class(&self) -> Class {
+        Class::BadInput
+    }
+}
 
 /// How handlers are to be registered.
 #[derive(Debug, Clone, Default)]
@@ -42,16 +95,18 @@ impl<'t> Planned<'t> {
     /// The same registration with its interpreter checked again now: a plan kept for later
     /// (init's repair loop) must not register a file that changed since, nor refuse one that
     /// was legitimately upgraded.
-    pub fn rechecked(&self) -> Result<Planned<'t>, String> {
-        let emulator = emulator::check(&self.emulator.path, self.reg.flags.contains('F'))
-            .map_err(|e| format!("{}: {e}", self.arch.name))?;
+    pub fn rechecked(&self, machine: &dyn Machine) -> Result<Planned<'t>, PlanError> {
+        let emulator = emulator::check(machine, &self.emulator.path, self.reg.flags.contains('F'))
+            .map_err(|error| PlanError::Interpreter {
+                arch: self.arch.name.clone(),
+                error,
+            })?;
         if emulator.path != self.emulator.path {
-            return Err(format!(
-                "{}: interpreter {} now resolves to {}",
-                self.arch.name,
-                self.emulator.path.display(),
-                emulator.path.display()
-            ));
+            return Err(PlanError::Moved {
+                arch: self.arch.name.clone(),
+                old: self.emulator.path.display().to_string(),
+                new: emulator.path.display().to_string(),
+            });
         }
         Ok(Planned {
             arch: self.arch,
@@ -69,10 +124,11 @@ impl<'t> Planned<'t> {
 /// honour `P`. Interpreters sharing a directory and modification time come from one package
 /// build, so one of each such group is asked.
 pub fn plan<'t>(
+    machine: &dyn Machine,
     arches: &[&'t Arch],
     opts: &Options,
     host: &Host,
-) -> Result<(Vec<Planned<'t>>, Vec<Skipped>), String> {
+) -> Result<(Vec<Planned<'t>>, Vec<Skipped>), PlanError> {
     let mut skipped = Vec::new();
     let skip = |arch: &Arch, reason: String| Skipped {
         arch: arch.name.clone(),
@@ -99,7 +155,7 @@ pub fn plan<'t>(
             .interpreters
             .get(&arch.name)
             .cloned()
-            .or_else(|| emulator::find(arch, &opts.search));
+            .or_else(|| emulator::find(machine, arch, &opts.search));
         wanted.push((arch, path));
     }
     let native_jobs: Vec<&'t Arch> = wanted
@@ -111,20 +167,32 @@ pub fn plan<'t>(
     if opts.preserve_argv0 {
         for (arch, path) in &wanted {
             if let Some(path) = path {
-                let key = group_key(path);
+                let key = group_key(machine, path);
                 if !groups.iter().any(|(k, _, _)| *k == key) {
                     groups.push((key, arch, path.clone()));
                 }
             }
         }
     }
-    let pending = ask(&native_jobs, &groups);
-    // While the probes run, check every interpreter (reading its header is the slow part).
-    let checked: Vec<Option<Result<Emulator, String>>> = wanted
+    let probes: Vec<Probe<'_>> = native_jobs
         .iter()
-        .map(|(_, p)| p.as_deref().map(|p| emulator::check(p, opts.fix_binary)))
+        .map(|a| Probe::Native(a))
+        .chain(groups.iter().map(|(_, arch, path)| Probe::PreserveArgv0 {
+            arch,
+            interpreter: path,
+        }))
         .collect();
-    let answers = pending.answers(native_jobs.len() + groups.len());
+    let pending = machine.start_probes(&probes);
+    // While the probes run, check every interpreter (reading its header is the slow part).
+    let checked: Vec<Option<Result<Emulator, InterpreterError>>> = wanted
+        .iter()
+        .map(|(_, p)| {
+            p.as_deref()
+                .map(|p| emulator::check(machine, p, opts.fix_binary))
+        })
+        .collect();
+    let mut answers = pending.collect();
+    answers.resize(probes.len(), false);
     let native = |a: &Arch| {
         native_jobs
             .iter()
@@ -134,7 +202,7 @@ pub fn plan<'t>(
     let p_answers = &answers[native_jobs.len()..];
 
     // Pass 2: the plan. No rule may take the host's own programs: read them once.
-    let host_heads = host_programs(host);
+    let host_heads = host_programs(machine, host);
     let mut planned: Vec<Planned<'t>> = Vec::new();
     for ((arch, path), checked) in wanted.into_iter().zip(checked) {
         let cpu = arch.qemu.as_deref().unwrap_or_default();
@@ -156,33 +224,36 @@ pub fn plan<'t>(
                 ));
                 continue;
             }
-            return Err(format!(
-                "no interpreter for {}: looked for qemu-{cpu}-static and qemu-{cpu} in {} (apt-get install qemu-user-static, or --interpreter {}=PATH)",
-                arch.name,
-                opts.search
+            return Err(PlanError::NoInterpreter {
+                arch: arch.name.clone(),
+                cpu: cpu.to_string(),
+                dirs: opts
+                    .search
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                arch.name,
-            ));
+            });
         };
-        let key = group_key(&path);
+        let key = group_key(machine, &path);
         let preserve = groups
             .iter()
             .zip(p_answers)
             .any(|((k, _, _), yes)| *k == key && *yes);
         let emu = checked
-            .unwrap_or_else(|| emulator::check(&path, opts.fix_binary))
-            .map_err(|e| format!("{}: {e}", arch.name))?;
+            .unwrap_or_else(|| emulator::check(machine, &path, opts.fix_binary))
+            .map_err(|error| PlanError::Interpreter {
+                arch: arch.name.clone(),
+                error,
+            })?;
         let next = plan_one(arch, &path, emu, opts, &host_heads, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
         if let Some(other) = planned.iter().find(|p| next.reg.rule.overlaps(&p.reg.rule)) {
-            return Err(format!(
-                "the rules for {} and {} overlap: some file would match both (fix the architecture table)",
-                other.arch.name, arch.name
-            ));
+            return Err(PlanError::Overlap {
+                first: other.arch.name.clone(),
+                second: arch.name.clone(),
+            });
         }
         planned.push(next);
     }
@@ -192,85 +263,13 @@ pub fn plan<'t>(
 /// Interpreters from one package build: same directory, same modification time.
 type GroupKey = (PathBuf, i64);
 
-fn group_key(path: &Path) -> GroupKey {
-    use std::os::unix::fs::MetadataExt;
+fn group_key(machine: &dyn Machine, path: &Path) -> GroupKey {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    match std::fs::metadata(path) {
-        Ok(m) => (dir, m.mtime()),
+    match machine.stat(path) {
+        Ok(m) => (dir, m.mtime.0),
         // Unreadable: a group of its own (its check will say what is wrong).
         Err(_) => (path.to_path_buf(), i64::MIN),
     }
-}
-
-const ARGV0: &str = "binfmt-setup-argv0";
-
-/// Probes started by [`ask`].
-struct Pending {
-    batch: Option<crate::probe::runner::Batch>,
-    expect: Vec<String>,
-}
-
-impl Pending {
-    /// One answer per question asked, in order; a probe that did not run answers no.
-    fn answers(self, asked: usize) -> Vec<bool> {
-        use crate::sys::exec::Ending;
-        let outcomes = self
-            .batch
-            .map(|b| b.wait(std::time::Duration::from_secs(10)))
-            .unwrap_or_default();
-        let mut answers: Vec<bool> = outcomes
-            .iter()
-            .zip(&self.expect)
-            .map(|(o, want)| {
-                o.ending == Ending::Exited(crate::probe::EXIT_CODE) && o.stdout == want.as_bytes()
-            })
-            .collect();
-        answers.resize(asked, false);
-        answers
-    }
-}
-
-/// Start, in one parallel batch, the native probe of each of `native` (against an empty
-/// private instance) and, for each group, the probe of its arch through a `P` handler for its
-/// interpreter (in a private instance holding only that).
-fn ask(native: &[&Arch], groups: &[(GroupKey, &Arch, PathBuf)]) -> Pending {
-    use crate::probe::runner::{Job, Place, start};
-    let mut jobs = Vec::new();
-    let mut expect = Vec::new();
-    for a in native {
-        let Some(image) = crate::probe::program(a) else {
-            continue;
-        };
-        jobs.push(Job {
-            file: format!("native-{}", a.name),
-            image,
-            argv0: "native".into(),
-            args: vec!["yes".into()],
-            place: Place::PrivateInstance(None),
-        });
-        expect.push("yes\nnative\n".to_string());
-    }
-    for (_, a, path) in groups {
-        let Some(image) = crate::probe::program(a) else {
-            continue;
-        };
-        let reg = Registration::for_arch(a, path.display().to_string(), "P".into());
-        if reg.validate().is_err() {
-            continue;
-        }
-        jobs.push(Job {
-            file: format!("argv0-{}", a.name),
-            image,
-            argv0: ARGV0.into(),
-            args: vec!["p".into()],
-            place: Place::PrivateInstance(Some(reg.register_string())),
-        });
-        expect.push(format!("p\n{ARGV0}\n"));
-    }
-    let batch = start(&jobs)
-        .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
-        .ok();
-    Pending { batch, expect }
 }
 
 /// The registration for one arch with the interpreter at `path` (checked: `emu`); no rule may
@@ -282,18 +281,17 @@ fn plan_one<'t>(
     opts: &Options,
     host_heads: &[(String, Vec<u8>)],
     preserve_argv0: bool,
-) -> Result<Planned<'t>, String> {
+) -> Result<Planned<'t>, PlanError> {
     let mut flags = String::new();
     if preserve_argv0 {
         flags.push('P');
     }
     if opts.credential {
         if !emu.root_owned {
-            return Err(format!(
-                "{}: --credential needs a root-owned interpreter; {} is not (C runs setuid programs with their privileges through it)",
-                arch.name,
-                path.display()
-            ));
+            return Err(PlanError::CredentialNeedsRoot {
+                arch: arch.name.clone(),
+                path: path.display().to_string(),
+            });
         }
         flags.push_str("OC");
     }
@@ -309,25 +307,27 @@ fn plan_one<'t>(
         );
     }
     let reg = Registration::for_arch(arch, emu.path.display().to_string(), flags);
-    reg.validate().map_err(|e| format!("{}: {e}", arch.name))?;
+    reg.validate().map_err(|reason| PlanError::Invalid {
+        arch: arch.name.clone(),
+        reason,
+    })?;
     // The rule must not take the host's own programs: every native exec would go to QEMU.
     if let Some(what) = host_heads
         .iter()
         .find_map(|(what, head)| reg.rule.matches(&kernel_buffer(head)).then_some(what))
     {
-        return Err(format!(
-            "the rule for {} would match {what}: every native program would be sent to {} (fix the architecture table)",
-            arch.name,
-            emu.path.display()
-        ));
+        return Err(PlanError::MatchesHost {
+            arch: arch.name.clone(),
+            what: what.clone(),
+            interpreter: emu.path.display().to_string(),
+        });
     }
     // The rule must not take its own interpreter: every exec would loop (ELOOP).
     if reg.rule.matches(&kernel_buffer(&emu.head)) {
-        return Err(format!(
-            "the rule for {} would match its own interpreter {}; exec would loop (ELOOP)",
-            arch.name,
-            path.display()
-        ));
+        return Err(PlanError::MatchesItself {
+            arch: arch.name.clone(),
+            path: path.display().to_string(),
+        });
     }
     Ok(Planned {
         arch,
@@ -340,14 +340,10 @@ fn plan_one<'t>(
 /// binary, and an executable and a position-independent program of the host's architecture
 /// as its kernel runs them (built from the table, so a custom `--arch-table` row that copies
 /// the host's magic under another name is caught too).
-fn host_programs(host: &Host) -> Vec<(String, Vec<u8>)> {
+fn host_programs(machine: &dyn Machine, host: &Host) -> Vec<(String, Vec<u8>)> {
     let mut heads = Vec::new();
-    if let Ok((file, _)) =
-        crate::fileio::open_regular(Path::new("/proc/self/exe"), crate::fileio::Follow::Yes)
-    {
-        if let Ok(head) = crate::fileio::read_prefix(&file, BINPRM_BUF_SIZE) {
-            heads.push(("this program (binfmt-setup itself)".to_string(), head));
-        }
+    if let Some(head) = machine.self_exe_head(BINPRM_BUF_SIZE) {
+        heads.push(("this program (binfmt-setup itself)".to_string(), head));
     }
     let table = crate::arch::ArchTable::embedded();
     if let Some(a) = host.arch.as_deref().and_then(|h| table.find(h)) {
@@ -363,4 +359,219 @@ fn host_programs(host: &Host) -> Vec<(String, Vec<u8>)> {
         }
     }
     heads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::testing::{arch, dynamic_program, program, table};
+    use crate::machine::{Fake, Node};
+
+    const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+
+    type Plan = (Vec<Planned<'static>>, Vec<Skipped>);
+
+    fn opts() -> Options {
+        Options {
+            search: vec!["/usr/bin".into()],
+            fix_binary: true,
+            preserve_argv0: true,
+            ..Options::default()
+        }
+    }
+
+    fn plan_on(m: &Fake, names: &[&str], opts: &Options) -> Result<Plan, PlanError> {
+        let arches: Vec<&'static Arch> = names.iter().map(|n| arch(n)).collect();
+        let host = crate::machine::host(m, table());
+        plan(m, &arches, opts, &host)
+    }
+
+    /// The plan's error, as a user reads it.
+    fn refused(m: &Fake, names: &[&str], opts: &Options) -> String {
+        match plan_on(m, names, opts) {
+            Ok((planned, skipped)) => panic!("planned {planned:?}, skipped {skipped:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn skipped(m: &Fake, names: &[&str], opts: &Options) -> Vec<String> {
+        let (planned, skipped) = plan_on(m, names, opts).expect("plan");
+        assert!(planned.is_empty(), "{planned:?}");
+        skipped.into_iter().map(|s| s.reason).collect()
+    }
+
+    /// A static QEMU for arm64 where the search finds it.
+    fn with_qemu() -> Fake {
+        Fake::new().file(QEMU, program("amd64"), 0o755)
+    }
+
+    #[test]
+    fn the_hosts_own_arch_and_arches_qemu_lacks_are_skipped() {
+        let reasons = skipped(&with_qemu(), &["amd64", "x32"], &opts());
+        assert!(
+            reasons[0].contains("the host's own architecture"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("no user-mode emulator for x32"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn an_arch_the_kernel_runs_itself_is_skipped() {
+        let m = Fake::new().file("/usr/bin/qemu-i386-static", program("amd64"), 0o755);
+        let reasons = skipped(&m.clone().native("386", true), &["386"], &opts());
+        assert!(
+            reasons[0].contains("runs 386 programs itself"),
+            "{reasons:?}"
+        );
+        let (planned, _) = plan_on(&m.native("386", false), &["386"], &opts()).expect("plan");
+        assert_eq!(planned[0].reg.name, "qemu-i386");
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_an_error_when_named_and_a_skip_for_all() {
+        let e = refused(&Fake::new(), &["arm64"], &opts());
+        assert!(
+            e.contains("no interpreter for arm64: looked for qemu-aarch64-static and qemu-aarch64 in /usr/bin"),
+            "{e}"
+        );
+        let all = Options {
+            all: true,
+            ..opts()
+        };
+        let reasons = skipped(&Fake::new(), &["arm64"], &all);
+        assert!(
+            reasons[0].contains("no interpreter qemu-aarch64-static found"),
+            "{reasons:?}"
+        );
+    }
+
+    #[test]
+    fn interpreters_others_could_replace_are_refused() {
+        let e = refused(
+            &Fake::new().file(QEMU, program("amd64"), 0o775),
+            &["arm64"],
+            &opts(),
+        );
+        assert!(e.starts_with("arm64: interpreter"), "{e}");
+        assert!(e.contains("writable by group or others (mode 775)"), "{e}");
+        let theirs = Node::file(program("amd64"), 0o755).owned_by(1000, 1000);
+        let e = refused(&Fake::new().entry(QEMU, theirs), &["arm64"], &opts());
+        assert!(e.contains("owned by uid 1000, not root-owned"), "{e}");
+        // By --interpreter, in a directory anyone may write; a sticky one is safe.
+        let named = |dir: &str| Options {
+            interpreters: [("arm64".to_string(), format!("{dir}/qemu").into())].into(),
+            ..opts()
+        };
+        let m = Fake::new()
+            .dir("/opt/open", 0o777)
+            .file("/opt/open/qemu", program("amd64"), 0o755)
+            .dir("/opt/sticky", 0o1777)
+            .file("/opt/sticky/qemu", program("amd64"), 0o755);
+        let e = refused(&m, &["arm64"], &named("/opt/open"));
+        assert!(
+            e.contains("sits in /opt/open which group or others may write"),
+            "{e}"
+        );
+        assert!(plan_on(&m, &["arm64"], &named("/opt/sticky")).is_ok());
+    }
+
+    #[test]
+    fn a_dynamic_interpreter_is_refused_with_f_only() {
+        let qemu = dynamic_program("amd64", "/lib64/ld-linux-x86-64.so.2", &["libc.so.6"]);
+        let m = Fake::new().file(QEMU, qemu, 0o755);
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(
+            e.contains("is dynamically linked; the F flag needs a static one"),
+            "{e}"
+        );
+        let no_f = Options {
+            fix_binary: false,
+            ..opts()
+        };
+        let (planned, _) = plan_on(&m, &["arm64"], &no_f).expect("plan");
+        assert!(!planned[0].reg.flags.contains('F'));
+        assert!(!planned[0].emulator.is_static);
+    }
+
+    #[test]
+    fn credential_needs_a_root_owned_interpreter() {
+        let mine = |n: Node| n.owned_by(1000, 1000);
+        let m = Fake::new()
+            .entry("/home/u", mine(Node::dir(0o755)))
+            .entry("/home/u/bin", mine(Node::dir(0o755)))
+            .entry(
+                "/home/u/bin/qemu-aarch64-static",
+                mine(Node::file(program("amd64"), 0o755)),
+            )
+            .user(1000, 1000, &[]);
+        let own = Options {
+            search: vec!["/home/u/bin".into()],
+            ..opts()
+        };
+        // The caller's own interpreter will do, but not to run setuid programs through.
+        let (planned, _) = plan_on(&m, &["arm64"], &own).expect("plan");
+        assert!(!planned[0].emulator.root_owned);
+        let with_c = Options {
+            credential: true,
+            ..own
+        };
+        let e = refused(&m, &["arm64"], &with_c);
+        assert!(
+            e.contains("--credential needs a root-owned interpreter"),
+            "{e}"
+        );
+        let (planned, _) = plan_on(
+            &with_qemu(),
+            &["arm64"],
+            &Options {
+                credential: true,
+                ..opts()
+            },
+        )
+        .expect("plan");
+        assert_eq!(planned[0].reg.flags, "OCF");
+    }
+
+    #[test]
+    fn p_is_asked_for_only_where_the_probe_says_it_works() {
+        let flags = |m: &Fake, opts: &Options| {
+            let (planned, _) = plan_on(m, &["arm64"], opts).expect("plan");
+            planned[0].reg.flags.clone()
+        };
+        assert_eq!(flags(&with_qemu(), &opts()), "F");
+        let honours = with_qemu().preserves_argv0(QEMU, true);
+        assert_eq!(flags(&honours, &opts()), "PF");
+        let not_asked = Options {
+            preserve_argv0: false,
+            ..opts()
+        };
+        assert_eq!(flags(&honours, &not_asked), "F");
+    }
+
+    #[test]
+    fn rules_that_take_the_hosts_programs_or_their_own_interpreter_are_refused() {
+        let m = with_qemu().self_exe(program("arm64"));
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(
+            e.contains("would match this program (binfmt-setup itself)"),
+            "{e}"
+        );
+        let m = Fake::new().file(QEMU, program("arm64"), 0o755);
+        let e = refused(&m, &["arm64"], &opts());
+        assert!(e.contains("would match its own interpreter"), "{e}");
+        assert!(e.contains("(ELOOP)"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_made_on_another_machine_is_rechecked_but_never_pinned_here() {
+        let m = with_qemu();
+        let (planned, _) = plan_on(&m, &["arm64"], &opts()).expect("plan");
+        let again = planned[0].rechecked(&m).expect("recheck");
+        assert_eq!(again.emulator.path, PathBuf::from(QEMU));
+        let e = again.emulator.pin.verify().expect_err("no file held");
+        assert!(e.to_string().contains("checked on another machine"), "{e}");
+    }
 }

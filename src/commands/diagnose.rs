@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
-use crate::arch::Host;
 use crate::binfmt::Registry;
 use crate::cli::{DiagnoseArgs, GlobalArgs};
 use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunError, RunOutcome, run};
 use crate::error::{Exit, Failure};
 use crate::inspect::Inspector;
+use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
 
 pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
@@ -19,17 +19,18 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
             "give a file or a command to diagnose"
         )));
     }
+    let machine = Live::new();
     let root = match &args.root {
-        Some(dir) => RootFs::new(dir).map_err(|e| Failure::bad_input(anyhow!(e)))?,
-        None => RootFs::host(),
+        Some(dir) => RootFs::new(&machine, dir)?,
+        None => RootFs::host(&machine),
     };
     let registry = Registry::new(&global.binfmt_dir);
-    let snapshot = super::snapshot(&registry)?;
-    let inspector = Inspector::new(&table, Host::detect(&table), snapshot);
+    let snapshot = machine
+        .binfmt(registry.dir())
+        .map_err(Failure::environment)?;
+    let inspector = Inspector::new(&machine, &table, snapshot);
     let diagnoser = Diagnoser::new(&inspector, root.clone(), registry.dir());
-    let diagnosis = diagnoser
-        .diagnose(&args.target)
-        .map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let diagnosis = diagnoser.diagnose(&args.target)?;
 
     let ran = match (args.run, &diagnosis.exec_path) {
         (false, _) | (true, None) => None,

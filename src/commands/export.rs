@@ -34,8 +34,7 @@ pub fn run(global: &GlobalArgs, args: &ExportArgs) -> Result<Exit, Failure> {
         None => None,
     };
     let host = Host::detect(&table);
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
     let mut files = export::render_all(args.format, &planned);
     if let Some(out) = &output {
         out.write_all(&mut files)?;

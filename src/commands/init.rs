@@ -49,7 +49,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
         None => None,
     };
     let host = Host::detect(&table);
-    let (planned, skipped) = plan::plan(&arches, &opts, &host)
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)
         .map_err(|e| Failure::bad_input(anyhow!("config {}: {e}", config.origin())))?;
 
     let registry = Registry::new(&global.binfmt_dir);

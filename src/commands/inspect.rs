@@ -2,11 +2,12 @@
 
 use anyhow::anyhow;
 
-use crate::arch::{Arch, Host};
+use crate::arch::Arch;
 use crate::binfmt::Registry;
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::error::{Exit, Failure};
 use crate::inspect::{Inspection, Inspector};
+use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
 
 pub fn run(global: &GlobalArgs, args: &InspectArgs) -> Result<Exit, Failure> {
@@ -17,13 +18,14 @@ pub fn run(global: &GlobalArgs, args: &InspectArgs) -> Result<Exit, Failure> {
         None => None,
     };
     let registry = Registry::new(&global.binfmt_dir);
-    let snapshot = registry.snapshot().unwrap_or_else(|e| {
+    let machine = Live::new();
+    let snapshot = machine.binfmt(registry.dir()).unwrap_or_else(|e| {
         messages::warn(&format!(
             "{e}; judging runnability without binfmt_misc handlers"
         ));
         crate::binfmt::Snapshot::empty()
     });
-    let inspector = Inspector::new(&table, Host::detect(&table), snapshot);
+    let inspector = Inspector::new(&machine, &table, snapshot);
 
     let mut reports = Vec::with_capacity(args.files.len());
     let mut exit = Exit::Success;

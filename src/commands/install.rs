@@ -1,8 +1,6 @@
 //! `install --arch LIST|all`: register QEMU interpreters. Everything is checked before the
 //! first write; a failure part way undoes this run's changes.
 
-use anyhow::anyhow;
-
 use crate::arch::Host;
 use crate::binfmt::apply::{self, Report, Step};
 use crate::binfmt::{Registry, plan, steps};
@@ -18,8 +16,7 @@ pub fn run(global: &GlobalArgs, args: &InstallArgs) -> Result<Exit, Failure> {
     let opts = super::handler_options(global, &table, &args.arch, &args.handler)?;
     // Every interpreter is found and checked before anything is written, the mount included.
     let host = Host::detect(&table);
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
 
     let registry = Registry::new(&global.binfmt_dir);
     if !args.dry_run && registry.ensure_mounted()? {

@@ -60,7 +60,7 @@ fn qemu_paths(global: &GlobalArgs) -> Result<Vec<PathBuf>, BadArgument> {
                 return Err(BadArgument(format!(
                     "--qemu-path {}: {}, not a directory",
                     dir.display(),
-                    crate::inspect::file_kind(&m)
+                    crate::machine::Meta::of(&m).kind.words()
                 )));
             }
             Err(e) => {

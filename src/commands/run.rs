@@ -46,8 +46,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     let host = Host::detect(&table);
     // Interpreters are checked, and nativeness and P probed in private instances of their
     // own, from here, outside the namespace the command will have.
-    let (planned, skipped) =
-        plan::plan(&arches, &opts, &host).map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))?;
+    let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)?;
     for s in &skipped {
         if opts.all {
             tracing::info!("skip {}: {}", s.arch, s.reason);

@@ -82,7 +82,8 @@ fn gather(table: &ArchTable, host: Host, registry: &Registry, snap: Snapshot) ->
         enabled: snap.enabled,
         private: in_child_user_namespace(),
     };
-    let inspector = Inspector::new(table, host.clone(), snap);
+    let machine = crate::machine::Live::new();
+    let inspector = Inspector::new(&machine, table, snap);
     let mut native: Vec<String> = Vec::new();
     if let Some(a) = host.arch.as_deref().and_then(|a| table.find(a)) {
         native.extend(a.platforms());

@@ -7,8 +7,9 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::rootfs::{Lookup, RootFs};
-use crate::fileio::{self, Follow};
+use super::root::{Lookup, RootFs};
+use crate::fileio::Follow;
+use crate::machine::{self, Machine};
 
 /// ld.so.conf files are a few lines; a bigger one is not read.
 const MAX_CONF_BYTES: usize = 1 << 20;
@@ -39,7 +40,7 @@ pub fn missing(root: &RootFs, program: &Path, inside: &str) -> Vec<String> {
         } else {
             Follow::Nowhere
         };
-        let Some(needs) = needs(&host, follow) else {
+        let Some(needs) = needs(root.machine(), &host, follow) else {
             continue;
         };
         let origin = Path::new(&inside)
@@ -65,7 +66,7 @@ pub fn missing(root: &RootFs, program: &Path, inside: &str) -> Vec<String> {
                     .collect()
             };
             let found = candidates.iter().find_map(|c| match root.resolve(c) {
-                Lookup::Found(h) if h.is_file() => Some((h, c.clone())),
+                Lookup::Found(h) if is_file(root, &h) => Some((h, c.clone())),
                 _ => None,
             });
             match found {
@@ -82,14 +83,18 @@ struct Needs {
     rpaths: Vec<String>,
 }
 
-fn needs(host: &Path, follow: Follow) -> Option<Needs> {
+fn is_file(root: &RootFs, host: &Path) -> bool {
+    root.machine().stat(host).is_ok_and(|m| m.is_file())
+}
+
+fn needs(machine: &dyn Machine, host: &Path, follow: Follow) -> Option<Needs> {
     // Only a regular file is opened, no symlink followed where the path was resolved inside
     // the root already, and no more than MAX_OBJECT_BYTES read.
-    let (file, meta) = fileio::open_regular(host, follow).ok()?;
-    if meta.len() > MAX_OBJECT_BYTES {
+    let (file, meta) = machine.open(host, follow).ok()?;
+    if meta.len > MAX_OBJECT_BYTES {
         return None;
     }
-    let bytes = fileio::read_prefix(&file, MAX_OBJECT_BYTES as usize).ok()?;
+    let bytes = file.read_prefix(MAX_OBJECT_BYTES as usize).ok()?;
     let elf = goblin::elf::Elf::parse(&bytes).ok()?;
     Some(Needs {
         libraries: elf.libraries.iter().map(|s| s.to_string()).collect(),
@@ -105,9 +110,12 @@ fn needs(host: &Path, follow: Follow) -> Option<Needs> {
 /// LD_LIBRARY_PATH, the root's ld.so.conf directories, then the system directories and any
 /// multiarch directories (`/usr/lib/<triplet>`) the root has.
 fn search_dirs(root: &RootFs) -> Vec<String> {
-    let mut dirs: Vec<String> = std::env::var("LD_LIBRARY_PATH")
+    let mut dirs: Vec<String> = root
+        .machine()
+        .env("LD_LIBRARY_PATH")
         .map(|p| {
-            p.split(':')
+            p.to_string_lossy()
+                .split(':')
                 .filter(|d| !d.is_empty())
                 .map(String::from)
                 .collect()
@@ -123,7 +131,8 @@ fn search_dirs(root: &RootFs) -> Vec<String> {
         let Lookup::Found(host) = root.resolve(&conf) else {
             continue;
         };
-        let Ok(text) = fileio::read_text(&host, Follow::Nowhere, MAX_CONF_BYTES) else {
+        let Ok(text) = machine::read_text(root.machine(), &host, Follow::Nowhere, MAX_CONF_BYTES)
+        else {
             continue;
         };
         for line in text.lines() {
@@ -147,10 +156,10 @@ fn search_dirs(root: &RootFs) -> Vec<String> {
     }
     for base in ["/lib", "/usr/lib"] {
         if let Lookup::Found(host) = root.resolve(base) {
-            if let Ok(entries) = std::fs::read_dir(host) {
+            if let Ok(entries) = root.machine().read_dir(&host) {
                 let mut multiarch: Vec<String> = entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .iter()
+                    .map(|e| e.to_string_lossy().into_owned())
                     .filter(|n| n.contains("-linux-"))
                     .map(|n| format!("{base}/{n}"))
                     .collect();
@@ -176,10 +185,12 @@ fn expand(root: &RootFs, pattern: &str) -> Vec<String> {
     let Lookup::Found(host) = root.resolve(&dir_s) else {
         return Vec::new();
     };
-    let mut out: Vec<String> = std::fs::read_dir(host)
+    let mut out: Vec<String> = root
+        .machine()
+        .read_dir(&host)
         .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+            d.iter()
+                .map(|e| e.to_string_lossy().into_owned())
                 .filter(|n| {
                     n.starts_with(before)
                         && n.ends_with(after)
@@ -196,10 +207,12 @@ fn expand(root: &RootFs, pattern: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::{Fake, Live};
 
     #[test]
     fn this_hosts_own_programs_miss_nothing() {
-        let root = RootFs::host();
+        let live = Live::new();
+        let root = RootFs::host(&live);
         for p in ["/bin/ls", "/usr/bin/env"] {
             let host = std::fs::canonicalize(p).expect("canonicalize");
             assert_eq!(missing(&root, &host, p), Vec::<String>::new(), "{p}");
@@ -208,10 +221,49 @@ mod tests {
 
     #[test]
     fn an_empty_root_misses_every_library() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = RootFs::new(dir.path()).expect("root");
-        let ls = std::fs::canonicalize("/bin/ls").expect("ls");
-        let m = missing(&root, &ls, "/bin/ls");
-        assert!(m.iter().any(|l| l.starts_with("libc.so")), "{m:?}");
+        let ls = std::fs::read("/bin/ls").expect("ls");
+        let m = Fake::new().file("/srv/root/bin/ls", ls, 0o755);
+        let root = RootFs::new(&m, Path::new("/srv/root")).expect("root");
+        let missed = missing(&root, Path::new("/srv/root/bin/ls"), "/bin/ls");
+        assert!(
+            missed.iter().any(|l| l.starts_with("libc.so")),
+            "{missed:?}"
+        );
+    }
+
+    #[test]
+    fn libraries_are_found_through_ld_so_conf_and_runpath() {
+        let ls = std::fs::read("/bin/ls").expect("ls");
+        let wanted = missing(
+            &RootFs::new(
+                &Fake::new().file("/r/bin/ls", ls.clone(), 0o755),
+                Path::new("/r"),
+            )
+            .expect("root"),
+            Path::new("/r/bin/ls"),
+            "/bin/ls",
+        );
+        assert!(!wanted.is_empty());
+        // Every library ls needs, in a directory only ld.so.conf.d names.
+        let mut m = Fake::new()
+            .file("/r/bin/ls", ls, 0o755)
+            .file(
+                "/r/etc/ld.so.conf",
+                b"include ld.so.conf.d/*.conf\n".to_vec(),
+                0o644,
+            )
+            .file(
+                "/r/etc/ld.so.conf.d/x.conf",
+                b"/opt/lib # ours\n".to_vec(),
+                0o644,
+            );
+        for lib in &wanted {
+            m = m.file(format!("/r/opt/lib/{lib}"), Vec::new(), 0o644);
+        }
+        let root = RootFs::new(&m, Path::new("/r")).expect("root");
+        assert_eq!(
+            missing(&root, Path::new("/r/bin/ls"), "/bin/ls"),
+            Vec::<String>::new()
+        );
     }
 }

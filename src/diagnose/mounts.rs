@@ -1,52 +1,34 @@
-//! Which mount a file lives on, and whether that mount forbids exec (`noexec`).
+//! Whether the mount a file lives on forbids exec (`noexec`).
 
 use std::path::{Path, PathBuf};
 
-/// One mount, as /proc/self/mountinfo lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub point: PathBuf,
-    pub fstype: String,
-    pub noexec: bool,
-}
+use crate::machine::{self, Machine, Mount, MountsError};
 
-/// Every mount this process sees, in mount order.
-pub fn read() -> Result<Vec<Mount>, String> {
-    let infos = procfs::process::Process::myself()
-        .and_then(|p| p.mountinfo())
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-    Ok(infos
-        .into_iter()
-        .map(|m| Mount {
-            noexec: m.mount_options.contains_key("noexec"),
-            point: m.mount_point,
-            fstype: m.fs_type,
-        })
-        .collect())
-}
-
-/// The mount holding `path` (a path with symlinks already resolved): the one with the
-/// longest mount point that contains it, and of those the last mounted, which hides the
-/// ones under it.
-pub fn containing<'m>(mounts: &'m [Mount], path: &Path) -> Option<&'m Mount> {
-    mounts
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| path.starts_with(&m.point))
-        .max_by_key(|(i, m)| (m.point.components().count(), *i))
-        .map(|(_, m)| m)
-}
-
-/// The kernel's own answer for the mount holding `path`, where mountinfo could not be read.
-pub fn statvfs_noexec(path: &Path) -> Option<bool> {
-    nix::sys::statvfs::statvfs(path)
-        .ok()
-        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+/// Whether the mount holding `path` (a host path with symlinks resolved) forbids exec, and,
+/// when the mount list names it, that mount's point and type. Where the list cannot be read
+/// or holds no mount for the path, statvfs answers, and no mount is named.
+pub fn noexec(
+    machine: &dyn Machine,
+    mounts: &Result<Vec<Mount>, MountsError>,
+    path: &Path,
+) -> (bool, Option<(PathBuf, String)>) {
+    let statvfs = || machine.statvfs_noexec(path).unwrap_or(false);
+    match mounts {
+        Ok(list) => match machine::mount_of(list, path) {
+            Some(m) => (m.noexec, Some((m.point.clone(), m.fstype.clone()))),
+            None => (statvfs(), None),
+        },
+        Err(e) => {
+            tracing::debug!("{e}; asking statvfs instead");
+            (statvfs(), None)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::{Fake, Live};
 
     fn m(point: &str, noexec: bool) -> Mount {
         Mount {
@@ -65,17 +47,37 @@ mod tests {
             m("/tmp", false),
         ];
         assert_eq!(
-            containing(&mounts, Path::new("/tmp/a")),
+            machine::mount_of(&mounts, Path::new("/tmp/a")),
             Some(&mounts[3]),
             "a later mount on /tmp hides the earlier one"
         );
-        assert_eq!(containing(&mounts, Path::new("/tmp/x/b")), Some(&mounts[2]));
-        assert_eq!(containing(&mounts, Path::new("/tmpfoo")), Some(&mounts[0]));
+        assert_eq!(
+            machine::mount_of(&mounts, Path::new("/tmp/x/b")),
+            Some(&mounts[2])
+        );
+        assert_eq!(
+            machine::mount_of(&mounts, Path::new("/tmpfoo")),
+            Some(&mounts[0])
+        );
+    }
+
+    #[test]
+    fn statvfs_answers_when_the_list_cannot() {
+        let fake = Fake::new().mount("/tmp", "tmpfs", true);
+        let list = fake.mounts();
+        assert_eq!(
+            noexec(&fake, &list, Path::new("/tmp/x")),
+            (true, Some(("/tmp".into(), "tmpfs".into())))
+        );
+        let fake = fake.unreadable_mounts();
+        let list = fake.mounts();
+        assert_eq!(noexec(&fake, &list, Path::new("/tmp/x")), (true, None));
     }
 
     #[test]
     fn this_process_has_a_root_mount() {
-        let mounts = read().expect("mountinfo");
-        assert!(containing(&mounts, Path::new("/usr/bin/env")).is_some());
+        let live = Live::new();
+        let mounts = live.mounts().expect("mountinfo");
+        assert!(machine::mount_of(&mounts, Path::new("/usr/bin/env")).is_some());
     }
 }

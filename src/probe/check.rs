@@ -11,6 +11,7 @@ use super::runner::{self, Job, Place};
 use super::{EXIT_CODE, program};
 use crate::arch::{Arch, ArchTable, Host};
 use crate::binfmt::Snapshot;
+use crate::diagnose;
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow, OpenError};
 use crate::inspect::Inspector;
@@ -68,7 +69,8 @@ const ARGV0: &str = "binfmt-setup-probe";
 /// Every arch a handler takes, the host's own, and those the kernel runs itself.
 pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
     let host = Host::detect(table);
-    let inspector = Inspector::new(table, host.clone(), snap.clone());
+    let machine = crate::machine::Live::new();
+    let inspector = Inspector::new(&machine, table, snap.clone());
     table
         .iter()
         .filter(|a| {
@@ -180,7 +182,6 @@ fn judge(
         None if matches!(out.ending, Ending::Exited(_)) => Some("native".into()),
         None => None,
     };
-    let fix = format!("binfmt-setup install --arch {}", a.name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stderr = stderr.trim();
     let (level, error) = match &out.ending {
@@ -245,7 +246,7 @@ fn judge(
         Ending::Failed {
             step: Step::Exec,
             errno,
-        } => (None, Some(exec_failure(a, *errno, snap, job, chroot, &fix))),
+        } => (None, Some(exec_failure(Some(a), *errno, snap, job, chroot))),
         Ending::Failed { step, errno } => (None, Some(start_failure(*step, *errno))),
     };
     let ok = error.is_none() && level.is_some_and(|l| l >= 1);
@@ -265,46 +266,21 @@ fn judge(
 }
 
 fn exec_failure(
-    a: &Arch,
+    a: Option<&Arch>,
     errno: nix::errno::Errno,
     snap: &Snapshot,
     job: &Job,
     chroot: bool,
-    fix: &str,
 ) -> String {
-    use nix::errno::Errno;
-    let path = Path::new(&job.file);
-    match errno {
-        Errno::ENOEXEC => {
-            if !snap.mounted {
-                format!("binfmt_misc is not mounted, so nothing runs {} programs ({fix})", a.name)
-            } else if !snap.enabled {
-                format!("binfmt_misc is disabled (its status is 0), so no handler runs {} programs (echo 1 > …/status)", a.name)
-            } else if let Some(e) = snap.matching(path, &job.image).first() {
-                if e.enabled {
-                    // Enabled when binfmt_misc was read, gone or off when the probe ran.
-                    format!("no handler for {} in binfmt_misc by the time the probe ran: {} was removed or disabled meanwhile ({fix})", a.name, e.name)
-                } else {
-                    format!("its handler {} is disabled (echo 1 > …/{})", e.name, e.name)
-                }
-            } else {
-                format!("no handler for {} in binfmt_misc: exec gives Exec format error ({fix})", a.name)
-            }
-        }
-        Errno::ENOENT => match snap.handler_for(path, &job.image) {
-            Some(e) if !e.has_flag('F') && chroot => format!(
-                "its handler {} has no F flag, so the kernel looks for {} inside the chroot, where it does not exist (No such file or directory); register it with F ({fix})",
-                e.name, e.interpreter
-            ),
-            Some(e) => format!(
-                "its handler {} names the interpreter {}, which does not exist (No such file or directory; {fix})",
-                e.name, e.interpreter
-            ),
-            None => "exec failed: No such file or directory".into(),
-        },
-        Errno::ELOOP => "its handler's rule matches its own interpreter, so exec loops (ELOOP); remove that handler".into(),
-        other => format!("exec failed: {} ({})", other.desc(), other),
-    }
+    diagnose::explain_exec_failure(&diagnose::Exec {
+        errno,
+        binfmt: snap,
+        path: Path::new(&job.file),
+        head: &job.image,
+        chrooted: chroot,
+        arch: a,
+    })
+    .sentence()
 }
 
 /// A step before exec failed: the program was never handed to the kernel.
@@ -386,17 +362,7 @@ pub fn check_binary(
         Ending::Signaled(s) => Some(format!("it was killed by {}", signal_name(*s))),
         Ending::TimedOut => Some(format!("no answer within {:.1} s", timeout.as_secs_f64())),
         Ending::Failed { step, errno } if *step != Step::Exec => Some(start_failure(*step, *errno)),
-        Ending::Failed { errno, .. } => Some(match arch {
-            Some(a) => exec_failure(
-                a,
-                *errno,
-                snap,
-                &job,
-                chroot,
-                &format!("binfmt-setup install --arch {}", a.name),
-            ),
-            None => format!("exec failed: {}", errno.desc()),
-        }),
+        Ending::Failed { errno, .. } => Some(exec_failure(arch, *errno, snap, &job, chroot)),
     };
     let result = TestResult {
         arch: arch.map(|a| a.name.clone()).unwrap_or_default(),

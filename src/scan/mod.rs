@@ -504,7 +504,7 @@ pub fn scan(
         return Err(ScanError::new(format!(
             "cannot scan {}: it is {}, not a directory, tar file or OCI image layout",
             path.display(),
-            crate::inspect::file_kind(&meta)
+            crate::machine::Meta::of(&meta).kind.words()
         )));
     }
     tar::scan_file(table, path, platform, progress)

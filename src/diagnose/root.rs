@@ -8,16 +8,35 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::error::{Class, Classify};
+use crate::machine::Machine;
+
 /// The kernel's limit on symlinks followed in one lookup (MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
 
-/// A root directory: `/` itself, or a directory given with `--root`.
+/// A root directory: `/` itself, or a directory given with `--root`, on a machine.
 #[derive(Debug, Clone)]
-pub struct RootFs {
+pub struct RootFs<'m> {
+    machine: &'m dyn Machine,
     /// Canonical host path of the root.
     dir: PathBuf,
     /// True for `--root`; false when the root is the host's own `/`.
     given: bool,
+}
+
+/// `--root` names no directory: bad input.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    #[error("--root {dir}: {error}")]
+    Unusable { dir: String, error: std::io::Error },
+    #[error("--root {0} is not a directory")]
+    NotADirectory(String),
+}
+
+impl Classify for RootError {
+    fn class(&self) -> Class {
+        Class::BadInput
+    }
 }
 
 /// The result of looking a path up inside the root.
@@ -42,26 +61,37 @@ pub enum Lookup {
     },
 }
 
-impl RootFs {
+impl<'m> RootFs<'m> {
     /// The host's own root.
-    pub fn host() -> RootFs {
+    pub fn host(machine: &'m dyn Machine) -> RootFs<'m> {
         RootFs {
+            machine,
             dir: PathBuf::from("/"),
             given: false,
         }
     }
 
     /// A directory to look paths up in. Fails when it is not a directory.
-    pub fn new(dir: &Path) -> Result<RootFs, String> {
-        let canonical =
-            std::fs::canonicalize(dir).map_err(|e| format!("--root {}: {e}", dir.display()))?;
-        if !canonical.is_dir() {
-            return Err(format!("--root {} is not a directory", dir.display()));
+    pub fn new(machine: &'m dyn Machine, dir: &Path) -> Result<RootFs<'m>, RootError> {
+        let canonical = machine
+            .canonicalize(dir)
+            .map_err(|error| RootError::Unusable {
+                dir: dir.display().to_string(),
+                error,
+            })?;
+        if !machine.stat(&canonical).is_ok_and(|m| m.is_dir()) {
+            return Err(RootError::NotADirectory(dir.display().to_string()));
         }
         Ok(RootFs {
+            machine,
             given: canonical != Path::new("/"),
             dir: canonical,
         })
+    }
+
+    /// The machine the root is on.
+    pub fn machine(&self) -> &'m dyn Machine {
+        self.machine
     }
 
     /// Whether this is a `--root` other than `/`.
@@ -83,7 +113,7 @@ impl RootFs {
         if self.given {
             return format!("/{path}");
         }
-        match std::env::current_dir() {
+        match self.machine.current_dir() {
             // "./x" is shown as the user means it: the current directory's x.
             Ok(cwd) => cwd
                 .join(path)
@@ -127,7 +157,7 @@ impl RootFs {
             }
             let shown = show(&done, Some(&part));
             let host = self.host_path(&done).join(&part);
-            let meta = match std::fs::symlink_metadata(&host) {
+            let meta = match self.machine.lstat(&host) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Lookup::Missing {
@@ -147,12 +177,12 @@ impl RootFs {
                     };
                 }
             };
-            if meta.file_type().is_symlink() {
+            if meta.is_symlink() {
                 links += 1;
                 if links > MAX_LINKS {
                     return Lookup::Loop { at: shown };
                 }
-                let target = match std::fs::read_link(&host) {
+                let target = match self.machine.read_link(&host) {
                     Ok(t) => t,
                     Err(e) => {
                         return Lookup::Denied {
@@ -215,36 +245,33 @@ fn show(done: &[OsString], next: Option<&OsString>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use crate::machine::Fake;
 
-    fn root() -> (tempfile::TempDir, RootFs) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = RootFs::new(dir.path()).expect("root");
-        (dir, r)
+    fn root(m: &Fake) -> RootFs<'_> {
+        RootFs::new(m, Path::new("/srv/root")).expect("root")
     }
 
     #[test]
     fn absolute_links_stay_inside_the_root() {
-        let (dir, r) = root();
-        let base = dir.path();
-        std::fs::create_dir_all(base.join("opt/app")).expect("mkdir");
-        std::fs::create_dir_all(base.join("bin")).expect("mkdir");
-        std::fs::write(base.join("opt/app/run"), b"x").expect("write");
-        symlink("/opt/app/run", base.join("bin/run")).expect("symlink");
-        let want = r.dir().join("opt/app/run");
-        assert_eq!(r.resolve("/bin/run"), Lookup::Found(want.clone()));
-        assert_eq!(r.resolve("bin/run"), Lookup::Found(want.clone()));
-        // A relative link that climbs too far stops at the root, as chroot's does.
-        symlink("../../../../../opt/app/run", base.join("bin/up")).expect("symlink");
-        assert_eq!(r.resolve("/bin/up"), Lookup::Found(want));
+        let m = Fake::new()
+            .file("/srv/root/opt/app/run", b"x".to_vec(), 0o755)
+            .symlink("/srv/root/bin/run", "/opt/app/run")
+            // A relative link that climbs too far stops at the root, as chroot's does.
+            .symlink("/srv/root/bin/up", "../../../../../opt/app/run");
+        let r = root(&m);
+        let want = Lookup::Found("/srv/root/opt/app/run".into());
+        assert_eq!(r.resolve("/bin/run"), want);
+        assert_eq!(r.resolve("bin/run"), want);
+        assert_eq!(r.resolve("/bin/up"), want);
     }
 
     #[test]
     fn a_link_to_a_host_file_is_not_followed_out() {
-        let (dir, r) = root();
-        std::fs::create_dir_all(dir.path().join("bin")).expect("mkdir");
         // /etc/passwd exists on the host but not in this root.
-        symlink("/etc/passwd", dir.path().join("bin/esc")).expect("symlink");
+        let m = Fake::new()
+            .file("/etc/passwd", b"root:x:0:0".to_vec(), 0o644)
+            .symlink("/srv/root/bin/esc", "/etc/passwd");
+        let r = root(&m);
         assert_eq!(
             r.resolve("/bin/esc"),
             Lookup::Missing {
@@ -259,20 +286,42 @@ mod tests {
     }
 
     #[test]
-    fn loops_and_files_used_as_directories() {
-        let (dir, r) = root();
-        symlink("/b", dir.path().join("a")).expect("symlink");
-        symlink("/a", dir.path().join("b")).expect("symlink");
+    fn loops_files_used_as_directories_and_closed_directories() {
+        let m = Fake::new()
+            .symlink("/srv/root/a", "/b")
+            .symlink("/srv/root/b", "/a")
+            .file("/srv/root/f", b"x".to_vec(), 0o644)
+            .dir("/srv/root/closed", 0o700)
+            .file("/srv/root/closed/x", b"x".to_vec(), 0o755)
+            .user(1000, 1000, &[]);
+        let r = root(&m);
         assert!(matches!(r.resolve("/a"), Lookup::Loop { .. }));
-        std::fs::write(dir.path().join("f"), b"x").expect("write");
         assert!(matches!(r.resolve("/f/x"), Lookup::NotDir { .. }));
+        assert!(matches!(
+            r.resolve("/closed/x"),
+            Lookup::Denied {
+                errno: nix::errno::Errno::EACCES,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn inside_names_paths_as_the_root_sees_them() {
-        let (_dir, r) = root();
+        let m = Fake::new()
+            .dir("/srv/root", 0o755)
+            .file("/f", b"".to_vec(), 0o644);
+        let r = root(&m);
         assert_eq!(r.inside(&r.dir().join("usr/bin/x")), "/usr/bin/x");
-        assert_eq!(RootFs::host().inside(Path::new("/usr/bin/x")), "/usr/bin/x");
-        assert!(RootFs::new(Path::new("/nonexistent-root")).is_err());
+        assert_eq!(
+            RootFs::host(&m).inside(Path::new("/usr/bin/x")),
+            "/usr/bin/x"
+        );
+        assert!(RootFs::new(&m, Path::new("/nonexistent-root")).is_err());
+        assert!(RootFs::new(&m, Path::new("/f")).is_err());
+        // Relative paths are the current directory's without --root, the root's with it.
+        let m = m.cwd("/home/u");
+        assert_eq!(RootFs::host(&m).absolute("./x"), "/home/u/x");
+        assert_eq!(root(&m).absolute("x"), "/x");
     }
 }

@@ -1,0 +1,245 @@
+//! The real machine: the kernel, this process's environment, its file system, probes run in
+//! private binfmt_misc instances.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+use super::{Answers, Credentials, Handle, Machine, Meta, Mount, MountsError, Probe, ProbeError};
+use crate::arch::Arch;
+use crate::binfmt::{BinfmtError, Registration, Registry, Snapshot};
+use crate::fileio::{self, Follow, OpenError};
+use crate::probe::{self, runner};
+use crate::sys::exec::{Ending, Step};
+
+/// How long a probe asked for by [`Machine::runs_natively`] may take.
+const NATIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a batch from [`Machine::start_probes`] may take.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// argv[0] given to a preserve-argv0 probe; a handler without a working P replaces it.
+const ARGV0: &str = "binfmt-setup-argv0";
+
+/// This machine. Native-probe answers are kept, so each arch is probed once per process.
+#[derive(Debug, Default)]
+pub struct Live {
+    native: Mutex<HashMap<String, Result<bool, ProbeError>>>,
+}
+
+impl Live {
+    pub fn new() -> Live {
+        Live::default()
+    }
+}
+
+impl Machine for Live {
+    fn machine(&self) -> String {
+        nix::sys::utsname::uname()
+            .map(|u| u.machine().to_string_lossy().into_owned())
+            .unwrap_or_else(|_| std::env::consts::ARCH.to_string())
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            euid: nix::unistd::geteuid().as_raw(),
+            egid: nix::unistd::getegid().as_raw(),
+            groups: nix::unistd::getgroups()
+                .map(|g| g.iter().map(|g| g.as_raw()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn mounts(&self) -> Result<Vec<Mount>, MountsError> {
+        let infos = procfs::process::Process::myself()
+            .and_then(|p| p.mountinfo())
+            .map_err(|e| MountsError(e.to_string()))?;
+        Ok(infos
+            .into_iter()
+            .map(|m| Mount {
+                noexec: m.mount_options.contains_key("noexec"),
+                point: m.mount_point,
+                fstype: m.fs_type,
+            })
+            .collect())
+    }
+
+    fn statvfs_noexec(&self, path: &Path) -> Option<bool> {
+        nix::sys::statvfs::statvfs(path)
+            .ok()
+            .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+    }
+
+    fn env(&self, name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+
+    fn current_dir(&self) -> std::io::Result<PathBuf> {
+        std::env::current_dir()
+    }
+
+    fn binfmt(&self, dir: &Path) -> Result<Snapshot, BinfmtError> {
+        Registry::new(dir).snapshot()
+    }
+
+    fn runs_natively(&self, arch: &Arch) -> Result<bool, ProbeError> {
+        let cached = self
+            .native
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&arch.name).cloned());
+        if let Some(known) = cached {
+            return known;
+        }
+        let verdict = probe_natively(arch);
+        if let Ok(mut cache) = self.native.lock() {
+            cache.insert(arch.name.clone(), verdict.clone());
+        }
+        verdict
+    }
+
+    fn start_probes(&self, probes: &[Probe<'_>]) -> Box<dyn Answers> {
+        let mut jobs = Vec::new();
+        // Per probe: the index of its job and the output that means yes; None: it cannot run.
+        let mut expect: Vec<Option<(usize, String)>> = Vec::new();
+        for p in probes {
+            let Some(job) = job_for(p) else {
+                expect.push(None);
+                continue;
+            };
+            let want = match p {
+                Probe::Native(_) => probe::expected_output("yes", "native"),
+                Probe::PreserveArgv0 { .. } => probe::expected_output("p", ARGV0),
+            };
+            expect.push(Some((jobs.len(), want)));
+            jobs.push(job);
+        }
+        let batch = runner::start(&jobs)
+            .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
+            .ok();
+        Box::new(Running { batch, expect })
+    }
+
+    fn self_exe_head(&self, max: usize) -> Option<Vec<u8>> {
+        let (file, _) = fileio::open_regular(Path::new("/proc/self/exe"), Follow::Yes).ok()?;
+        fileio::read_prefix(&file, max).ok()
+    }
+
+    fn lstat(&self, path: &Path) -> std::io::Result<Meta> {
+        std::fs::symlink_metadata(path).map(|m| Meta::of(&m))
+    }
+
+    fn stat(&self, path: &Path) -> std::io::Result<Meta> {
+        std::fs::metadata(path).map(|m| Meta::of(&m))
+    }
+
+    fn read_link(&self, path: &Path) -> std::io::Result<PathBuf> {
+        std::fs::read_link(path)
+    }
+
+    fn canonicalize(&self, path: &Path) -> std::io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<OsString>> {
+        std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    }
+
+    fn may_execute(&self, path: &Path) -> bool {
+        crate::sys::path::may_execute(path)
+    }
+
+    fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError> {
+        let (file, meta) = fileio::open_regular(path, follow)?;
+        Ok((Handle::Disk(file), Meta::of(&meta)))
+    }
+}
+
+/// The program and place that answer one probe.
+fn job_for(p: &Probe<'_>) -> Option<runner::Job> {
+    use runner::{Job, Place};
+    match *p {
+        Probe::Native(a) => Some(Job {
+            file: format!("native-{}", a.name),
+            image: probe::program(a)?,
+            argv0: "native".into(),
+            args: vec!["yes".into()],
+            place: Place::PrivateInstance(None),
+        }),
+        Probe::PreserveArgv0 { arch, interpreter } => {
+            let reg = Registration::for_arch(arch, interpreter.display().to_string(), "P".into());
+            reg.validate().ok()?;
+            Some(Job {
+                file: format!("argv0-{}", arch.name),
+                image: probe::program(arch)?,
+                argv0: ARGV0.into(),
+                args: vec!["p".into()],
+                place: Place::PrivateInstance(Some(reg.register_string())),
+            })
+        }
+    }
+}
+
+/// Probes running in the background.
+struct Running {
+    batch: Option<runner::Batch>,
+    expect: Vec<Option<(usize, String)>>,
+}
+
+impl Answers for Running {
+    fn collect(self: Box<Self>) -> Vec<bool> {
+        let outcomes = self
+            .batch
+            .map(|b| b.wait(BATCH_TIMEOUT))
+            .unwrap_or_default();
+        self.expect
+            .iter()
+            .map(|e| {
+                e.as_ref().is_some_and(|(i, want)| {
+                    outcomes.get(*i).is_some_and(|o| {
+                        o.ending == Ending::Exited(probe::EXIT_CODE) && o.stdout == want.as_bytes()
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+/// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
+/// means the kernel ran it itself, as no handler exists there.
+fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
+    use runner::{Job, Place, run_all};
+    let image =
+        probe::program(arch).ok_or_else(|| ProbeError(format!("no probe for {}", arch.name)))?;
+    let job = Job {
+        file: "probe".into(),
+        image,
+        argv0: "probe".into(),
+        args: vec!["native".into()],
+        place: Place::PrivateInstance(None),
+    };
+    let out = run_all(&[job], NATIVE_TIMEOUT).map_err(|e| ProbeError(e.to_string()))?;
+    let out = out
+        .first()
+        .ok_or_else(|| ProbeError("the probe did not run".into()))?;
+    match &out.ending {
+        Ending::Exited(code) => {
+            Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
+        }
+        Ending::Failed {
+            step: Step::Exec,
+            errno: Errno::ENOEXEC,
+        } => Ok(false),
+        // unshare or mount refused: no private instance on this kernel or for this user.
+        Ending::Failed { step, errno } => Err(ProbeError(format!(
+            "cannot run the probe in a private binfmt_misc: {}: {}",
+            step.as_str(),
+            errno.desc()
+        ))),
+        other => Err(ProbeError(format!("the probe ended with {other:?}"))),
+    }
+}

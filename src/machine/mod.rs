@@ -1,0 +1,295 @@
+//! The machine as `inspect`, `diagnose`, the emulator check and install's plan see it: one
+//! trait for every question they ask of the kernel, the file system, the environment and the
+//! probes, so the decisions can be tested against an in-memory machine ([`Fake`]) as well as
+//! run against the real one ([`Live`]).
+//!
+//! Paths given to the file methods are host paths; looking a path up inside `--root` is the
+//! caller's business (`diagnose::RootFs`), done with [`Machine::lstat`] and
+//! [`Machine::read_link`] one component at a time.
+
+pub mod fake;
+pub mod live;
+#[cfg(test)]
+pub mod testing;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use fake::{Fake, Node};
+pub use live::Live;
+
+use crate::arch::{Arch, ArchTable, Host};
+use crate::binfmt::{BinfmtError, Snapshot};
+use crate::elf::ReadAt;
+use crate::error::{Class, Classify};
+use crate::fileio::{Follow, OpenError};
+
+/// Every question the checks ask of the machine they run on.
+pub trait Machine: Send + Sync + fmt::Debug {
+    /// `uname -m`.
+    fn machine(&self) -> String;
+    /// The effective ids and supplementary groups exec checks permission with.
+    fn credentials(&self) -> Credentials;
+    /// Every mount this process sees, in mount order.
+    fn mounts(&self) -> Result<Vec<Mount>, MountsError>;
+    /// The kernel's own answer (statvfs) to whether the mount holding `path` is noexec, for
+    /// when the mount list cannot say.
+    fn statvfs_noexec(&self, path: &Path) -> Option<bool>;
+    /// An environment variable (PATH, QEMU_LD_PREFIX, LD_LIBRARY_PATH).
+    fn env(&self, name: &str) -> Option<OsString>;
+    fn current_dir(&self) -> std::io::Result<PathBuf>;
+    /// The binfmt_misc instance at `dir`, as read now.
+    fn binfmt(&self, dir: &Path) -> Result<Snapshot, BinfmtError>;
+    /// Whether the kernel runs `arch` programs itself, without any handler.
+    fn runs_natively(&self, arch: &Arch) -> Result<bool, ProbeError>;
+    /// Start answering `probes` and return at once: the caller does other work, then
+    /// collects one answer per probe, in order. A probe that cannot run answers no.
+    fn start_probes(&self, probes: &[Probe<'_>]) -> Box<dyn Answers>;
+    /// The first `max` bytes of this very program (/proc/self/exe).
+    fn self_exe_head(&self, max: usize) -> Option<Vec<u8>>;
+    /// The file `path` names, a symlink as itself.
+    fn lstat(&self, path: &Path) -> std::io::Result<Meta>;
+    /// The file `path` names, every symlink followed.
+    fn stat(&self, path: &Path) -> std::io::Result<Meta>;
+    fn read_link(&self, path: &Path) -> std::io::Result<PathBuf>;
+    fn canonicalize(&self, path: &Path) -> std::io::Result<PathBuf>;
+    /// The names in a directory, in no particular order.
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<OsString>>;
+    /// Whether the caller may execute `path`, as the kernel decides it for exec.
+    fn may_execute(&self, path: &Path) -> bool;
+    /// Open a regular file for reading with `fileio`'s rules: never a FIFO or a device,
+    /// symlinks followed only as `follow` allows. The metadata is the open file's.
+    fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError>;
+}
+
+/// The host as the arch table names it, from the machine's `uname -m`. MIPS and ppc names say
+/// nothing of byte order, so this binary's own byte order settles it (as `Host::detect` does).
+pub fn host(machine: &dyn Machine, table: &ArchTable) -> Host {
+    let name = machine.machine();
+    let arch = Host::arch_for_machine(table, &name, cfg!(target_endian = "little"));
+    Host {
+        machine: name,
+        arch,
+    }
+}
+
+/// A whole small regular file as text, as `fileio::read_text` reads it.
+pub fn read_text(
+    machine: &dyn Machine,
+    path: &Path,
+    follow: Follow,
+    max: usize,
+) -> Result<String, OpenError> {
+    let (file, _) = machine.open(path, follow)?;
+    let bytes = file.read_prefix(max + 1)?;
+    if bytes.len() > max {
+        return Err(OpenError::Io(std::io::Error::other(format!(
+            "larger than {max} bytes"
+        ))));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| OpenError::Io(std::io::Error::from(std::io::ErrorKind::InvalidData)))
+}
+
+/// Who exec checks permission for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub euid: u32,
+    pub egid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// One mount, as /proc/self/mountinfo lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    pub fstype: String,
+    pub noexec: bool,
+}
+
+/// The mount holding `path` (a path with symlinks already resolved): the one with the
+/// longest mount point that contains it, and of those the last mounted, which hides the
+/// ones under it.
+pub fn mount_of<'m>(mounts: &'m [Mount], path: &Path) -> Option<&'m Mount> {
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| path.starts_with(&m.point))
+        .max_by_key(|(i, m)| (m.point.components().count(), *i))
+        .map(|(_, m)| m)
+}
+
+/// What a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    Device,
+    Other,
+}
+
+impl Kind {
+    /// In words: "a directory", "a FIFO", …
+    pub fn words(self) -> &'static str {
+        match self {
+            Kind::File => "a regular file",
+            Kind::Dir => "a directory",
+            Kind::Symlink => "a symbolic link",
+            Kind::Fifo => "a FIFO",
+            Kind::Socket => "a socket",
+            Kind::Device => "a device",
+            Kind::Other => "not a regular file",
+        }
+    }
+}
+
+/// The metadata the checks use; a plain struct, so a fake machine can make one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits, setuid, setgid and sticky included (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub len: u64,
+    pub dev: u64,
+    pub ino: u64,
+    /// Seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl Meta {
+    pub fn of(m: &std::fs::Metadata) -> Meta {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let t = m.file_type();
+        let kind = if t.is_file() {
+            Kind::File
+        } else if t.is_dir() {
+            Kind::Dir
+        } else if t.is_symlink() {
+            Kind::Symlink
+        } else if t.is_fifo() {
+            Kind::Fifo
+        } else if t.is_socket() {
+            Kind::Socket
+        } else if t.is_char_device() || t.is_block_device() {
+            Kind::Device
+        } else {
+            Kind::Other
+        };
+        Meta {
+            kind,
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            len: m.size(),
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == Kind::File
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
+    }
+
+    pub fn is_symlink(&self) -> bool {
+        self.kind == Kind::Symlink
+    }
+}
+
+/// A regular file opened for reading: on disk, or a fake machine's bytes.
+#[derive(Debug)]
+pub enum Handle {
+    Disk(File),
+    Memory(Arc<[u8]>),
+}
+
+impl Handle {
+    /// The first `max` bytes.
+    pub fn read_prefix(&self, max: usize) -> std::io::Result<Vec<u8>> {
+        match self {
+            Handle::Disk(f) => crate::fileio::read_prefix(f, max),
+            Handle::Memory(b) => Ok(b[..b.len().min(max)].to_vec()),
+        }
+    }
+
+    /// The open file, when there is one: what `emulator::Pin` holds.
+    pub fn into_file(self) -> Option<File> {
+        match self {
+            Handle::Disk(f) => Some(f),
+            Handle::Memory(_) => None,
+        }
+    }
+}
+
+impl ReadAt for Handle {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Handle::Disk(f) => ReadAt::read_exact_at(f, buf, offset),
+            Handle::Memory(b) => (&b[..]).read_exact_at(buf, offset),
+        }
+    }
+}
+
+/// A question answered by running a probe program through the kernel.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe<'a> {
+    /// Does the kernel run `arch` programs itself (in a binfmt_misc with no handler)?
+    Native(&'a Arch),
+    /// Does the interpreter hand a program its own argv[0] when registered with `P`?
+    PreserveArgv0 {
+        arch: &'a Arch,
+        interpreter: &'a Path,
+    },
+}
+
+/// Probes started by [`Machine::start_probes`].
+pub trait Answers {
+    /// Wait for them: one answer per probe, in the order asked.
+    fn collect(self: Box<Self>) -> Vec<bool>;
+}
+
+/// Answers known already.
+#[derive(Debug)]
+pub struct Known(pub Vec<bool>);
+
+impl Answers for Known {
+    fn collect(self: Box<Self>) -> Vec<bool> {
+        self.0
+    }
+}
+
+/// The mount list could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot read /proc/self/mountinfo: {0}")]
+pub struct MountsError(pub String);
+
+impl Classify for MountsError {
+    fn class(&self) -> Class {
+        Class::Environment
+    }
+}
+
+/// A probe could not be run, so the kernel was not asked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ProbeError(pub String);
+
+impl Classify for ProbeError {
+    fn class(&self) -> Class {
+        Class::Environment
+    }
+}
