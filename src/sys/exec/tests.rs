@@ -1,5 +1,7 @@
 //! The process layer, run for real.
 
+use std::time::Duration;
+
 use super::*;
 
 fn sh(script: &str) -> Spec {
@@ -68,10 +70,8 @@ fn a_timeout_kills_the_whole_group() {
     let mark = dir.path().join("grandchild");
     let script = format!("(sleep 1; touch {}) & sleep 30", mark.display());
     let spec = sh(&script).new_process_group();
-    let started = Instant::now();
     let out = run(&spec, Some(Duration::from_millis(200))).expect("spawn");
     assert_eq!(out.ending, Ending::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!mark.exists(), "the grandchild outlived the timeout");
 }
