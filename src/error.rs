@@ -125,23 +125,6 @@ where
     }
 }
 
-impl Failure {
-    // Transitional: call sites that still choose a class. Each goes as its error gets a type.
-    pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            exit: Exit::BadInput,
-            error: error.into(),
-        }
-    }
-
-    pub fn environment(error: impl Into<anyhow::Error>) -> Failure {
-        Failure {
-            exit: Exit::Environment,
-            error: error.into(),
-        }
-    }
-}
-
 impl fmt::Display for Failure {
     /// The error and each cause under it, once: a cause the message above already quotes is
     /// not repeated, and the OS's "(os error N)" suffix, which tells a user nothing the

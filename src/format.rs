@@ -77,8 +77,17 @@ pub struct MachSlice {
     pub class: u8,
 }
 
+/// A Mach-O or PE header that cannot be read: what is wrong with it, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Malformed(pub String);
+
 /// Read the slices of a Mach-O: one for a thin file, several for a universal one.
-pub fn macho_slices(head: &[u8]) -> Result<Vec<MachSlice>, String> {
+pub fn macho_slices(head: &[u8]) -> Result<Vec<MachSlice>, Malformed> {
+    macho_slices_reason(head).map_err(Malformed)
+}
+
+fn macho_slices_reason(head: &[u8]) -> Result<Vec<MachSlice>, String> {
     let magic = be32(head, 0).ok_or("truncated Mach-O header")?;
     let slice = |cputype: CpuType| {
         let (arch, class) = macho_arch(cputype);
@@ -133,7 +142,12 @@ pub struct PeInfo {
     pub class: u8,
 }
 
-pub fn pe_info(head: &[u8]) -> Result<PeInfo, String> {
+/// The machine of a PE (Windows) program.
+pub fn pe_info(head: &[u8]) -> Result<PeInfo, Malformed> {
+    pe_info_reason(head).map_err(Malformed)
+}
+
+fn pe_info_reason(head: &[u8]) -> Result<PeInfo, String> {
     use goblin::pe::header as pe;
     let hdr = pe::Header::parse(head).map_err(|e| format!("malformed PE header: {e}"))?;
     let machine = hdr.coff_header.machine;

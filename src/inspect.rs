@@ -53,7 +53,7 @@ pub enum ElfVerdict<'t> {
     Foreign { arch: &'t Arch, compat: bool },
 }
 
-/// The report for one file. Field names are the JSON contract (DESIGN.md).
+/// The report for one file. Field names are the JSON contract (README, `inspect`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub path: String,
@@ -197,7 +197,7 @@ impl<'a> Inspector<'a> {
                     r.slices = slices;
                     r.reason = Some("a macOS program; Linux cannot run Mach-O files".into());
                 }
-                Err(e) => r.error = Some(e),
+                Err(e) => r.error = Some(e.0),
             },
             Format::Pe => match format::pe_info(&head) {
                 Ok(pe) => {
@@ -207,7 +207,7 @@ impl<'a> Inspector<'a> {
                     r.arch = Some(pe.arch);
                     r.reason = Some("a Windows program; Linux runs it only through Wine".into());
                 }
-                Err(e) => r.error = Some(e),
+                Err(e) => r.error = Some(e.0),
             },
             Format::Script => self.fill_script(&mut r, &head, depth),
             Format::Unknown => {

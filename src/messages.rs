@@ -61,8 +61,11 @@ pub fn json_error(exit: crate::error::Exit, message: &str) {
     }));
 }
 
+/// One error line: every control character escaped, newlines included, so a hostile name in
+/// a message (a tar member's, an entry's) can neither rewrite the screen nor pose as more
+/// lines.
 pub fn error(message: &str) {
-    eprintln!("binfmt-setup: error: {}", terminal_safe(message));
+    eprintln!("binfmt-setup: error: {}", printable(message));
 }
 
 pub fn warn(message: &str) {

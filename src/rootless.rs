@@ -56,8 +56,6 @@ pub enum RootlessError {
         errno: Errno,
         hint: String,
     },
-    #[error("cannot watch signals: {0}")]
-    Signals(io::Error),
     #[error("lost track of the command: {0}")]
     Wait(io::Error),
 }
@@ -80,7 +78,6 @@ impl Classify for RootlessError {
             RootlessError::Unavailable(_)
             | RootlessError::Maps { .. }
             | RootlessError::Prepare { .. }
-            | RootlessError::Signals(_)
             | RootlessError::Wait(_) => Class::Environment,
         }
     }

@@ -3,7 +3,7 @@
 //! A leaf module: it imports nothing from this crate, so the architecture table (`arch`), the
 //! registry (`binfmt`) and the fuzz targets share the rule without importing one another.
 
-/// The kernel's limits (KERNEL.md, measured on 6.18).
+/// The kernel's limits (docs/KERNEL.md, "Limits", measured on 6.18).
 pub const MAX_REGISTER: usize = 1920;
 pub const MIN_REGISTER: usize = 11;
 pub const MAX_NAME: usize = 255;
@@ -30,9 +30,35 @@ pub struct MagicRule {
     pub mask: Vec<u8>,
 }
 
+/// Why a rule, an entry name or an entry file is not what the kernel takes: the reason, in
+/// words (the caller's error says what was being checked).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// The reason reads as the text it is.
+impl std::ops::Deref for Invalid {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.0
+    }
+}
+
 impl MagicRule {
     /// A rule as the architecture table writes it: magic and mask in hex, at offset 0.
-    pub fn from_hex(magic: &str, mask: &str) -> Result<MagicRule, String> {
+    pub fn from_hex(magic: &str, mask: &str) -> Result<MagicRule, Invalid> {
+        Self::from_hex_reason(magic, mask).map_err(Invalid)
+    }
+
+    /// The reason, in words, for `from_hex`.
+    fn from_hex_reason(magic: &str, mask: &str) -> Result<MagicRule, String> {
         let magic = decode_hex(magic).map_err(|e| format!("magic: {e}"))?;
         let mask = decode_hex(mask).map_err(|e| format!("mask: {e}"))?;
         if magic.is_empty() || magic.len() > MAX_MAGIC {
@@ -108,7 +134,12 @@ impl MagicRule {
     }
 
     /// The limits the kernel puts on a rule it registers.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
+        self.check_reason().map_err(Invalid)
+    }
+
+    /// The reason, in words, for `check`.
+    fn check_reason(&self) -> Result<(), String> {
         if self.magic.is_empty() {
             return Err("magic is empty".into());
         }
@@ -132,7 +163,12 @@ impl MagicRule {
 
 /// Whether `name` can be a binfmt_misc entry's file name at all: 1 to 255 bytes, no '/',
 /// not `.`, `..`, or the control files `register` and `status`.
-pub fn check_entry_name(n: &str) -> Result<(), String> {
+pub fn check_entry_name(n: &str) -> Result<(), Invalid> {
+    entry_name_reason(n).map_err(Invalid)
+}
+
+/// The reason, in words, for `check_entry_name`.
+fn entry_name_reason(n: &str) -> Result<(), String> {
     if n.is_empty() || n.len() > MAX_NAME {
         return Err(format!("entry name '{n}' must be 1 to {MAX_NAME} bytes"));
     }

@@ -205,7 +205,7 @@ impl ArchTable {
         let mut arches = Vec::with_capacity(raw.arch.len());
         for r in raw.arch {
             let what = |m: &str| invalid(format!("arch '{}': {m}", r.name));
-            let rule = MagicRule::from_hex(&r.magic, &r.mask).map_err(|e| what(&e))?;
+            let rule = MagicRule::from_hex(&r.magic, &r.mask).map_err(|e| what(&e.0))?;
             if r.class != 32 && r.class != 64 {
                 return Err(what("class must be 32 or 64"));
             }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::rule::{BINPRM_BUF_SIZE, MagicRule, decode_kernel_hex};
+use crate::rule::{BINPRM_BUF_SIZE, Invalid, MagicRule, decode_kernel_hex};
 
 /// Flags as the kernel prints them: a subsequence of `POCF`.
 fn is_kernel_flags(flags: &str) -> bool {
@@ -75,7 +75,12 @@ impl Entry {
     /// extra lines. Every line must be the kernel's, in the kernel's order, or the file is
     /// refused: a line smuggled in through the interpreter shifts the kernel's own lines out
     /// of place, and cannot pass for them.
-    pub fn parse(name: &str, text: &str) -> Result<Entry, String> {
+    pub fn parse(name: &str, text: &str) -> Result<Entry, Invalid> {
+        Self::parse_reason(name, text).map_err(Invalid)
+    }
+
+    /// The reason, in words, for `parse`.
+    fn parse_reason(name: &str, text: &str) -> Result<Entry, String> {
         let Some(body) = text.strip_suffix('\n') else {
             return Err("does not end in a newline".into());
         };

@@ -330,7 +330,10 @@ impl Registry {
             // One hostile entry must not stop every command that reads binfmt_misc.
             match Entry::parse(&name, &text) {
                 Ok(entry) => entries.push(entry),
-                Err(reason) => unreadable.push(Unreadable { name, reason }),
+                Err(reason) => unreadable.push(Unreadable {
+                    name,
+                    reason: reason.0,
+                }),
             }
         }
         Ok(Snapshot {

@@ -309,7 +309,7 @@ fn plan_one<'t>(
     let reg = Registration::for_arch(arch, emu.path.display().to_string(), flags);
     reg.validate().map_err(|reason| PlanError::Invalid {
         arch: arch.name.clone(),
-        reason,
+        reason: reason.0,
     })?;
     // The rule must not take the host's own programs: every native exec would go to QEMU.
     if let Some(what) = host_heads

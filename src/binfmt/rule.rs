@@ -2,7 +2,7 @@
 //! it compares with entries already there.
 
 use super::entry::Entry;
-use crate::rule::{MAX_REGISTER, MIN_REGISTER, MagicRule, check_entry_name, escape};
+use crate::rule::{Invalid, MAX_REGISTER, MIN_REGISTER, MagicRule, check_entry_name, escape};
 
 /// One handler to register.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,12 @@ impl Registration {
     }
 
     /// Check every limit the kernel enforces, so nothing is written that it would refuse.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.validate_reason().map_err(Invalid)
+    }
+
+    /// The reason, in words, for `validate`.
+    fn validate_reason(&self) -> Result<(), String> {
         let n = &self.name;
         check_entry_name(n)?;
         // The register string's delimiter, and what would garble our own output.

@@ -2,12 +2,10 @@
 
 use std::time::Duration;
 
-use anyhow::anyhow;
-
 use crate::binfmt::Registry;
 use crate::cli::{DiagnoseArgs, GlobalArgs};
-use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunError, RunOutcome, run};
-use crate::error::{Exit, Failure};
+use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunOutcome, run};
+use crate::error::{BadArgument, Exit, Failure};
 use crate::inspect::Inspector;
 use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
@@ -15,9 +13,7 @@ use crate::messages::{self, printable};
 pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
     if args.target.is_empty() {
-        return Err(Failure::bad_input(anyhow!(
-            "give a file or a command to diagnose"
-        )));
+        return Err(BadArgument("give a file or a command to diagnose".into()).into());
     }
     let machine = Live::new();
     let root = match &args.root {
@@ -25,9 +21,7 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
         None => RootFs::host(&machine),
     };
     let registry = Registry::new(&global.binfmt_dir);
-    let snapshot = machine
-        .binfmt(registry.dir())
-        .map_err(Failure::environment)?;
+    let snapshot = machine.binfmt(registry.dir())?;
     let inspector = Inspector::new(&machine, &table, snapshot);
     let diagnoser = Diagnoser::new(&inspector, root.clone(), registry.dir());
     let diagnosis = diagnoser.diagnose(&args.target)?;
@@ -36,9 +30,7 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
         (false, _) | (true, None) => None,
         (true, Some(path)) => {
             let chroot = root.is_given().then(|| root.dir());
-            // Both a refused chroot and a failed fork are the environment's doing (exit 3).
-            let outcome = run::run(path, chroot, Duration::from_secs(args.timeout.max(1)))
-                .map_err(|e: RunError| Failure::environment(e))?;
+            let outcome = run::run(path, chroot, Duration::from_secs(args.timeout.max(1)))?;
             Some(outcome)
         }
     };

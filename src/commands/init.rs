@@ -5,19 +5,18 @@
 
 use std::path::Path;
 
-use anyhow::anyhow;
 use nix::sys::signal::Signal;
 
 use crate::arch::{ArchTable, Host};
 use crate::binfmt::Registry;
 use crate::binfmt::plan;
 use crate::cli::{GlobalArgs, InitArgs};
-use crate::config::{Config, OnSigterm};
+use crate::config::{Config, ConfigError, OnSigterm};
 use crate::error::{Exit, Failure};
 use crate::export::Output;
 use crate::messages::{self, printable};
 use crate::supervise::{self, Event, Keeper, Request, Summary};
-use crate::sys::signals::SignalWatch;
+use crate::sys::signals::{SignalWatch, WatchError};
 
 pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     let config = match &args.config {
@@ -32,10 +31,11 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     // Watched from the start, so a SIGTERM during the first pass is answered after it
     // rather than cutting an install in half.
     let watch = if keep_running {
-        Some(
-            SignalWatch::new(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP])
-                .map_err(|e| Failure::environment(anyhow!("cannot watch signals: {e}")))?,
-        )
+        Some(SignalWatch::new(&[
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ])?)
     } else {
         None
     };
@@ -50,7 +50,10 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
     };
     let host = Host::detect(&table);
     let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)
-        .map_err(|e| Failure::bad_input(anyhow!("config {}: {e}", config.origin())))?;
+        .map_err(|e| ConfigError {
+            origin: config.origin().to_string(),
+            detail: e.to_string(),
+        })?;
 
     let registry = Registry::new(&global.binfmt_dir);
     if registry.ensure_mounted()? {
@@ -97,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
                     Event::Warning(w) | Event::Repaired(w) => messages::warn(&w),
                     Event::Removed(name) => messages::out(&format!("{:<10} {name}", "removed")),
                 })
-                .map_err(|e| Failure::environment(anyhow!("cannot wait for signals: {e}")))?;
+                .map_err(WatchError)?;
             Ok(Exit::Success)
         }
         _ => Ok(exit),

@@ -1,11 +1,9 @@
 //! `inspect FILE…`: format, platform and runnability of each file.
 
-use anyhow::anyhow;
-
 use crate::arch::Arch;
 use crate::binfmt::Registry;
 use crate::cli::{GlobalArgs, InspectArgs};
-use crate::error::{Exit, Failure};
+use crate::error::{BadArgument, Exit, Failure};
 use crate::inspect::{Inspection, Inspector};
 use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
@@ -84,7 +82,7 @@ impl<'t> Expected<'t> {
     fn parse(table: &'t crate::arch::ArchTable, name: &str) -> Result<Expected<'t>, Failure> {
         let arch = table
             .lookup(name)
-            .map_err(|e| Failure::bad_input(anyhow!("--expect: {e}")))?;
+            .map_err(|e| BadArgument(format!("--expect: {e}")))?;
         let lower = name.to_ascii_lowercase();
         let variant = arch
             .variants

@@ -62,7 +62,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     }
     tracing::info!("ids in the namespace: {ids:?}");
     // Blocked before the spawn: a signal, or the command's end, arriving at once is kept.
-    let watch = SignalWatch::new(FORWARDED).map_err(RootlessError::Signals)?;
+    let watch = SignalWatch::new(FORWARDED)?;
     let request = Request {
         command: &args.command,
         root: root.as_deref(),

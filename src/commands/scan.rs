@@ -5,11 +5,10 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::anyhow;
 use serde_json::{Value, json};
 
 use crate::cli::{GlobalArgs, ScanArgs};
-use crate::error::{Exit, Failure};
+use crate::error::{BadArgument, Exit, Failure};
 use crate::messages::{self, printable};
 use crate::scan::{self, Expected, ExpectedFrom, Progress, Report, Verdict};
 
@@ -18,8 +17,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     // Resolve --platform before reading anything, so a typo fails fast and alone.
     let platform = match &args.platform {
         Some(name) => Some(
-            Expected::parse(&table, name)
-                .map_err(|e| Failure::bad_input(anyhow!("--platform: {e}")))?,
+            Expected::parse(&table, name).map_err(|e| BadArgument(format!("--platform: {e}")))?,
         ),
         None => None,
     };
@@ -29,7 +27,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
         scan::scan(&table, &args.path, platform.as_ref(), &progress)
     })
     // One line, whatever a hostile member name or header put in the message.
-    .map_err(|e| Failure::bad_input(anyhow!(printable(&e.to_string()))))?;
+    ?;
 
     if global.json {
         messages::json(&to_json(&report));
@@ -72,7 +70,7 @@ fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -
     })
 }
 
-/// The JSON document: the DESIGN.md keys at the top (summed over images), and per image
+/// The JSON document: the keys the README documents at the top (summed over images), and per image
 /// the same keys under `images` for OCI layouts and `docker save` archives.
 fn to_json(report: &Report) -> Value {
     let one = (report.images.len() == 1).then(|| &report.images[0]);

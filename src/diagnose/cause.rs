@@ -1,6 +1,6 @@
 //! The causes `diagnose` names, written once: one table gives the enum, its stable code
-//! strings (DESIGN.md, the JSON contract), [`Cause::ALL`], and the line `diagnose --help`
-//! shows for each.
+//! strings (part of the JSON contract; see docs/ARCHITECTURE.md, "Adding a cause"),
+//! [`Cause::ALL`], and the line `diagnose --help` shows for each.
 
 use serde::Serialize;
 

@@ -108,7 +108,7 @@ impl Link {
     }
 }
 
-/// The answer for one file. Field names are the JSON contract (DESIGN.md).
+/// The answer for one file. Field names are the JSON contract (README, `diagnose`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnosis {
     /// As given on the command line.

@@ -51,6 +51,13 @@ pub enum RunError {
     },
 }
 
+impl crate::error::Classify for RunError {
+    /// A refused chroot, or a child that could not be started: the environment's doing.
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Environment
+    }
+}
+
 /// Execute `path` (as seen inside `root`, when given) with argv `[path]`, stdin from
 /// /dev/null, the current environment, in a process group of its own, and a timeout after
 /// which that group is killed.

@@ -33,6 +33,13 @@ pub const HEAD: usize = 64;
 #[error("{0}")]
 pub struct ScanError(pub String);
 
+impl crate::error::Classify for ScanError {
+    /// Every scan that cannot be done names an input that is missing or malformed.
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::BadInput
+    }
+}
+
 impl ScanError {
     pub fn new(message: impl Into<String>) -> ScanError {
         ScanError(message.into())

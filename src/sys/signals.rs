@@ -24,6 +24,23 @@ pub struct Received {
     pub sender: i32,
 }
 
+/// Signals could not be blocked or read: the environment's refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch signals: {0}")]
+pub struct WatchError(#[from] pub io::Error);
+
+impl crate::error::Classify for WatchError {
+    fn class(&self) -> crate::error::Class {
+        crate::error::Class::Environment
+    }
+}
+
+impl From<nix::errno::Errno> for WatchError {
+    fn from(e: nix::errno::Errno) -> WatchError {
+        WatchError(e.into())
+    }
+}
+
 /// Blocks a set of signals for as long as it lives and reads them from a signalfd.
 #[derive(Debug)]
 pub struct SignalWatch {
@@ -33,7 +50,7 @@ pub struct SignalWatch {
 }
 
 impl SignalWatch {
-    pub fn new(signals: &[Signal]) -> io::Result<SignalWatch> {
+    pub fn new(signals: &[Signal]) -> Result<SignalWatch, WatchError> {
         let mut set = SigSet::empty();
         for s in signals {
             set.add(*s);
