@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::binfmt::plan::Planned;
-use crate::binfmt::rule::Registration;
+use crate::binfmt::registration::Registration;
 use crate::error::{Class, Classify, io_class};
 use crate::rule::escape;
 

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::arch::{ArchTable, Host};
-use crate::binfmt::rule::{Registration, from_entry};
+use crate::binfmt::registration::{Registration, from_entry};
 use crate::binfmt::{Entry, Snapshot};
 use crate::format::{self, HEAD_BYTES};
 use crate::inspect::Inspector;
@@ -218,7 +218,7 @@ pub fn kernel_entry_text(reg: &Registration) -> String {
     format!(
         "enabled\ninterpreter {}\nflags: {}\noffset {}\nmagic {}\nmask {}\n",
         reg.interpreter,
-        crate::binfmt::rule::normalise_flags(&reg.flags),
+        crate::binfmt::registration::normalise_flags(&reg.flags),
         reg.rule.offset,
         encode_hex(&reg.rule.magic),
         encode_hex(&reg.rule.mask)

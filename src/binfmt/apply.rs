@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Registry;
 use super::entry::Entry;
-use super::rule::{Registration, from_entry};
+use super::registration::{Registration, from_entry};
 use crate::emulator::Pin;
 
 /// One step of a plan.

@@ -6,13 +6,13 @@
 pub mod apply;
 pub mod entry;
 pub mod plan;
-pub mod rule;
+pub mod registration;
 pub mod steps;
 
 use std::path::{Path, PathBuf};
 
 pub use entry::{Entry, Rule};
-pub use rule::Registration;
+pub use registration::Registration;
 
 use std::io::Write;
 

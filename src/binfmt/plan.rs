@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::apply::Skipped;
-use super::rule::Registration;
+use super::registration::Registration;
 use crate::arch::{Arch, Host};
 use crate::emulator::{self, Emulator, InterpreterError};
 use crate::error::{Class, Classify};
