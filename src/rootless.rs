@@ -18,9 +18,13 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
+use crate::arch::ArchTable;
+use crate::binfmt::Snapshot;
 use crate::binfmt::plan::Planned;
+use crate::diagnose::{self, Cause, Lookup, RootFs};
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow};
+use crate::machine::Live;
 use crate::sys::exec::{self, Child, Env, Output, RootOp, Spec, Stdin, Step};
 use crate::sys::ns::Unavailable;
 use crate::sys::path as pathrule;
@@ -50,11 +54,12 @@ pub enum RootlessError {
     Lookup(String),
     #[error("cannot run {}: {source}", .program.display())]
     Spawn { program: PathBuf, source: io::Error },
-    #[error("cannot run {}: {}{hint}", .program.display(), .errno.desc())]
+    /// `why`: diagnose's explanation of the errno, and the fix in `run`'s terms.
+    #[error("cannot run {}: {why}", .program.display())]
     Exec {
         program: PathBuf,
         errno: Errno,
-        hint: String,
+        why: String,
     },
     #[error("lost track of the command: {0}")]
     Wait(io::Error),
@@ -271,6 +276,7 @@ fn dir_in(root: &Path, name: &str) -> io::Result<PathBuf> {
 /// What to start: the command and its arguments, where, with which handlers and ids.
 #[derive(Debug)]
 pub struct Request<'a, 't> {
+    pub table: &'t ArchTable,
     pub command: &'a [OsString],
     pub root: Option<&'a Path>,
     pub planned: &'a [Planned<'t>],
@@ -497,29 +503,71 @@ fn start_failure(req: &Request<'_, '_>, step: Step, errno: Errno) -> RootlessErr
             "{}: not an executable file{inside}",
             program.display()
         )),
-        Step::Exec => {
-            let hint = match errno {
-                Errno::ENOEXEC => format!(
-                    "; no handler registered for --arch {} matches it (binfmt-setup inspect {})",
-                    req.arch,
-                    program.display()
-                ),
-                // The file is there, so a missing loader (PT_INTERP) or `#!` interpreter.
-                Errno::ENOENT => {
-                    "; its loader or script interpreter is missing in this root".to_string()
-                }
-                _ => String::new(),
-            };
-            RootlessError::Exec {
-                program,
-                errno,
-                hint,
-            }
-        }
+        Step::Exec => RootlessError::Exec {
+            why: explain_exec(req, &program, errno),
+            program,
+            errno,
+        },
         Step::Prepare | Step::Join => RootlessError::Spawn {
             program,
             source: errno.into(),
         },
+    }
+}
+
+/// Why exec of the command failed, as `diagnose` explains a failed exec (one explanation in
+/// the program), from what the private instance held and the command's first bytes, with
+/// the fix in `run`'s own terms.
+fn explain_exec(req: &Request<'_, '_>, program: &Path, errno: Errno) -> String {
+    let machine = Live::new();
+    let root = match req.root {
+        Some(dir) => RootFs::new(&machine, dir).ok(),
+        None => Some(RootFs::host(&machine)),
+    };
+    // The file the child found: the same PATH rule, looked up inside the root.
+    let found = root.as_ref().and_then(|root| {
+        pathrule::candidates(program.as_os_str(), &pathrule::env_path())
+            .iter()
+            .find_map(|c| match root.resolve(&c.to_string_lossy()) {
+                Lookup::Found(host) if host.is_file() => Some(host),
+                _ => None,
+            })
+    });
+    let head = found
+        .and_then(|host| fileio::open_regular(&host, Follow::Nowhere).ok())
+        .and_then(|(file, _)| fileio::read_prefix(&file, crate::format::HEAD_BYTES).ok())
+        .unwrap_or_default();
+    let binfmt = Snapshot {
+        mounted: true,
+        enabled: true,
+        entries: req
+            .planned
+            .iter()
+            .map(|p| crate::binfmt::registration::to_entry(&p.reg))
+            .rev()
+            .collect(),
+        unreadable: Vec::new(),
+    };
+    let arch = req.table.match_header(&head);
+    let said = diagnose::explain_exec_failure(&diagnose::Exec {
+        errno,
+        binfmt: &binfmt,
+        path: program,
+        head: &head,
+        chrooted: req.root.is_some(),
+        arch,
+    });
+    let fix = match (said.cause, arch) {
+        // run registers what --arch names, and nothing else.
+        (Cause::NoHandler, Some(a)) => Some(format!(
+            "it is a program for {}, and --arch {} does not take it: binfmt-setup run --arch {} …",
+            a.name, req.arch, a.name
+        )),
+        _ => said.fix,
+    };
+    match fix {
+        Some(fix) => format!("{} ({fix})", said.message),
+        None => said.message,
     }
 }
 

@@ -106,6 +106,21 @@ pub fn normalise_flags(flags: &str) -> String {
         .collect()
 }
 
+/// The entry the kernel shows for a registration once it is made (enabled, flags as the
+/// kernel stores them).
+pub fn to_entry(r: &Registration) -> Entry {
+    Entry {
+        name: r.name.clone(),
+        enabled: true,
+        interpreter: r.interpreter.clone(),
+        flags: normalise_flags(&r.flags),
+        rule: super::entry::Rule::Magic {
+            rule: r.rule.clone(),
+            mask_shown: true,
+        },
+    }
+}
+
 /// Rebuild the registration an entry came from, to restore it after a failed change.
 pub fn from_entry(e: &Entry) -> Option<Registration> {
     Some(Registration {

@@ -64,6 +64,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit, Failure> {
     // Blocked before the spawn: a signal, or the command's end, arriving at once is kept.
     let watch = SignalWatch::new(FORWARDED)?;
     let request = Request {
+        table: &table,
         command: &args.command,
         root: root.as_deref(),
         planned: &planned,
