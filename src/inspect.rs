@@ -458,3 +458,48 @@ fn read_head_with(
         })?;
     Ok((file, head, meta.len))
 }
+
+/// What `inspect --expect` asks every file to be: a Linux program of this architecture, and,
+/// when the name says which (`linux/arm/v6`, `armhf`, `armel`), of this variant.
+#[derive(Debug, Clone)]
+pub struct Expect<'t> {
+    arch: &'t Arch,
+    variant: Option<String>,
+}
+
+impl<'t> Expect<'t> {
+    pub fn parse(table: &'t ArchTable, name: &str) -> Result<Expect<'t>, crate::arch::ArchError> {
+        let arch = table.lookup(name)?;
+        Ok(Expect {
+            arch,
+            variant: arch.variant_named(name),
+        })
+    }
+
+    /// Why `r` is not what is expected, or `None` when it is.
+    pub fn mismatch(&self, r: &Inspection) -> Option<String> {
+        let found = || {
+            r.platform
+                .clone()
+                .or_else(|| r.arch.clone())
+                .unwrap_or_else(|| r.format.as_str().to_string())
+        };
+        let mut parts = r.platform.as_deref().unwrap_or("").split('/');
+        let (os, variant) = (parts.next(), parts.nth(1));
+        let right = r.arch.as_deref() == Some(self.arch.name.as_str())
+            && os == Some("linux")
+            && self
+                .variant
+                .as_deref()
+                .is_none_or(|want| variant == Some(want));
+        (!right).then(|| format!("expected {}, found {}", self.want(), found()))
+    }
+
+    /// `linux/arm64`, `linux/arm/v7`.
+    pub fn want(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{v}", self.arch.platform),
+            None => self.arch.platform.clone(),
+        }
+    }
+}

@@ -23,5 +23,6 @@ pub mod probe;
 pub mod rootless;
 pub mod rule;
 pub mod scan;
+pub mod status;
 pub mod supervise;
 pub mod sys;

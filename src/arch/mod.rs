@@ -121,6 +121,31 @@ impl Arch {
         self.rule.matches(header)
     }
 
+    /// The variant a name asks for, when it names one: `linux/arm/v6` → v6, and the aliases
+    /// that imply one (`armel` is v5, `armhf` v7). `None` for a bare `arm` or `linux/arm`.
+    pub fn variant_named(&self, name: &str) -> Option<String> {
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some(v) = self
+            .variants
+            .iter()
+            .find(|v| lower.ends_with(&format!("/{v}")))
+        {
+            return Some(v.clone());
+        }
+        let bare = lower.rsplit('/').next().unwrap_or(&lower);
+        let implied = match bare {
+            "armel" | "armv5" | "armv5l" | "armv5te" | "armv5tel" => "v5",
+            "armv6" | "armv6l" => "v6",
+            "armhf" | "armv7" | "armv7l" | "armv7a" => "v7",
+            "armv8l" | "aarch32" => "v8",
+            _ => return None,
+        };
+        self.variants
+            .iter()
+            .any(|v| v == implied)
+            .then(|| implied.to_string())
+    }
+
     /// Every name this arch answers to, lower-case.
     fn names(&self) -> impl Iterator<Item = String> + '_ {
         let mut names = vec![self.name.clone(), self.platform.clone()];

@@ -32,6 +32,11 @@ pub enum PlanError {
         dirs: String,
     },
     #[error(
+        "no QEMU interpreter found for any of the {} asked for: looked for qemu-<cpu>-static and qemu-<cpu> in {dirs} (apt-get install qemu-user-static, or --qemu-path DIR)",
+        crate::messages::count(*.count, "architecture")
+    )]
+    NoInterpreters { count: usize, dirs: String },
+    #[error(
         "the rules for {first} and {second} overlap: some file would match both (fix the architecture table)"
     )]
     Overlap { first: String, second: String },
@@ -227,12 +232,7 @@ pub fn plan<'t>(
             return Err(PlanError::NoInterpreter {
                 arch: arch.name.clone(),
                 cpu: cpu.to_string(),
-                dirs: opts
-                    .search
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                dirs: shown_dirs(&opts.search),
             });
         };
         let key = group_key(machine, &path);
@@ -257,7 +257,25 @@ pub fn plan<'t>(
         }
         planned.push(next);
     }
+    let missing = skipped
+        .iter()
+        .filter(|s| s.reason.starts_with("no interpreter"))
+        .count();
+    if planned.is_empty() && missing > 0 {
+        return Err(PlanError::NoInterpreters {
+            count: missing,
+            dirs: shown_dirs(&opts.search),
+        });
+    }
     Ok((planned, skipped))
+}
+
+fn shown_dirs(search: &[PathBuf]) -> String {
+    search
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Interpreters from one package build: same directory, same modification time.
@@ -441,10 +459,21 @@ mod tests {
             all: true,
             ..opts()
         };
-        let reasons = skipped(&Fake::new(), &["arm64"], &all);
+        // With `all`, one missing interpreter is a skip among the others found...
+        let riscv = Fake::new().file("/usr/bin/qemu-riscv64-static", program("amd64"), 0o755);
+        let (planned, skipped) = plan_on(&riscv, &["arm64", "riscv64"], &all).expect("plan");
+        assert_eq!(planned[0].reg.name, "qemu-riscv64");
         assert!(
-            reasons[0].contains("no interpreter qemu-aarch64-static found"),
-            "{reasons:?}"
+            skipped[0]
+                .reason
+                .contains("no interpreter qemu-aarch64-static found"),
+            "{skipped:?}"
+        );
+        // ...but none found at all is an error, not an install of nothing that exits 0.
+        let e = refused(&Fake::new(), &["arm64", "riscv64"], &all);
+        assert!(
+            e.contains("no QEMU interpreter found for any of the 2 architectures"),
+            "{e}"
         );
     }
 

@@ -1,10 +1,9 @@
 //! `inspect FILE…`: format, platform and runnability of each file.
 
-use crate::arch::Arch;
 use crate::binfmt::Registry;
 use crate::cli::{GlobalArgs, InspectArgs};
 use crate::error::{BadArgument, Exit, Failure};
-use crate::inspect::{Inspection, Inspector};
+use crate::inspect::{Expect, Inspection, Inspector};
 use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
 
@@ -12,7 +11,9 @@ pub fn run(global: &GlobalArgs, args: &InspectArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
     // Resolve --expect before reading any file, so a typo fails fast and alone.
     let expected = match &args.expect {
-        Some(name) => Some(Expected::parse(&table, name)?),
+        Some(name) => {
+            Some(Expect::parse(&table, name).map_err(|e| BadArgument(format!("--expect: {e}")))?)
+        }
         None => None,
     };
     let registry = Registry::new(&global.binfmt_dir);
@@ -69,53 +70,6 @@ impl Row {
             obj.insert("mismatch".into(), m.clone().into());
         }
         v
-    }
-}
-
-/// The architecture, and perhaps the arm variant, that `--expect` asks for.
-struct Expected<'t> {
-    arch: &'t Arch,
-    variant: Option<String>,
-}
-
-impl<'t> Expected<'t> {
-    fn parse(table: &'t crate::arch::ArchTable, name: &str) -> Result<Expected<'t>, Failure> {
-        let arch = table
-            .lookup(name)
-            .map_err(|e| BadArgument(format!("--expect: {e}")))?;
-        let lower = name.to_ascii_lowercase();
-        let variant = arch
-            .variants
-            .iter()
-            .find(|v| lower.ends_with(&format!("/{v}")))
-            .cloned();
-        Ok(Expected { arch, variant })
-    }
-
-    fn mismatch(&self, r: &Inspection) -> Option<String> {
-        if r.arch.as_deref() != Some(self.arch.name.as_str()) {
-            return Some(format!(
-                "expected {}, found {}",
-                self.want(),
-                r.platform
-                    .as_deref()
-                    .or(r.arch.as_deref())
-                    .unwrap_or(r.format.as_str())
-            ));
-        }
-        if let (Some(v), Some(p)) = (&self.variant, &r.platform) {
-            if !p.ends_with(&format!("/{v}")) {
-                return Some(format!("expected {}, found {p}", self.want()));
-            }
-        }
-        None
-    }
-
-    fn want(&self) -> String {
-        match &self.variant {
-            Some(v) => format!("{}/{v}", self.arch.platform),
-            None => self.arch.platform.clone(),
-        }
     }
 }
 

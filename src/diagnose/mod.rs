@@ -143,9 +143,18 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    /// Whether a real run bears the prediction out: the same errno, or both started.
+    /// Whether a real run bears the prediction out: the same errno; or, when it was to run,
+    /// that it ran and ended by itself. A program predicted to run that a signal killed
+    /// (SIGILL: an instruction the CPU lacks; SIGSEGV) or that its loader gave up on (exit
+    /// 127 with the loader's complaint) did not do what was predicted.
     pub fn agrees(&self, run: &RunOutcome) -> bool {
-        self.errno == run.errno
+        if self.errno != run.errno {
+            return false;
+        }
+        if self.cause != Cause::Ok || run.errno.is_some() || run.timed_out {
+            return true;
+        }
+        run.signal.is_none() && !run.loader_failed()
     }
 }
 

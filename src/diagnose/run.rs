@@ -111,6 +111,15 @@ pub fn run(path: &str, root: Option<&Path>, timeout: Duration) -> Result<RunOutc
 }
 
 impl RunOutcome {
+    /// It exited 127 with a dynamic loader's (or QEMU's) complaint that it could not load
+    /// the program or its libraries.
+    pub fn loader_failed(&self) -> bool {
+        self.exit == Some(127)
+            && ["error while loading shared libraries", "Could not open"]
+                .iter()
+                .any(|w| self.stderr.contains(w))
+    }
+
     /// A short phrase for the human report: "Exec format error (ENOEXEC)", "exited with 42".
     pub fn describe(&self) -> String {
         if let Some(e) = self.errno {

@@ -78,16 +78,11 @@ impl Expected {
     /// From a name a user writes: `arm64`, `linux/arm/v6`, `armhf`, `aarch64`.
     pub fn parse(table: &ArchTable, name: &str) -> Result<Expected, crate::arch::ArchError> {
         let arch = table.lookup(name)?;
-        let lower = name.trim().to_ascii_lowercase();
         let variant = if arch.variants.is_empty() {
             None
         } else {
             Some(
-                arch.variants
-                    .iter()
-                    .find(|v| lower.ends_with(&format!("/{v}")))
-                    .cloned()
-                    .or_else(|| alias_variant(&lower).map(str::to_string))
+                arch.variant_named(name)
                     .unwrap_or_else(|| arch.variants[0].clone()),
             )
         };
@@ -148,18 +143,6 @@ impl Expected {
             (Some(want), Some(got)) => variant_number(got) <= variant_number(want),
             _ => true,
         }
-    }
-}
-
-/// The arm variant an alias implies (`armel` is v5, `armhf` v7).
-fn alias_variant(name: &str) -> Option<&'static str> {
-    let bare = name.rsplit('/').next().unwrap_or(name);
-    match bare {
-        "armel" | "armv5" | "armv5l" | "armv5te" | "armv5tel" => Some("v5"),
-        "armv6" | "armv6l" => Some("v6"),
-        "armhf" | "armv7" | "armv7l" | "armv7a" => Some("v7"),
-        "armv8l" | "aarch32" => Some("v8"),
-        _ => None,
     }
 }
 

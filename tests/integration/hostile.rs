@@ -386,3 +386,117 @@ fn an_oci_layout_is_read_without_following_symlinks_or_opening_fifos() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
 }
+
+/// Class 4: `diagnose --run` agrees with a prediction only when the outcome is the one
+/// predicted: a program predicted to run that dies of SIGILL disagrees (exit 1).
+#[test]
+fn a_program_predicted_to_run_that_dies_of_sigill_disagrees() {
+    let table = binfmt_setup::arch::ArchTable::embedded();
+    let host = binfmt_setup::arch::Host::detect(&table);
+    let arch = table
+        .find(host.arch.as_deref().expect("a known host"))
+        .expect("host row");
+    // One instruction that is undefined on purpose on every host this runs on.
+    let undefined: &[u8] = match arch.name.as_str() {
+        "amd64" | "386" => &[0x0f, 0x0b],     // ud2
+        "arm64" => &[0x00, 0x00, 0x00, 0x00], // udf #0
+        other => panic!("no undefined instruction written for {other}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prog = dir.path().join("illegal");
+    std::fs::write(&prog, binfmt_setup::probe::elf_image(arch, undefined)).expect("write");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let shown = prog.to_str().expect("utf-8");
+    let r = run(&["diagnose", "--json", "--run", shown]);
+    let j = r.json();
+    assert_eq!(j["cause"], "OK", "{j}");
+    assert_eq!(j["run"]["signal"], "SIGILL", "{j}");
+    assert_eq!(j["run"]["agrees"], false, "{j}");
+    r.expect_code(1);
+    let r = run(&["diagnose", "--run", shown]);
+    assert!(r.stdout.contains("DISAGREES"), "{}", r.stdout);
+}
+
+/// Class 4: `status` lists in `supported` only platforms whose handler's interpreter is QEMU
+/// for that architecture, not one whose rule takes arm64 programs but runs riscv64's QEMU.
+#[test]
+fn status_supports_no_platform_whose_interpreter_is_for_another() {
+    let ns = PrivateBinfmt::new();
+    ns.register(&register_string(
+        "qemu-aarch64",
+        AARCH64_MAGIC,
+        AARCH64_MASK,
+        "/usr/bin/qemu-riscv64-static",
+        "F",
+    ));
+    let j = ns.run(&["--json", "status"]).json();
+    let supported = j["supported"].as_array().expect("supported");
+    assert!(
+        !supported.iter().any(|p| p == "linux/arm64"),
+        "{supported:?}"
+    );
+    assert_eq!(j["entries"][0]["interpreter_fits"], false, "{j}");
+    let r = ns.run(&["status"]);
+    assert!(
+        r.stdout.contains("QEMU for another architecture"),
+        "{}",
+        r.stdout
+    );
+    // The right one is supported.
+    ns.control("qemu-aarch64", "-1");
+    ns.run(&["install", "--arch", "arm64"]).expect_code(0);
+    let j = ns.run(&["--json", "status"]).json();
+    assert!(
+        j["supported"]
+            .as_array()
+            .expect("supported")
+            .iter()
+            .any(|p| p == "linux/arm64"),
+        "{j}"
+    );
+    assert_eq!(j["entries"][0]["interpreter_fits"], true, "{j}");
+}
+
+/// Class 4: `inspect --expect` checks the operating system and the variant a name implies:
+/// linux/amd64 is not a FreeBSD program, armhf (arm/v7) is not armel (arm/v5).
+#[test]
+fn inspect_expect_checks_the_os_and_the_variant_a_name_implies() {
+    for (expect, file, code) in [
+        ("linux/amd64", "freebsd-amd64", 1),
+        ("amd64", "freebsd-amd64", 1),
+        ("armhf", "armel", 1),
+        ("linux/arm/v7", "armel", 1),
+        ("armel", "armel", 0),
+        ("arm", "armel", 0),
+        ("armhf", "armhf", 0),
+        ("linux/arm/v6", "armv6hf", 0),
+    ] {
+        let r = run(&["inspect", "--expect", expect, &crate::util::fx(file)]);
+        assert_eq!(r.code, Some(code), "--expect {expect} {file}: {}", r.stderr);
+    }
+    // And with no handler installed: the same answer (it is about the file, not the host).
+    let _ = fixture("armhf");
+}
+
+/// Class 4: `install --arch all` with no interpreter anywhere is an error, not an install of
+/// nothing that exits 0.
+#[test]
+fn install_all_with_no_interpreter_anywhere_fails() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let e = empty.path().to_str().expect("utf-8");
+    let ns = PrivateBinfmt::new();
+    for args in [
+        vec!["--qemu-path", e, "install", "--arch", "all"],
+        vec!["--qemu-path", e, "install", "--arch", "all,-riscv64"],
+        vec!["--qemu-path", e, "export", "--format", "systemd"],
+    ] {
+        let r = ns.run(&args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("no QEMU interpreter found for any"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(ns.listing(), ["register", "status"]);
+}
