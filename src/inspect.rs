@@ -56,7 +56,11 @@ pub enum ElfVerdict<'t> {
 /// The report for one file. Field names are the JSON contract (README, `inspect`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
+    /// The path as text: itself, or escaped losslessly when it is not UTF-8 (`names`).
     pub path: String,
+    /// The path's exact bytes in hex, when `path` had to be escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     pub format: Format,
     pub platform: Option<String>,
     pub arch: Option<String>,
@@ -95,8 +99,10 @@ pub struct Inspection {
 
 impl Inspection {
     fn new(path: &Path, format: Format) -> Inspection {
+        let text = crate::names::escape(path.as_os_str().as_encoded_bytes()).into_owned();
         Inspection {
-            path: path.display().to_string(),
+            path_hex: crate::names::hex_of_escaped(&text),
+            path: text,
             format,
             platform: None,
             arch: None,
@@ -159,7 +165,14 @@ impl<'a> Inspector<'a> {
 
     /// Inspect one file. Never fails: problems are reported in the result.
     pub fn inspect(&self, path: &Path) -> Inspection {
-        self.inspect_depth(path, 0)
+        let r = self.inspect_depth(path, 0);
+        tracing::info!(
+            "{}: {} {}",
+            crate::names::escape(path.as_os_str().as_encoded_bytes()),
+            r.format.as_str(),
+            r.platform.as_deref().unwrap_or("-")
+        );
+        r
     }
 
     fn inspect_depth(&self, path: &Path, depth: usize) -> Inspection {
@@ -174,6 +187,12 @@ impl<'a> Inspector<'a> {
             }
         };
         let format = format::sniff(&head);
+        tracing::debug!(
+            "{}: {len} bytes, first {} read: {}",
+            crate::names::escape(path.as_os_str().as_encoded_bytes()),
+            head.len(),
+            format.as_str()
+        );
         let mut r = Inspection::new(path, format);
         match format {
             Format::Elf => self.fill_elf(&mut r, &file, &head, len),

@@ -19,6 +19,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod machine;
 pub mod messages;
+pub mod names;
 pub mod probe;
 pub mod rootless;
 pub mod rule;

@@ -94,6 +94,34 @@ fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// The widest a table column is padded to: a longer cell runs past it instead of widening
+/// every row.
+pub const MAX_COLUMN: usize = 48;
+
+/// Rows of cells as aligned columns, `gap` spaces apart: each column but the last as wide as
+/// its widest cell, up to [`MAX_COLUMN`] (a longer cell runs past it rather than padding
+/// every other row out to its length). Cells are printed as given: escape them first.
+pub fn table(rows: &[Vec<String>], gap: usize) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns.saturating_sub(1)];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count().min(MAX_COLUMN));
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if let Some(w) = widths.get(i) {
+                let pad = w.saturating_sub(cell.chars().count()) + gap;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out(line.trim_end());
+    }
+}
+
 /// "1 handler", "7 handlers": a count and its noun, in agreement.
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 {

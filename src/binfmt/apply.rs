@@ -160,6 +160,7 @@ fn converge(
         verify()?;
         #[cfg(debug_assertions)]
         pause_for_tests(&new.name);
+        tracing::debug!("writing {}", new.register_string());
         match registry.register(new) {
             Ok(()) => {
                 undo.push(Undo::Remove(new.name.clone()));
@@ -181,6 +182,7 @@ fn converge(
 
 /// Remove an entry, remembering how to put it back.
 fn remove_recording(registry: &Registry, e: &Entry, undo: &mut Vec<Undo>) -> std::io::Result<()> {
+    tracing::debug!("removing {}", e.name);
     if registry.remove(&e.name)? {
         if let Some(r) = from_entry(e) {
             undo.push(Undo::Restore(r));

@@ -246,6 +246,18 @@ pub fn plan<'t>(
                 arch: arch.name.clone(),
                 error,
             })?;
+        tracing::debug!(
+            "{}: interpreter {} checked ({}, {}root-owned); P {}",
+            arch.name,
+            emu.path.display(),
+            if emu.is_static { "static" } else { "dynamic" },
+            if emu.root_owned { "" } else { "not " },
+            if preserve {
+                "honoured (probe)"
+            } else {
+                "not asked or not honoured"
+            }
+        );
         let next = plan_one(arch, &path, emu, opts, &host_heads, preserve)?;
         // Two of our own rules that can match one file: the newer would silently win. A table
         // that says so is wrong, not a choice to make quietly.
@@ -255,7 +267,20 @@ pub fn plan<'t>(
                 second: arch.name.clone(),
             });
         }
+        tracing::info!(
+            "{}: {} with flags {}",
+            arch.name,
+            next.reg.interpreter,
+            if next.reg.flags.is_empty() {
+                "none"
+            } else {
+                &next.reg.flags
+            }
+        );
         planned.push(next);
+    }
+    for s in &skipped {
+        tracing::debug!("{}: skipped: {}", s.arch, s.reason);
     }
     let missing = skipped
         .iter()

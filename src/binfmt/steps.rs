@@ -90,6 +90,17 @@ pub fn steps_for(
             continue;
         }
         let mut old: Vec<_> = foreign.into_iter().cloned().collect();
+        tracing::debug!(
+            "{}: {}",
+            reg.name,
+            match existing {
+                Some(e) if reg.same_as(e) && old.is_empty() && !e.enabled => "there, disabled",
+                Some(e) if reg.same_as(e) && old.is_empty() => "there already",
+                Some(_) => "there, but different",
+                None if old.is_empty() => "not there",
+                None => "not there, another owner's entry overlaps",
+            }
+        );
         steps.push(match existing {
             Some(e) if reg.same_as(e) && old.is_empty() && !e.enabled => {
                 Step::Enable(reg.name.clone())

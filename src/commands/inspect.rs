@@ -88,23 +88,11 @@ fn print_table(rows: &[Row]) {
         })
         .collect();
     let header = ["PATH", "FORMAT", "PLATFORM", "RUNNABLE", "DETAILS"].map(String::from);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(cells.iter()) {
-        for (w, cell) in widths.iter_mut().zip(row.iter()) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(cells.iter()) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i < 4 {
-                line.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            } else {
-                line.push_str(cell);
-            }
-        }
-        messages::out(line.trim_end());
-    }
+    let rows: Vec<Vec<String>> = std::iter::once(header)
+        .chain(cells)
+        .map(Vec::from)
+        .collect();
+    messages::table(&rows, 2);
 }
 
 fn details(r: &Inspection) -> String {

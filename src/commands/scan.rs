@@ -167,7 +167,8 @@ fn print_verdict(v: &Verdict) {
         .chain(v.broken.iter().map(|p| p.path.chars().count()))
         .chain(v.unreadable.iter().map(|p| p.path.chars().count()))
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(messages::MAX_COLUMN);
     for m in &v.mismatches {
         messages::out(&format!(
             "  mismatch    {:<width$}  {} {}{}",

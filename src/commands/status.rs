@@ -60,26 +60,28 @@ fn print_human(s: &Status) {
         return;
     }
     messages::out("");
-    messages::out(&format!(
-        "{:<28} {:<8} {:<6} {:<6} {:<10} INTERPRETER",
-        "ENTRY", "STATE", "FLAGS", "OWNED", "ARCH"
-    ));
+    let mut rows = vec![
+        ["ENTRY", "STATE", "FLAGS", "OWNED", "ARCH", "INTERPRETER"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for e in &s.entries {
-        messages::out(&format!(
-            "{:<28} {:<8} {:<6} {:<6} {:<10} {}{}",
+        let note = match (e.interpreter_ok, e.interpreter_fits) {
+            (false, _) => "  (missing)",
+            (true, Some(false)) => "  (QEMU for another architecture)",
+            _ => "",
+        };
+        rows.push(vec![
             printable(&e.name),
-            if e.enabled { "enabled" } else { "disabled" },
-            if e.flags.is_empty() { "-" } else { &e.flags },
-            if e.owned { "yes" } else { "no" },
+            (if e.enabled { "enabled" } else { "disabled" }).to_string(),
+            (if e.flags.is_empty() { "-" } else { &e.flags }).to_string(),
+            (if e.owned { "yes" } else { "no" }).to_string(),
             e.arch
                 .as_deref()
-                .unwrap_or(e.extension.as_deref().map(|_| "(ext)").unwrap_or("-")),
-            printable(&e.interpreter),
-            match (e.interpreter_ok, e.interpreter_fits) {
-                (false, _) => "  (missing)",
-                (true, Some(false)) => "  (QEMU for another architecture)",
-                _ => "",
-            },
-        ));
+                .unwrap_or(e.extension.as_deref().map(|_| "(ext)").unwrap_or("-"))
+                .to_string(),
+            format!("{}{note}", printable(&e.interpreter)),
+        ]);
     }
+    messages::table(&rows, 2);
 }

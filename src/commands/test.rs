@@ -27,7 +27,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
         if global.json {
             messages::json(&run);
         } else {
-            print_line(&run.result, &run.path);
+            messages::table(&[row(&run.result, &run.path)], 1);
             for line in run.stdout.lines().take(20) {
                 messages::out(&format!("  | {}", printable(line)));
             }
@@ -53,27 +53,25 @@ fn verdict(ok: bool) -> Exit {
     if ok { Exit::Success } else { Exit::Problem }
 }
 
-fn print_line(r: &TestResult, label: &str) {
-    let verdict = if r.ok { "ok" } else { "FAIL" };
-    let level = r.level.map_or("-".to_string(), |l| l.to_string());
-    let mut line = format!(
-        "{verdict:<5}{:<14}{:<18}{:<18}level {level}  {:>6.1} ms",
+/// One result as a row of cells: verdict, what, platform, handler, level, time, error.
+fn row(r: &TestResult, label: &str) -> Vec<String> {
+    vec![
+        (if r.ok { "ok" } else { "FAIL" }).to_string(),
         printable(label),
-        r.platform,
-        r.handler.as_deref().unwrap_or("-"),
-        r.ms
-    );
-    if let Some(e) = &r.error {
-        line.push_str("  ");
-        line.push_str(&printable(e));
-    }
-    messages::out(&line);
+        r.platform.clone(),
+        printable(r.handler.as_deref().unwrap_or("-")),
+        format!(
+            "level {}",
+            r.level.map_or("-".to_string(), |l| l.to_string())
+        ),
+        format!("{:>6.1} ms", r.ms),
+        r.error.as_deref().map(printable).unwrap_or_default(),
+    ]
 }
 
 fn print_report(r: &Report) {
-    for res in &r.results {
-        print_line(res, &res.arch);
-    }
+    let rows: Vec<Vec<String>> = r.results.iter().map(|res| row(res, &res.arch)).collect();
+    messages::table(&rows, 1);
     let failed = r.results.iter().filter(|x| !x.ok).count();
     let ran = r.results.len() - failed;
     messages::out(&format!(

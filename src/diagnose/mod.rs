@@ -278,6 +278,17 @@ impl<'a> Diagnoser<'a> {
     /// Diagnose a path (anything with a `/`) or a command looked up in PATH. `Err` only when
     /// a file exists but cannot be read at all (bad input).
     pub fn diagnose(&self, target: &str) -> Result<Diagnosis, DiagnoseError> {
+        let binfmt = self.inspector.binfmt();
+        tracing::info!(
+            "diagnosing {target} {}; binfmt_misc {}, {} entries",
+            self.place().where_(),
+            match (binfmt.mounted, binfmt.enabled) {
+                (false, _) => "not mounted",
+                (true, false) => "disabled",
+                (true, true) => "enabled",
+            },
+            binfmt.entries.len()
+        );
         let (finding, exec_path) = if target.contains('/') {
             let inside = self.root.absolute(target);
             let exec_path = if self.root.is_given() {
@@ -339,6 +350,7 @@ impl<'a> Diagnoser<'a> {
     /// Look `path` up inside the root, then examine what it names: the file, with the link
     /// to it first in the chain.
     fn examine(&self, path: &str, depth: usize, role: Role) -> Result<Finding, DiagnoseError> {
+        tracing::debug!("examining {path} ({role:?}, depth {depth})");
         let link = Link {
             role,
             path: path.to_string(),

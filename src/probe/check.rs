@@ -121,9 +121,25 @@ pub fn test_arches(
             }),
         }
     }
+    tracing::info!(
+        "running {} probes{}",
+        jobs.len(),
+        if chroot {
+            ", each in an empty chroot"
+        } else {
+            ""
+        }
+    );
     let outcomes = runner::run_all(&jobs, timeout).map_err(CheckError::Probes)?;
     refuse_unrunnable(&tested, &outcomes, &host)?;
     for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
+        tracing::debug!(
+            "{}: {:?} after {:.1} ms, stdout {:?}",
+            a.name,
+            out.ending,
+            out.elapsed.as_secs_f64() * 1000.0,
+            String::from_utf8_lossy(&out.stdout)
+        );
         let native = host.arch.as_deref() == Some(a.name.as_str());
         results.push(judge(a, job, out, snap, native, chroot, timeout));
     }
@@ -376,7 +392,7 @@ pub fn check_binary(
         ms: millis(out.elapsed),
     };
     Ok(BinaryRun {
-        path: file.display().to_string(),
+        path: crate::names::escape(file.as_os_str().as_encoded_bytes()).into_owned(),
         result,
         exit_code: match out.ending {
             Ending::Exited(c) => Some(c),

@@ -215,7 +215,11 @@ struct Hit {
 /// A file that could not be judged, with why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
+    /// As text, escaped losslessly when the name is not UTF-8 (`names`).
     pub path: String,
+    /// The name's exact bytes in hex, when `path` had to be escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
@@ -226,7 +230,11 @@ pub struct Problem {
 /// A program of the wrong platform.
 #[derive(Debug, Clone, Serialize)]
 pub struct Mismatch {
+    /// As text, escaped losslessly when the name is not UTF-8 (`names`).
     pub path: String,
+    /// The name's exact bytes in hex, when `path` had to be escaped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     pub platform: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -268,6 +276,7 @@ impl Tally {
             Sniff::Broken(error) => {
                 self.elf_files += 1;
                 self.broken.push(Problem {
+                    path_hex: crate::names::hex_of_escaped(path),
                     path: path.to_string(),
                     error,
                     layer: layer.map(|l| l.to_string()),
@@ -291,6 +300,7 @@ impl Tally {
     /// A directory that could not be listed: its files are not counted, but reported.
     pub fn unreadable_dir(&mut self, path: &str, error: String) {
         self.unreadable.push(Problem {
+            path_hex: crate::names::hex_of_escaped(path),
             path: path.to_string(),
             error,
             layer: None,
@@ -302,6 +312,7 @@ impl Tally {
     pub fn unreadable(&mut self, path: &str, error: String, layer: Option<&Arc<str>>) {
         self.files += 1;
         self.unreadable.push(Problem {
+            path_hex: crate::names::hex_of_escaped(path),
             path: path.to_string(),
             error,
             layer: layer.map(|l| l.to_string()),
@@ -396,6 +407,7 @@ impl Verdict {
             .into_iter()
             .filter(|h| expected.as_ref().is_some_and(|x| !x.fits(&h.id)))
             .map(|h| Mismatch {
+                path_hex: crate::names::hex_of_escaped(&h.path),
                 path: h.path,
                 platform: h.id.platform,
                 kind: h.id.kind,
@@ -480,8 +492,18 @@ pub fn scan(
         {
             return oci::scan_layout(table, path, platform, progress);
         }
+        tracing::info!(
+            "{}: a directory, walked as a root file system",
+            path.display()
+        );
         let filter = platform.cloned().map(Arc::new);
         let tally = walk::walk(table, path, filter, progress)?;
+        tracing::debug!(
+            "{}: {} files, {} ELF",
+            path.display(),
+            tally.files,
+            tally.elf_files
+        );
         let given = platform.cloned().map(|x| (x, ExpectedFrom::Flag));
         return Ok(Report {
             root: path.to_path_buf(),
@@ -504,7 +526,8 @@ pub fn scan(
 /// components go; `..` goes up but never above the root (nothing is extracted, so a hostile
 /// `../../etc/passwd` is only a name, reported as `/etc/passwd`).
 pub fn image_path(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
+    // Losslessly: two members that differ only in bytes that are not UTF-8 stay two.
+    let text = crate::names::escape(raw);
     let mut parts: Vec<&str> = Vec::new();
     for part in text.split('/') {
         match part {

@@ -526,6 +526,7 @@ fn read_layer(
 ) -> Result<Layer, ScanError> {
     let mut entries = Vec::new();
     archive::read_entries(table, reader, what, progress, |e| entries.push(e))?;
+    tracing::info!("layer {digest}: {} entries", entries.len());
     Ok(Layer {
         digest: Arc::clone(digest),
         entries,

@@ -192,7 +192,8 @@ fn list(fd: &OwnedFd) -> rustix::io::Result<(Vec<CString>, Vec<CString>)> {
 }
 
 fn join(rel: &str, name: &CStr) -> String {
-    let name = String::from_utf8_lossy(name.to_bytes());
+    // Losslessly: two names that differ only in bytes that are not UTF-8 stay two.
+    let name = crate::names::escape(name.to_bytes());
     let mut p = String::with_capacity(rel.len() + name.len() + 1);
     p.push_str(rel);
     p.push('/');

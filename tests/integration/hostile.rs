@@ -500,3 +500,104 @@ fn install_all_with_no_interpreter_anywhere_fails() {
     }
     assert_eq!(ns.listing(), ["register", "status"]);
 }
+
+/// Class 6: -v and -vv say more, on stderr, and stdout stays the same.
+#[test]
+fn verbose_flags_say_more_and_leave_stdout_alone() {
+    let ns = PrivateBinfmt::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    std::fs::copy(fixture("arm64"), tree.join("prog")).expect("copy");
+    let t = tree.to_str().expect("utf-8");
+    let arm64 = crate::util::fx("arm64");
+    for args in [
+        vec!["install", "--arch", "arm64,riscv64"],
+        vec!["test", "--arch", "arm64"],
+        vec!["inspect", arm64.as_str()],
+        vec!["diagnose", arm64.as_str()],
+        vec!["scan", t],
+    ] {
+        let lines = |v: &[&str]| {
+            let mut all = v.to_vec();
+            all.extend(&args);
+            let r = ns.run(&all);
+            (r.stderr.lines().count(), r.stdout, r.code)
+        };
+        let (quiet, out0, code0) = lines(&[]);
+        let (v, out1, code1) = lines(&["-v"]);
+        let (vv, out2, code2) = lines(&["-vv"]);
+        assert!(
+            v > quiet,
+            "{args:?}: -v says no more ({v} vs {quiet} lines)"
+        );
+        assert!(vv > v, "{args:?}: -vv says no more ({vv} vs {v} lines)");
+        assert_eq!((code0, code1), (code1, code2), "{args:?}");
+        if args[0] != "install" && args[0] != "test" {
+            // install's second run says `unchanged`; test's times differ.
+            assert_eq!((&out0, &out1), (&out1, &out2), "{args:?}");
+        }
+    }
+}
+
+/// Class 6: two files whose names differ only in bytes that are not UTF-8 print and
+/// serialise differently, the JSON keeps their exact bytes, and one very long name does not
+/// widen every row of the table.
+#[test]
+fn non_utf8_names_stay_distinct_and_tables_stay_aligned() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join(std::ffi::OsStr::from_bytes(b"prog\xff"));
+    let b = dir.path().join(std::ffi::OsStr::from_bytes(b"prog\xfe"));
+    let long = dir.path().join("x".repeat(200));
+    for p in [&a, &b, &long] {
+        std::fs::copy(fixture("arm64"), p).expect("copy");
+    }
+    let mut cmd = std::process::Command::new(crate::util::bin());
+    cmd.args(["inspect", "--json"]).arg(&a).arg(&b);
+    let r = crate::util::Run::capture(&mut cmd);
+    let j = r.json();
+    let (pa, pb) = (&j[0]["path"], &j[1]["path"]);
+    assert_ne!(pa, pb, "{j}");
+    let hex = |name: &[u8]| {
+        let mut bytes = dir.path().as_os_str().as_bytes().to_vec();
+        bytes.push(b'/');
+        bytes.extend_from_slice(name);
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_eq!(j[0]["path_hex"], hex(b"prog\xff"), "{j}");
+    assert_eq!(j[1]["path_hex"], hex(b"prog\xfe"), "{j}");
+    let mut cmd = std::process::Command::new(crate::util::bin());
+    cmd.arg("inspect").arg(&a).arg(&b).arg(&long);
+    let r = crate::util::Run::capture(&mut cmd);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines[1].contains("prog\\xff") && lines[2].contains("prog\\xfe"),
+        "{}",
+        r.stdout
+    );
+    // The FORMAT column starts at the same place in the header and the short rows.
+    let at = |l: &str| l.find("elf").or_else(|| l.find("FORMAT"));
+    assert_eq!(at(lines[0]), at(lines[1]), "{}", r.stdout);
+    assert!(
+        lines[0].len() < 200,
+        "the header was padded to the long name: {}",
+        lines[0]
+    );
+    // scan keeps them apart too.
+    let mut cmd = std::process::Command::new(crate::util::bin());
+    cmd.args(["scan", "--json", "--platform", "linux/amd64"])
+        .arg(dir.path());
+    let r = crate::util::Run::capture(&mut cmd);
+    let j = r.json();
+    let paths: Vec<&str> = j["mismatches"]
+        .as_array()
+        .expect("mismatches")
+        .iter()
+        .filter_map(|m| m["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/prog\\xff") && paths.contains(&"/prog\\xfe"),
+        "{paths:?}"
+    );
+}
