@@ -1,0 +1,292 @@
+//! The kernel's own side of the contract in docs/KERNEL.md: what binfmt_misc and execve
+//! answer, asked directly of a private instance with no binfmt-setup code in between. If one
+//! of these fails, the kernel changed under the code that relies on it; the page says where.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::errno::Errno;
+
+use crate::util::{HOST_BINFMT, PrivateBinfmt, Run};
+
+/// One write(2) of `bytes` to `path`, the way the kernel takes control writes; the errno of a
+/// refusal.
+#[track_caller]
+fn write_once(path: &Path, bytes: &[u8]) -> Result<(), Errno> {
+    let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    let mut f = OpenOptions::new().write(true).open(path).map_err(errno)?;
+    let n = f.write(bytes).map_err(errno)?;
+    assert_eq!(n, bytes.len(), "short write to {}", path.display());
+    Ok(())
+}
+
+fn register(ns: &PrivateBinfmt, rule: impl AsRef<[u8]>) -> Result<(), Errno> {
+    write_once(&ns.dir().join("register"), rule.as_ref())
+}
+
+/// Names in a binfmt_misc directory in readdir order, unsorted.
+fn names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// execve itself failed with `errno` (the harness reports it as `exec: … (ERRNO)`).
+#[track_caller]
+fn assert_exec_fails(r: &Run, errno: Errno) {
+    assert!(
+        r.code.is_none()
+            && r.stderr.contains("exec: ")
+            && r.stderr.ends_with(&format!("({errno:?})")),
+        "expected exec to fail with {errno:?}; code {:?}, stderr:\n{}",
+        r.code,
+        r.stderr
+    );
+}
+
+/// A directory every uid the test may act as can reach from inside a namespace.
+fn shared_tempdir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+/// An executable file holding `text`. Files that will be exec'd are written by a child
+/// process, never by this one: another test's thread may fork while our write descriptor is
+/// open, its child keeps a copy until it execs, and exec of the file meanwhile fails with
+/// ETXTBSY.
+fn script(path: &Path, text: &str) -> PathBuf {
+    let write = r#"printf %s "$1" > "$0" && chmod 755 "$0""#;
+    Run::capture(Command::new("sh").args(["-c", write]).arg(path).arg(text)).expect_code(0);
+    path.to_path_buf()
+}
+
+// §1 The register string.
+
+#[test]
+fn a_rule_split_across_two_writes_fails_with_einval_twice() {
+    let ns = PrivateBinfmt::new();
+    assert_eq!(register(&ns, ":split:E::"), Err(Errno::EINVAL));
+    assert_eq!(register(&ns, "xyz::/x:"), Err(Errno::EINVAL));
+    assert_eq!(ns.listing(), ["register", "status"]);
+}
+
+#[test]
+fn a_raw_nul_ends_the_magic_and_an_escaped_one_does_not() {
+    let ns = PrivateBinfmt::new();
+    assert_eq!(register(&ns, b":raw:M::ab\0cd::/x:"), Ok(()));
+    assert!(
+        ns.read("raw").contains("magic 6162\n"),
+        "{}",
+        ns.read("raw")
+    );
+    assert_eq!(register(&ns, ":escaped:M::ab\\x00cd::/x:"), Ok(()));
+    assert!(ns.read("escaped").contains("magic 6162006364\n"));
+}
+
+#[test]
+fn the_string_ends_at_the_flags_with_at_most_one_newline() {
+    let ns = PrivateBinfmt::new();
+    // The delimiter after the interpreter is required, even with no flags…
+    assert_eq!(register(&ns, ":noend:E::a::/x"), Err(Errno::EINVAL));
+    // … and nothing may follow the flags but one newline: not a delimiter, not two.
+    assert_eq!(register(&ns, ":delim:E::a::/x:P:"), Err(Errno::EINVAL));
+    assert_eq!(register(&ns, ":two:E::a::/x:P\n\n"), Err(Errno::EINVAL));
+    assert_eq!(register(&ns, ":one:E::a::/x:P\n"), Ok(()));
+    assert_eq!(register(&ns, ":bare:E::b::/x:"), Ok(()));
+    assert!(ns.read("one").contains("interpreter /x\nflags: P\n"));
+}
+
+#[test]
+fn the_first_byte_is_the_delimiter_whatever_it_is() {
+    let ns = PrivateBinfmt::new();
+    assert_eq!(register(&ns, ",comma,M,,\\x50\\x51,,/x:y,"), Ok(()));
+    let entry = ns.read("comma");
+    assert!(
+        entry.contains("interpreter /x:y\n") && entry.contains("magic 5051\n"),
+        "{entry}"
+    );
+}
+
+#[test]
+fn an_empty_mask_compares_every_bit() {
+    let dir = shared_tempdir();
+    let say = script(&dir.path().join("say"), "#!/bin/sh\necho matched\n");
+    let ns = PrivateBinfmt::new();
+    ns.register(&format!(":every:M::\\x7fXY::{}:", say.display()));
+    let same = script(&dir.path().join("same"), "\x7fXY");
+    let one_bit_off = script(&dir.path().join("off"), "\x7fXX");
+    assert_eq!(ns.exec(&same, &[]).stdout, "matched\n");
+    assert_exec_fails(&ns.exec(&one_bit_off, &[]), Errno::ENOEXEC);
+}
+
+// §2 Limits.
+
+#[test]
+fn the_kernel_answers_the_limits_table() {
+    let ns = PrivateBinfmt::new();
+    // `:l:E::x::/` and a closing `:` are 11 bytes; the interpreter's name makes up the rest.
+    let long_interp = |total: usize| format!(":l:E::x::/{}:", "a".repeat(total - 11));
+    assert_eq!(long_interp(1921).len(), 1921);
+    let name = |n: usize| format!(":{}:E::x::/x:", "n".repeat(n));
+    let magic = |name: &str, at: &str, bytes: usize| {
+        format!(":{name}:M:{at}:{}::/x:", "\\xff".repeat(bytes))
+    };
+    let n255 = "n".repeat(255);
+    let refused = [
+        (":a:E::b::/".to_string(), Errno::EINVAL, "10 bytes"),
+        (long_interp(1921), Errno::EINVAL, "1921 bytes"),
+        (name(256), Errno::ENAMETOOLONG, "name of 256"),
+        ("::E::x::/x:".into(), Errno::EINVAL, "empty name"),
+        (":.:E::x::/x:".into(), Errno::EINVAL, "name ."),
+        (":..:E::x::/x:".into(), Errno::EINVAL, "name .."),
+        (":a/b:E::x::/x:".into(), Errno::EINVAL, "name with /"),
+        (":register:E::x::/x:".into(), Errno::EEXIST, "name register"),
+        (":status:E::x::/x:".into(), Errno::EEXIST, "name status"),
+        (magic("m", "0", 257), Errno::EINVAL, "257 bytes at 0"),
+        (magic("m", "1", 256), Errno::EINVAL, "256 bytes at 1"),
+        (magic("m", "256", 1), Errno::EINVAL, "1 byte at 256"),
+        (
+            ":m:M::\\x01\\x02:\\xff::/x:".into(),
+            Errno::EINVAL,
+            "mask shorter",
+        ),
+        (":m:M::::/x:".into(), Errno::EINVAL, "empty magic"),
+        (":m:M:-1:\\x01::/x:".into(), Errno::EINVAL, "offset -1"),
+        (":m:M:0x10:\\x01::/x:".into(), Errno::EINVAL, "offset 0x10"),
+        (":m:E::x::/x:X".into(), Errno::EINVAL, "flag X"),
+        (":m:E::x::/x:p".into(), Errno::EINVAL, "flag p"),
+        (":m:E::x:::".into(), Errno::EINVAL, "empty interpreter"),
+        (":m:Z::x::/x:".into(), Errno::EINVAL, "type Z"),
+        (":m:E::a/b::/x:".into(), Errno::EINVAL, "extension with /"),
+    ];
+    for (rule, errno, what) in &refused {
+        assert_eq!(register(&ns, rule), Err(*errno), "{what}");
+    }
+    assert_eq!(
+        ns.listing(),
+        ["register", "status"],
+        "a refusal left an entry"
+    );
+
+    let accepted = [
+        (":a:E::b::/:".to_string(), "a", "11 bytes"),
+        (long_interp(1920), "l", "1920 bytes"),
+        (name(255), n255.as_str(), "name of 255"),
+        (magic("m256", "0", 256), "m256", "256 bytes at 0"),
+        (":m255:M:255:\\x01::/x:".into(), "m255", "1 byte at 255"),
+        (":rel:E::r::x:".into(), "rel", "relative interpreter"),
+    ];
+    for (rule, entry, what) in &accepted {
+        assert_eq!(register(&ns, rule), Ok(()), "{what}");
+        assert!(ns.listing().iter().any(|n| n == entry), "{what}");
+    }
+    assert_eq!(
+        register(&ns, ":a:E::c::/x:"),
+        Err(Errno::EEXIST),
+        "duplicate"
+    );
+}
+
+#[test]
+fn offsets_are_decimal_with_an_optional_plus() {
+    let ns = PrivateBinfmt::new();
+    for (name, offset, reads) in [("plus", "+1", 1), ("octal", "010", 10), ("empty", "", 0)] {
+        assert_eq!(
+            register(&ns, format!(":{name}:M:{offset}:\\x01::/x:")),
+            Ok(())
+        );
+        let entry = ns.read(name);
+        assert!(
+            entry.contains(&format!("offset {reads}\n")),
+            "{offset:?}: {entry}"
+        );
+    }
+}
+
+// §4 Entry files.
+
+#[test]
+fn register_is_write_only_and_entries_cannot_be_unlinked_or_renamed() {
+    let ns = PrivateBinfmt::new();
+    ns.register(":kept:E::k::/x:");
+    // Read inside: there root owns the instance's files, as it does nowhere else when the
+    // tests run unprivileged, and only the owner's read of a 0200 file reaches the kernel.
+    let r = ns.tool("cat", &[&format!("{HOST_BINFMT}/register")]);
+    assert!(
+        r.code == Some(1) && r.stderr.trim_end().ends_with("Invalid argument"),
+        "{r:?}"
+    );
+    let entry = ns.dir().join("kept");
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(&ns.dir().join("register")), 0o200);
+    assert_eq!(
+        (mode(&ns.dir().join("status")), mode(&entry)),
+        (0o644, 0o644)
+    );
+    let errno = |r: std::io::Result<()>| r.map_err(|e| e.raw_os_error());
+    assert_eq!(
+        errno(std::fs::remove_file(&entry)),
+        Err(Some(nix::libc::EPERM))
+    );
+    assert_eq!(
+        errno(std::fs::rename(&entry, ns.dir().join("moved"))),
+        Err(Some(nix::libc::EPERM))
+    );
+    assert!(ns.read("kept").starts_with("enabled\n"));
+}
+
+// §5 Control writes.
+
+#[test]
+fn control_values_other_than_0_1_and_minus_1_are_einval_and_change_nothing() {
+    let ns = PrivateBinfmt::new();
+    ns.register(":ctl:E::c::/x:");
+    let entry = ns.dir().join("ctl");
+    let status = ns.dir().join("status");
+    for value in ["2", "yes", "0\n\n"] {
+        assert_eq!(
+            write_once(&entry, value.as_bytes()),
+            Err(Errno::EINVAL),
+            "{value:?}"
+        );
+        assert_eq!(
+            write_once(&status, value.as_bytes()),
+            Err(Errno::EINVAL),
+            "{value:?}"
+        );
+    }
+    assert!(ns.read("ctl").starts_with("enabled\n"));
+    assert_eq!(ns.read("status"), "enabled\n");
+    // One trailing newline is allowed.
+    assert_eq!(write_once(&entry, b"0\n"), Ok(()));
+    assert!(ns.read("ctl").starts_with("disabled\n"));
+}
+
+#[test]
+fn minus_1_to_status_removes_every_entry() {
+    let ns = PrivateBinfmt::new();
+    for name in ["ours", "theirs", "another"] {
+        ns.register(&format!(":{name}:E::{name}::/x:"));
+    }
+    ns.control("status", "-1");
+    assert_eq!(ns.listing(), ["register", "status"]);
+}
+
+// §6 Matching.
+
+#[test]
+fn readdir_lists_entries_newest_first_then_register_and_status() {
+    let ns = PrivateBinfmt::new();
+    for name in ["zz", "aa", "mm", "bb"] {
+        ns.register(&format!(":{name}:E::{name}::/x:"));
+    }
+    assert_eq!(
+        names(&ns.dir()),
+        ["bb", "mm", "aa", "zz", "register", "status"]
+    );
+}
