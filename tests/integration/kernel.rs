@@ -10,7 +10,11 @@ use std::process::Command;
 
 use nix::errno::Errno;
 
-use crate::util::{HOST_BINFMT, PrivateBinfmt, Run};
+use crate::util::{
+    AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, Run, fixture, register_string,
+};
+
+const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
 
 /// One write(2) of `bytes` to `path`, the way the kernel takes control writes; the errno of a
 /// refusal.
@@ -46,6 +50,10 @@ fn assert_exec_fails(r: &Run, errno: Errno) {
         r.code,
         r.stderr
     );
+}
+
+fn aarch64_rule(name: &str, interpreter: &str, flags: &str) -> String {
+    register_string(name, AARCH64_MAGIC, AARCH64_MASK, interpreter, flags)
 }
 
 /// A directory every uid the test may act as can reach from inside a namespace.
@@ -208,6 +216,51 @@ fn offsets_are_decimal_with_an_optional_plus() {
     }
 }
 
+// §3 Flags: F takes the interpreter at registration.
+
+#[test]
+fn f_opens_the_interpreter_at_registration_and_without_f_nothing_is_opened() {
+    let dir = shared_tempdir();
+    let (missing, directory) = (dir.path().join("missing"), dir.path().display().to_string());
+    let ns = PrivateBinfmt::new();
+    let missing = missing.display().to_string();
+    assert_eq!(
+        register(&ns, aarch64_rule("d", &directory, "F")),
+        Err(Errno::EACCES)
+    );
+    assert_eq!(
+        register(&ns, aarch64_rule("m", &missing, "F")),
+        Err(Errno::ENOENT)
+    );
+    assert_eq!(register(&ns, aarch64_rule("d", &directory, "")), Ok(()));
+    assert_eq!(register(&ns, aarch64_rule("m", &missing, "")), Ok(()));
+}
+
+/// Copy QEMU with `cp`, not from this process (see [`script`]).
+fn copy_qemu(to: &Path) {
+    Run::capture(Command::new("cp").arg(QEMU_AARCH64).arg(to)).expect_code(0);
+}
+
+#[test]
+fn a_deleted_f_interpreter_still_runs_programs_and_without_f_it_is_enoent() {
+    let dir = shared_tempdir();
+    let arm64 = fixture("arm64");
+    let copy = dir.path().join("qemu-aarch64-static");
+    let ns = PrivateBinfmt::new();
+
+    copy_qemu(&copy);
+    ns.register(&aarch64_rule("held", &copy.display().to_string(), "F"));
+    std::fs::remove_file(&copy).expect("delete");
+    ns.exec(&arm64, &[]).expect_code(42);
+    ns.control("held", "-1");
+
+    copy_qemu(&copy);
+    ns.register(&aarch64_rule("by-path", &copy.display().to_string(), ""));
+    ns.exec(&arm64, &[]).expect_code(42);
+    std::fs::remove_file(&copy).expect("delete");
+    assert_exec_fails(&ns.exec(&arm64, &[]), Errno::ENOENT);
+}
+
 // §4 Entry files.
 
 #[test]
@@ -289,4 +342,54 @@ fn readdir_lists_entries_newest_first_then_register_and_status() {
         names(&ns.dir()),
         ["bb", "mm", "aa", "zz", "register", "status"]
     );
+}
+
+// §7 What execve returns.
+
+#[test]
+fn a_rule_matching_its_own_interpreter_is_eloop() {
+    let dir = shared_tempdir();
+    let head = "#!/bin/sh\n#L";
+    let own = script(&dir.path().join("loop"), &format!("{head}\n"));
+    let hex: String = head.bytes().map(|b| format!("{b:02x}")).collect();
+    let ns = PrivateBinfmt::new();
+    ns.register(&register_string(
+        "loop",
+        &hex,
+        "",
+        &own.display().to_string(),
+        "",
+    ));
+    assert_exec_fails(&ns.exec(&own, &[]), Errno::ELOOP);
+}
+
+#[test]
+fn five_interpreter_rewrites_run_and_a_sixth_is_eloop() {
+    let dir = shared_tempdir();
+    // Each script's interpreter is the one before; the first names `bottom`. Returns the
+    // chain, shortest first.
+    let chain = |prefix: &str, bottom: &Path| {
+        let mut below = bottom.to_path_buf();
+        (1..=6)
+            .map(|i| {
+                let path = dir.path().join(format!("{prefix}{i}"));
+                below = script(&path, &format!("#!{}\necho chained\n", below.display()));
+                below.clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    let ns = PrivateBinfmt::new();
+
+    // Five `#!` rewrites, then the shell: runs. Six: ELOOP.
+    let scripts = chain("s", Path::new("/bin/sh"));
+    let r = ns.exec(&scripts[4], &[]);
+    assert_eq!((r.code, r.stdout.trim()), (Some(0), "chained"), "{r:?}");
+    assert_exec_fails(&ns.exec(&scripts[5], &[]), Errno::ELOOP);
+
+    // binfmt_misc's rewrite counts the same: four scripts in front of an emulated program
+    // run, five do not.
+    ns.register(&aarch64_rule("qemu-aarch64", QEMU_AARCH64, "F"));
+    let scripts = chain("e", &fixture("arm64"));
+    ns.exec(&scripts[3], &[]).expect_code(42);
+    assert_exec_fails(&ns.exec(&scripts[4], &[]), Errno::ELOOP);
 }
