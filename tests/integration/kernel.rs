@@ -3,15 +3,16 @@
 //! of these fails, the kernel changed under the code that relies on it; the page says where.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use nix::errno::Errno;
 
 use crate::util::{
-    AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, Run, fixture, register_string,
+    AARCH64_MAGIC, AARCH64_MASK, HOST_BINFMT, PrivateBinfmt, Run, exec_in, fixture, host_entries,
+    register_string, require_root,
 };
 
 const QEMU_AARCH64: &str = "/usr/bin/qemu-aarch64-static";
@@ -392,4 +393,245 @@ fn five_interpreter_rewrites_run_and_a_sixth_is_eloop() {
     let scripts = chain("e", &fixture("arm64"));
     ns.exec(&scripts[3], &[]).expect_code(42);
     assert_exec_fails(&ns.exec(&scripts[4], &[]), Errno::ELOOP);
+}
+
+// §8 Private instances in user namespaces.
+
+/// What a holder runs: say its pid, then keep its namespaces alive.
+const HOLD: &str = "echo $$; exec sleep 3600";
+
+/// A process holding namespaces the test made (`cmd` ends in `sh -c HOLD`); exec and writes
+/// reach them by its pid. Killed when dropped.
+struct Holder {
+    child: Child,
+    pid: u32,
+}
+
+impl Holder {
+    fn start(mut cmd: Command) -> Holder {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn holder");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read holder pid");
+        let Ok(pid) = line.trim().parse() else {
+            let out = child.wait_with_output().expect("holder output");
+            panic!(
+                "{cmd:?} did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        Holder { child, pid }
+    }
+
+    /// A new user and mount namespace inside `ns`'s, with no binfmt_misc mount of its own: it
+    /// sees `ns`'s mount, copied with the rest.
+    fn nested_in(ns: &PrivateBinfmt) -> Holder {
+        let mut cmd = ns.command("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--fork",
+            "sh",
+            "-c",
+            HOLD,
+        ]);
+        Holder::start(cmd)
+    }
+
+    fn dir(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root{HOST_BINFMT}", self.pid))
+    }
+
+    fn exec(&self, program: &Path) -> Run {
+        exec_in(self.pid, program, &[])
+    }
+
+    /// A native tool run in the holder's namespaces.
+    fn tool(&self, program: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            "-t",
+            &self.pid.to_string(),
+            "-U",
+            "-m",
+            "--preserve-credentials",
+            "--",
+        ])
+        .arg(program)
+        .args(args);
+        Run::capture(&mut cmd)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        let _ = kill(nix::unistd::Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `setpriv` to uid and gid 65534 with no groups: an ordinary user on the host.
+fn as_nobody() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .current_dir("/")
+        .env("LC_ALL", "C");
+    cmd
+}
+
+/// Write `bytes` to `path` as uid 65534, in one write(2): dd takes its whole input as one
+/// block.
+fn write_as_nobody(path: &Path, bytes: &[u8]) -> Run {
+    let mut child = as_nobody()
+        .args([
+            "dd",
+            "bs=4096",
+            "iflag=fullblock",
+            "conv=notrunc",
+            "status=none",
+        ])
+        .arg(format!("of={}", path.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn setpriv dd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(bytes)
+        .expect("feed dd");
+    let out = child.wait_with_output().expect("dd output");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_nested_user_namespace_without_a_mount_execs_through_its_parents_instance() {
+    let arm64 = fixture("arm64");
+    let ns = PrivateBinfmt::new();
+    ns.register(&aarch64_rule("parent", QEMU_AARCH64, "F"));
+    let nested = Holder::nested_in(&ns);
+    nested.exec(&arm64).expect_code(42);
+    // The parent's entry, not the host's (which may also run arm64): disabled there, the
+    // nested exec finds no handler.
+    ns.control("parent", "0");
+    assert_exec_fails(&nested.exec(&arm64), Errno::ENOEXEC);
+}
+
+#[test]
+fn after_an_umount_the_listing_shows_the_parents_entries_but_exec_uses_the_emptied_own_instance() {
+    let arm64 = fixture("arm64");
+    let ns = PrivateBinfmt::new();
+    ns.register(&aarch64_rule("parent", QEMU_AARCH64, "F"));
+    let child = Holder::nested_in(&ns);
+    let mount = ["-t", "binfmt_misc", "binfmt_misc", HOST_BINFMT];
+
+    child.tool("mount", &mount).expect_code(0);
+    assert_eq!(names(&child.dir()), ["register", "status"]);
+    assert_exec_fails(&child.exec(&arm64), Errno::ENOEXEC);
+    let own = aarch64_rule("own", QEMU_AARCH64, "F");
+    assert_eq!(
+        write_once(&child.dir().join("register"), own.as_bytes()),
+        Ok(())
+    );
+    child.exec(&arm64).expect_code(42);
+
+    child.tool("umount", &[HOST_BINFMT]).expect_code(0);
+    assert_eq!(names(&child.dir()), ["parent", "register", "status"]);
+    assert_exec_fails(&child.exec(&arm64), Errno::ENOEXEC);
+
+    child.tool("mount", &mount).expect_code(0);
+    assert_eq!(names(&child.dir()), ["register", "status"]);
+}
+
+#[test]
+fn writes_through_proc_pid_root_land_in_that_namespaces_instance() {
+    let arm64 = fixture("arm64");
+    let ns = PrivateBinfmt::new();
+    // ns.dir() is /proc/<holder>/root/proc/sys/fs/binfmt_misc: written from out here.
+    ns.register(&aarch64_rule("outside", QEMU_AARCH64, "F"));
+    let inside = ns.tool("ls", &[HOST_BINFMT]);
+    assert!(inside.stdout.lines().any(|l| l == "outside"), "{inside:?}");
+    assert!(!host_entries().iter().any(|n| n == "outside"));
+    ns.exec(&arm64, &[]).expect_code(42);
+    ns.control("outside", "0");
+    assert_exec_fails(&ns.exec(&arm64, &[]), Errno::ENOEXEC);
+    ns.control("outside", "-1");
+    let inside = ns.tool("ls", &[HOST_BINFMT]);
+    assert_eq!(inside.stdout, "register\nstatus\n");
+}
+
+#[test]
+fn an_ordinary_user_writes_its_own_instance_through_proc_pid_root() {
+    require_root("acting as uid 65534");
+    let arm64 = fixture("arm64");
+    let mut cmd = as_nobody();
+    cmd.args([
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "--fork",
+        "sh",
+        "-c",
+    ])
+    .arg(format!(
+        "mount -t binfmt_misc binfmt_misc {HOST_BINFMT} || exit 1; {HOLD}"
+    ));
+    let holder = Holder::start(cmd);
+    let rule = aarch64_rule("nobody", QEMU_AARCH64, "F");
+    write_as_nobody(&holder.dir().join("register"), rule.as_bytes()).expect_code(0);
+    holder.exec(&arm64).expect_code(42);
+    write_as_nobody(&holder.dir().join("nobody"), b"0").expect_code(0);
+    assert_exec_fails(&holder.exec(&arm64), Errno::ENOEXEC);
+    write_as_nobody(&holder.dir().join("nobody"), b"-1").expect_code(0);
+    assert_eq!(names(&holder.dir()), ["register", "status"]);
+}
+
+#[test]
+fn unsharing_a_user_namespace_is_einval_while_a_second_thread_exists() {
+    // This test's thread and the one spawned here (and the harness's) share the process.
+    // Were the call to succeed, only the spawned thread's credentials would change, and it
+    // ends at once.
+    let tried = std::thread::spawn(|| nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER))
+        .join()
+        .expect("thread");
+    assert_eq!(tried, Err(Errno::EINVAL));
+    // A single-threaded process may: the refusal is the threads', not a policy's.
+    Run::capture(Command::new("unshare").args(["--user", "true"])).expect_code(0);
+}
+
+#[test]
+fn an_ordinary_users_gid_map_is_eperm_until_setgroups_is_denied() {
+    require_root("acting as uid 65534");
+    let mut cmd = as_nobody();
+    cmd.args(["unshare", "--user", "sh", "-c", HOLD]);
+    let holder = Holder::start(cmd);
+    let proc = PathBuf::from(format!("/proc/{}", holder.pid));
+    let r = write_as_nobody(&proc.join("gid_map"), b"0 65534 1\n");
+    assert!(
+        r.code == Some(1) && r.stderr.trim_end().ends_with("Operation not permitted"),
+        "{r:?}"
+    );
+    write_as_nobody(&proc.join("setgroups"), b"deny").expect_code(0);
+    write_as_nobody(&proc.join("gid_map"), b"0 65534 1\n").expect_code(0);
+    let map = std::fs::read_to_string(proc.join("gid_map")).expect("read gid_map");
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "65534", "1"]
+    );
 }
