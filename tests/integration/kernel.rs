@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -634,4 +635,35 @@ fn an_ordinary_users_gid_map_is_eperm_until_setgroups_is_denied() {
         map.split_whitespace().collect::<Vec<_>>(),
         ["0", "65534", "1"]
     );
+}
+
+// §9 Mount detection and QEMU.
+
+#[test]
+fn binfmt_misc_has_the_statfs_magic_place_reads() {
+    use binfmt_setup::binfmt::{BINFMT_MAGIC, Place, Registry};
+    let ns = PrivateBinfmt::new();
+    let r = ns.tool("stat", &["-f", "-c", "%t", HOST_BINFMT]);
+    assert_eq!(r.stdout.trim(), "42494e4d", "{r:?}");
+    assert_eq!(format!("{BINFMT_MAGIC:x}"), "42494e4d");
+    assert_eq!(Registry::new(ns.dir()).place(), Place::Binfmt);
+}
+
+#[test]
+fn qemu_ppc64_crashes_on_big_endian_elfv2_and_runs_elfv1() {
+    // QEMU writes its own core file into the working directory.
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let run = |name: &str| {
+        Command::new("/usr/bin/qemu-ppc64-static")
+            .arg(fixture(name))
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run qemu-ppc64-static")
+    };
+    let v2 = run("ppc64-elfv2");
+    let stderr = String::from_utf8_lossy(&v2.stderr);
+    assert_eq!(v2.status.signal(), Some(nix::libc::SIGSEGV), "{stderr}");
+    assert!(stderr.contains("uncaught target signal 11"), "{stderr}");
+    assert_eq!(run("ppc64-elfv1").status.code(), Some(42));
 }
