@@ -12,6 +12,7 @@ mod init;
 mod inspect;
 mod install;
 mod isolation;
+mod kernel;
 mod layout;
 mod mutate;
 mod probe;

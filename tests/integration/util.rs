@@ -225,29 +225,7 @@ impl PrivateBinfmt {
     /// must see the kernel's own answer. An exec failure reads as no exit code and
     /// `exec: <error> (<ERRNO>)` on stderr.
     pub fn exec(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
-        use binfmt_setup::sys::exec::{self, Ending, Spec};
-        let program = program.as_ref();
-        let argv = std::iter::once(program).chain(args.iter().map(std::ffi::OsStr::new));
-        let spec = Spec::new(program)
-            .argv(argv)
-            .join_namespaces_of(self.pid)
-            .new_process_group();
-        let out = exec::run(&spec, Some(std::time::Duration::from_secs(60)))
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", Path::new(program).display()));
-        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let code = match out.ending {
-            Ending::Exited(c) => Some(c),
-            Ending::Failed { step, errno } => {
-                stderr.push_str(&format!("{}: {} ({errno:?})", step.as_str(), errno.desc()));
-                None
-            }
-            Ending::Signaled(_) | Ending::TimedOut => None,
-        };
-        Run {
-            code,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr,
-        }
+        exec_in(self.pid, program, args)
     }
 
     /// Run a native tool inside (looked up in PATH).
@@ -372,6 +350,34 @@ impl Drop for PrivateBinfmt {
         let _ = Command::new("kill").arg(self.pid.to_string()).status();
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+    }
+}
+
+/// [`PrivateBinfmt::exec`] in the user and mount namespaces of any process `pid`: also for
+/// namespaces a test makes inside an instance (a nested one, one with a mount of its own).
+pub fn exec_in(pid: u32, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Run {
+    use binfmt_setup::sys::exec::{self, Ending, Spec};
+    let program = program.as_ref();
+    let argv = std::iter::once(program).chain(args.iter().map(std::ffi::OsStr::new));
+    let spec = Spec::new(program)
+        .argv(argv)
+        .join_namespaces_of(pid)
+        .new_process_group();
+    let out = exec::run(&spec, Some(std::time::Duration::from_secs(60)))
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", Path::new(program).display()));
+    let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = match out.ending {
+        Ending::Exited(c) => Some(c),
+        Ending::Failed { step, errno } => {
+            stderr.push_str(&format!("{}: {} ({errno:?})", step.as_str(), errno.desc()));
+            None
+        }
+        Ending::Signaled(_) | Ending::TimedOut => None,
+    };
+    Run {
+        code,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
     }
 }
 
