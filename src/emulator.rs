@@ -21,6 +21,8 @@ pub struct Emulator {
     pub path: PathBuf,
     pub is_static: bool,
     pub root_owned: bool,
+    /// Owned by an id outside this user namespace (see `Credentials::outside`).
+    pub owned_outside: bool,
     /// The first bytes of the interpreter, to make sure a rule does not match it (ELOOP).
     pub head: Vec<u8>,
     /// The file that was checked, held open, to prove later that the path still names it.
@@ -237,8 +239,14 @@ pub fn check(
             mode: mode & 0o7777,
         });
     }
-    let me = machine.credentials().euid;
-    if meta.uid != 0 && meta.uid != me {
+    let creds = machine.credentials();
+    let me = creds.euid;
+    // Owned by an id this user namespace does not map: nobody inside can change it (no
+    // capability here applies to an unmapped owner's file). What its owner outside may do is
+    // the trust the namespace's creator already places in the host (SECURITY.md).
+    let outside = |uid: u32, path: &Path| Some(uid) == creds.outside && machine.beyond_reach(path);
+    let fits = |uid: u32, path: &Path| uid == 0 || uid == me || outside(uid, path);
+    if !fits(meta.uid, &canonical) {
         return Err(InterpreterError::Owner {
             shown,
             uid: meta.uid,
@@ -258,7 +266,7 @@ pub fn check(
                 mode: dmode & 0o7777,
             });
         }
-        if dmeta.uid != 0 && dmeta.uid != me {
+        if !fits(dmeta.uid, dir) {
             return Err(InterpreterError::DirOwner {
                 shown,
                 dir: dir.display().to_string(),
@@ -284,6 +292,7 @@ pub fn check(
     if need_static && !is_static {
         return Err(InterpreterError::Dynamic(shown));
     }
+    let owned_outside = meta.uid != 0 && meta.uid != me && outside(meta.uid, &canonical);
     Ok(Emulator {
         pin: Pin {
             path: canonical.clone(),
@@ -293,6 +302,7 @@ pub fn check(
         path: canonical,
         is_static,
         root_owned: meta.uid == 0,
+        owned_outside,
         head,
     })
 }

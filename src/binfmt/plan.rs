@@ -246,6 +246,13 @@ pub fn plan<'t>(
                 arch: arch.name.clone(),
                 error,
             })?;
+        if emu.owned_outside {
+            tracing::info!(
+                "{}: {} is owned by an id outside this user namespace, so nobody inside can change it: accepted",
+                arch.name,
+                emu.path.display()
+            );
+        }
         tracing::debug!(
             "{}: interpreter {} checked ({}, {}root-owned); P {}",
             arch.name,
@@ -530,6 +537,41 @@ mod tests {
             "{e}"
         );
         assert!(plan_on(&m, &["arm64"], &named("/opt/sticky")).is_ok());
+    }
+
+    /// In a user namespace that maps a subordinate range (buildah unshare, rootlesskit),
+    /// the host's root-owned interpreter and its directories show as the overflow uid: no
+    /// process inside can change them, so they are accepted there, and only there.
+    #[test]
+    fn an_interpreter_owned_outside_the_user_namespace_is_accepted_inside_it() {
+        let outside = |m: Fake| {
+            m.entry("/usr", Node::dir(0o755).owned_by(65534, 65534))
+                .entry("/usr/bin", Node::dir(0o755).owned_by(65534, 65534))
+                .entry(
+                    QEMU,
+                    Node::file(program("amd64"), 0o755).owned_by(65534, 65534),
+                )
+        };
+        let e = refused(&outside(Fake::new()), &["arm64"], &opts());
+        assert!(e.contains("owned by uid 65534"), "{e}");
+        let inside = outside(Fake::new().user(0, 0, &[]).in_user_namespace(65534));
+        let (planned, _) = plan_on(&inside, &["arm64"], &opts()).expect("accepted inside");
+        assert!(planned[0].emulator.owned_outside);
+        assert!(
+            !planned[0].emulator.root_owned,
+            "so --credential is still refused"
+        );
+        // Still refused when group or others may write it.
+        let writable = Fake::new().in_user_namespace(65534).entry(
+            QEMU,
+            Node::file(program("amd64"), 0o775).owned_by(65534, 65534),
+        );
+        let e = refused(&writable, &["arm64"], &opts());
+        assert!(e.contains("writable by group or others"), "{e}");
+        // The namespace's own nobody shows as the same uid, but is inside: refused.
+        let own = outside(Fake::new().in_user_namespace(65534).maps_its_own_nobody());
+        let e = refused(&own, &["arm64"], &opts());
+        assert!(e.contains("owned by uid 65534"), "{e}");
     }
 
     #[test]

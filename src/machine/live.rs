@@ -49,6 +49,7 @@ impl Machine for Live {
             groups: nix::unistd::getgroups()
                 .map(|g| g.iter().map(|g| g.as_raw()).collect())
                 .unwrap_or_default(),
+            outside: unmapped_owner(),
         }
     }
 
@@ -153,6 +154,26 @@ impl Machine for Live {
         crate::sys::path::may_execute(path)
     }
 
+    fn beyond_reach(&self, path: &Path) -> bool {
+        use nix::errno::Errno;
+        use nix::fcntl::{AT_FDCWD, AtFlags};
+        use nix::unistd::{AccessFlags, faccessat};
+        const CAP_DAC_OVERRIDE: u32 = 1;
+        let holds = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            })
+            .is_some_and(|caps| caps & (1 << CAP_DAC_OVERRIDE) != 0);
+        holds
+            && matches!(
+                faccessat(AT_FDCWD, path, AccessFlags::W_OK, AtFlags::AT_EACCESS),
+                Err(Errno::EACCES | Errno::EROFS)
+            )
+    }
+
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError> {
         let (file, meta) = fileio::open_regular(path, follow)?;
         Ok((Handle::Disk(file), Meta::of(&meta)))
@@ -242,4 +263,25 @@ fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
         ))),
         other => Err(ProbeError(format!("the probe ended with {other:?}"))),
     }
+}
+/// The uid that files of ids this user namespace does not map show as, when the parent's
+/// root is among those ids (see [`Credentials::outside`]). A namespace that maps the parent's
+/// root shows root's files as 0, so a file showing the overflow uid there is certainly
+/// someone else's; the first namespace maps every id.
+fn unmapped_owner() -> Option<u32> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let overflow: u32 = std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // Each line: first id inside, first id in the parent, count.
+    let maps_parent_root = map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        matches!(f[..], [_, 0, n] if n > 0)
+    });
+    (!maps_parent_root).then_some(overflow)
 }

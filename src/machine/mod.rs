@@ -60,6 +60,11 @@ pub trait Machine: Send + Sync + fmt::Debug {
     fn read_dir(&self, path: &Path) -> std::io::Result<Vec<OsString>>;
     /// Whether the caller may execute `path`, as the kernel decides it for exec.
     fn may_execute(&self, path: &Path) -> bool;
+    /// Whether `path` is out of this user namespace's reach: the caller holds
+    /// CAP_DAC_OVERRIDE here and still may not write it, which the kernel decides that way
+    /// only for a file whose owner (or group) the namespace does not map. A file of the
+    /// namespace's own nobody reads as the same overflow uid, but its root may write it.
+    fn beyond_reach(&self, path: &Path) -> bool;
     /// Open a regular file for reading with `fileio`'s rules: never a FIFO or a device,
     /// symlinks followed only as `follow` allows. The metadata is the open file's.
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError>;
@@ -100,6 +105,13 @@ pub struct Credentials {
     pub euid: u32,
     pub egid: u32,
     pub groups: Vec<u32>,
+    /// In a user namespace that leaves the parent's root unmapped (a subordinate range, as
+    /// `buildah unshare` and rootlesskit make): the uid that files of unmapped ids, root's
+    /// among them, show as (the overflow uid, 65534). The namespace may map a nobody of its
+    /// own to the same number, so a file showing it is outside only when
+    /// [`Machine::beyond_reach`] also says so. `None` in the first namespace, and in one
+    /// that maps the parent's root.
+    pub outside: Option<u32>,
 }
 
 /// One mount, as /proc/self/mountinfo lists it.

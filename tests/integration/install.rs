@@ -536,3 +536,39 @@ fn all_minus_named_architectures_leaves_those_out() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.stderr.contains("all,-riscv64"), "{}", r.stderr);
 }
+
+/// Inside a user namespace that maps a subordinate range (as `buildah unshare` or
+/// rootlesskit make), the host's root-owned interpreters show as the overflow uid 65534.
+/// Nobody inside can change them, so install accepts them there and says why; the handler
+/// then runs programs.
+#[test]
+fn install_inside_a_subordinate_range_accepts_interpreters_owned_outside() {
+    let ns = PrivateBinfmt::mapped("0 100000 65536");
+    let r = ns.run_as_root(&["-v", "install", "--arch", "arm64"]);
+    r.expect_code(0);
+    assert!(
+        r.stderr
+            .contains("owned by an id outside this user namespace"),
+        "{}",
+        r.stderr
+    );
+    ns.exec(fixture("arm64"), &[]).expect_code(42);
+    // --credential still needs a root-owned interpreter: one owned outside is not.
+    let r = ns.run_as_root(&["install", "--arch", "riscv64", "--credential"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--credential needs a root-owned"),
+        "{}",
+        r.stderr
+    );
+    // The namespace's own nobody (host uid 165534) shows as the same 65534, but its root
+    // could change that file: refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("qemu-riscv64-static");
+    std::fs::copy("/usr/bin/qemu-riscv64-static", &copy).expect("copy qemu");
+    std::os::unix::fs::chown(&copy, Some(165_534), Some(165_534)).expect("chown");
+    let shown = dir.path().to_str().expect("utf-8 tempdir");
+    let r = ns.run_as_root(&["--qemu-path", shown, "install", "--arch", "riscv64"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("owned by uid 65534"), "{}", r.stderr);
+}

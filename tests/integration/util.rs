@@ -155,17 +155,55 @@ impl PrivateBinfmt {
     /// there as an ordinary user (`setpriv --reuid 65534`). Writing such a map needs root on
     /// the host: `None` otherwise.
     pub fn with_users() -> Option<PrivateBinfmt> {
-        nix_is_root().then(|| Self::spawn(true))
+        nix_is_root().then(|| Self::spawn_mapped(Some("0 0 65536")))
+    }
+
+    /// An instance whose namespace maps ids as `map` says (`0 100000 65536`: a subordinate
+    /// range, as `buildah unshare` or rootlesskit make, where the host's root is not mapped).
+    /// Needs root on the host.
+    pub fn mapped(map: &str) -> PrivateBinfmt {
+        require_root("a namespace with a written id map");
+        Self::spawn_mapped(Some(map))
     }
 
     fn spawn(map_all: bool) -> PrivateBinfmt {
+        Self::spawn_mapped(map_all.then_some("0 0 65536"))
+    }
+
+    /// The binary under test inside, as the namespace's root (not with the test's own
+    /// credentials, which a namespace that does not map the host's root would show as
+    /// nobody).
+    pub fn run_as_root(&self, args: &[&str]) -> Run {
+        Run::capture(
+            Command::new("nsenter")
+                .args(["-t", &self.pid.to_string(), "-U", "-m", "--"])
+                .arg(bin())
+                .args(args),
+        )
+    }
+
+    fn spawn_mapped(ids: Option<&str>) -> PrivateBinfmt {
+        let map_all = ids.is_some();
         // Without --map-root-user the shell waits for the test to write its maps, then mounts.
         let (flags, wait) = if map_all {
             (vec!["--user", "--mount", "--fork"], "echo $$; read go; ")
         } else {
             (vec!["--user", "--map-root-user", "--mount", "--fork"], "")
         };
-        let mut holder = Command::new("unshare")
+        // The holder runs as the host id the map makes root inside (100000 in
+        // `0 100000 65536`), so that once its maps are written it is root there and mount(8)
+        // lets it mount.
+        let host_root = ids
+            .and_then(|m| m.split_whitespace().nth(1))
+            .unwrap_or("0")
+            .to_string();
+        let mut holder = Command::new("setpriv")
+            .args([
+                &format!("--reuid={host_root}"),
+                &format!("--regid={host_root}"),
+                "--clear-groups",
+                "unshare",
+            ])
             .args(&flags)
             .args(["sh", "-c"])
             .arg(format!(
@@ -184,8 +222,11 @@ impl PrivateBinfmt {
             lines.read_line(&mut line).expect("read holder pid");
             let pid = line.trim().to_string();
             for map in ["uid_map", "gid_map"] {
-                std::fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n")
-                    .unwrap_or_else(|e| panic!("write /proc/{pid}/{map}: {e}"));
+                std::fs::write(
+                    format!("/proc/{pid}/{map}"),
+                    format!("{}\n", ids.unwrap_or_default()),
+                )
+                .unwrap_or_else(|e| panic!("write /proc/{pid}/{map}: {e}"));
             }
             let mut stdin = holder.stdin.take().expect("holder stdin");
             stdin.write_all(b"go\n").expect("release holder");
