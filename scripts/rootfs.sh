@@ -1,26 +1,68 @@
 #!/usr/bin/env bash
-# Build a tiny arm64 root filesystem for the `run --rootfs` tests: Debian's statically linked
-# busybox for arm64 and one symlink per applet.
+# Build a tiny root filesystem from Debian's statically linked busybox for one architecture,
+# with one symlink per applet: the `run --rootfs` tests use the arm64 one, scripts/images.sh
+# makes the builder tests' base images from arm64 and s390x ones.
 #
-#   scripts/rootfs.sh [OUT]     default target/rootfs/arm64; nothing is done when it exists
+#   scripts/rootfs.sh [--arch ARCH] [OUT]   ARCH a Debian architecture (default arm64);
+#                                           OUT default target/rootfs/ARCH; nothing is done
+#                                           when it is already built
 #
 # The package is fetched with apt-get using a private list and cache directory under
-# target/rootfs/apt and arm64 added for that call only: the machine's apt configuration is
+# target/rootfs/apt and ARCH added for that call only: the machine's apt configuration is
 # not changed (no dpkg --add-architecture) and nothing is installed. Everything stays under
 # target/. The result is readable by every user: the tests run `binfmt-setup run` in it as
 # an unprivileged one.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/target/rootfs/arm64}
-package=busybox-static:arm64
+arch=arm64
+out=
+while (($#)); do
+	case $1 in
+	--arch)
+		[[ $# -ge 2 ]] || {
+			echo "rootfs.sh: --arch needs a value (arm64, s390x, ...)" >&2
+			exit 2
+		}
+		arch=$2
+		shift 2
+		;;
+	-h | --help)
+		sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	-*)
+		echo "rootfs.sh: unknown option '$1' (try --help)" >&2
+		exit 2
+		;;
+	*)
+		out=$1
+		shift
+		;;
+	esac
+done
+# The QEMU that lists the applets: busybox --list runs under it directly, no binfmt_misc.
+case $arch in
+amd64) qemu="qemu-x86_64-static" ;;
+arm64) qemu="qemu-aarch64-static" ;;
+armhf) qemu="qemu-arm-static" ;;
+ppc64el) qemu="qemu-ppc64le-static" ;;
+riscv64) qemu="qemu-riscv64-static" ;;
+s390x) qemu="qemu-s390x-static" ;;
+*)
+	echo "rootfs.sh: unknown architecture '$arch' (Debian names: amd64, arm64, armhf, ppc64el, riscv64, s390x)" >&2
+	exit 2
+	;;
+esac
+out=${out:-$root/target/rootfs/$arch}
+package=busybox-static:$arch
 stamp=$out/.built-from
 
 if [[ -x $out/bin/busybox && -f $stamp ]]; then
 	exit 0
 fi
 
-for tool in apt-get dpkg-deb qemu-aarch64-static; do
+for tool in apt-get dpkg-deb "$qemu"; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "rootfs.sh: $tool is missing (scripts/setup.sh installs it)" >&2
 		exit 3
@@ -33,18 +75,18 @@ mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/de
 chmod -R 0777 "$apt_dir"
 apt_opts=(
 	-q
-	-o "APT::Architectures::=arm64"
+	-o "APT::Architectures::=$arch"
 	-o "Dir::State::Lists=$apt_dir/lists"
 	-o "Dir::Cache=$apt_dir/cache"
 	-o "Dir::State::status=/dev/null"
 )
 debs=$apt_dir/debs
-if ! compgen -G "$debs/busybox-static_*_arm64.deb" >/dev/null; then
+if ! compgen -G "$debs/busybox-static_*_$arch.deb" >/dev/null; then
 	echo "rootfs.sh: fetching $package" >&2
 	apt-get "${apt_opts[@]}" update >/dev/null
 	(cd "$debs" && apt-get "${apt_opts[@]}" download "$package" >/dev/null)
 fi
-debs_found=("$debs"/busybox-static_*_arm64.deb)
+debs_found=("$debs"/busybox-static_*_"$arch".deb)
 deb=${debs_found[-1]}
 
 work=$(mktemp -d)
@@ -53,8 +95,7 @@ dpkg-deb -x "$deb" "$work/pkg"
 new=$work/rootfs
 mkdir -p "$new"/{bin,dev,proc,tmp,etc,root}
 cp "$work/pkg/bin/busybox" "$new/bin/busybox"
-# The applet list comes from busybox itself, run directly under QEMU (no binfmt_misc).
-qemu-aarch64-static "$new/bin/busybox" --list >"$work/applets"
+"$qemu" "$new/bin/busybox" --list >"$work/applets"
 while read -r applet; do
 	[[ $applet == busybox ]] || ln -s busybox "$new/bin/$applet"
 done <"$work/applets"

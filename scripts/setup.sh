@@ -45,6 +45,9 @@ packages=(
 	pax-utils        # scanelf, the peer `scan` is benchmarked against
 	time             # GNU time: peak memory in the scan benchmark
 	man-db           # man -l: the tests render the generated manual pages
+	# The builders the end-to-end tests build foreign images with (tests/integration/builders.rs).
+	buildah podman runc skopeo
+	uidmap # newuidmap/newgidmap: `run` maps a user's subordinate ids with them
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
 	clang-16 lld-16 llvm-16
@@ -70,8 +73,46 @@ if ((${#missing[@]})); then
 	fi
 	echo "setup.sh: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -q >/dev/null
+	# Daemon packages (podman's socket, docker's) would start and enable their services on a
+	# machine that runs systemd: a policy-rc.d that refuses every start keeps this install
+	# from starting any, and the units it enabled are disabled after. The tests start the
+	# daemons they need themselves, in private namespaces, and stop them.
+	guard=/usr/sbin/policy-rc.d
+	if [[ ! -e $guard ]]; then
+		printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs\nexit 101\n' |
+			"${sudo[@]}" tee "$guard" >/dev/null
+		"${sudo[@]}" chmod 0755 "$guard"
+		trap '"${sudo[@]}" rm -f "$guard"' EXIT
+	fi
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	for unit in podman.socket podman.service podman-restart.service podman-auto-update.timer; do
+		if [[ -e /lib/systemd/system/$unit ]] && command -v systemctl >/dev/null; then
+			"${sudo[@]}" systemctl disable --quiet "$unit" 2>/dev/null || true
+		fi
+	done
 fi
+
+# An unprivileged user with subordinate ids, as a rootless builder's user has: the builder
+# tests run `binfmt-setup run -- buildah ...` as it. No login shell, no home; useradd gives it
+# a range in /etc/subuid and /etc/subgid (SUB_UID_MIN in login.defs), and one is added where
+# it did not.
+builder=binfmt-builder
+if ! id "$builder" >/dev/null 2>&1; then
+	if ((EUID != 0)) && ((${#sudo[@]} == 0)); then
+		echo "setup.sh: need root to add the test user $builder (run as root or install sudo)" >&2
+		exit 3
+	fi
+	"${sudo[@]}" useradd --no-create-home --shell /usr/sbin/nologin \
+		--comment "binfmt-setup builder tests" "$builder"
+	echo "setup.sh: added user $builder" >&2
+fi
+for file in /etc/subuid /etc/subgid; do
+	if ! grep -q "^$builder:" "$file" 2>/dev/null; then
+		flag=--add-subuids
+		[[ $file == /etc/subgid ]] && flag=--add-subgids
+		"${sudo[@]}" usermod "$flag" 300000-365535 "$builder"
+	fi
+done
 
 # Unpack (never install) peer packages into target/peers/root.
 peers=(binfmt-support arch-test)
@@ -93,8 +134,10 @@ if [[ "$(cat "$peer_stamp" 2>/dev/null)" != "${peers[*]}" ]]; then
 	echo "setup.sh: unpacked ${peers[*]} into $peer_root" >&2
 fi
 
-# An arm64 busybox root filesystem for the `run --rootfs` tests (fetched once into target/).
+# An arm64 busybox root filesystem for the `run --rootfs` tests, and the builder tests' base
+# images made from busybox roots (fetched once into target/).
 "$root/scripts/rootfs.sh"
+"$root/scripts/images.sh"
 
 if ((build)); then
 	cd "$root"
