@@ -47,6 +47,8 @@ packages=(
 	man-db           # man -l: the tests render the generated manual pages
 	# The builders the end-to-end tests build foreign images with (tests/integration/builders.rs).
 	buildah podman runc skopeo
+	docker.io # dockerd with BuildKit and Debian's CLI (/usr/bin/docker); never left running
+	iproute2  # ip: the dockerd test brings up loopback in its network namespace
 	uidmap # newuidmap/newgidmap: `run` maps a user's subordinate ids with them
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
@@ -85,7 +87,8 @@ if ((${#missing[@]})); then
 		trap '"${sudo[@]}" rm -f "$guard"' EXIT
 	fi
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-	for unit in podman.socket podman.service podman-restart.service podman-auto-update.timer; do
+	for unit in docker.socket docker.service containerd.service podman.socket podman.service \
+		podman-restart.service podman-auto-update.timer; do
 		if [[ -e /lib/systemd/system/$unit ]] && command -v systemctl >/dev/null; then
 			"${sudo[@]}" systemctl disable --quiet "$unit" 2>/dev/null || true
 		fi

@@ -4,6 +4,7 @@
 mod builders;
 mod configs;
 mod diagnose;
+mod docker;
 mod docs;
 mod export;
 mod fleet_util;
