@@ -153,9 +153,10 @@ Examples:
   binfmt-setup run -- ./build/server-arm64 --version
   binfmt-setup run --arch arm64 --rootfs ./alpine-arm64 -- /bin/sh -c 'uname -m'
 
-The command runs as root of a new user namespace (your uid mapped to 0: no privilege on \
-the host) with a new mount namespace and a fresh binfmt_misc in it, where the handlers for \
---arch are registered with F. The host's binfmt_misc is not read or changed. With --rootfs \
+The command runs as root of a new user namespace (no privilege on the host: your uid is \
+0 there, and your subordinate ids from /etc/subuid and /etc/subgid are 1 and up when \
+newuidmap and newgidmap exist, as buildah and podman need) with a new mount namespace and a \
+fresh binfmt_misc in it, where the handlers for --arch are registered with F. The host's binfmt_misc is not read or changed. With --rootfs \
 it runs chrooted there, with /proc and a minimal /dev (null, zero, full, random, urandom, \
 tty) bound in, and the command is looked up in PATH inside the root.
 
