@@ -2,7 +2,9 @@
 //! instances only; the host's is read, never written).
 
 mod configs;
+mod daemon;
 mod diagnose;
+mod dockerd;
 mod docs;
 mod export;
 mod fleet_util;
@@ -16,6 +18,7 @@ mod kernel;
 mod layout;
 mod mutate;
 mod probe;
+mod registry;
 mod run;
 mod scan;
 mod util;
