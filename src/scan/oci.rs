@@ -144,6 +144,15 @@ pub fn scan_layout_ref(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
+    if let Ok(meta) = std::fs::metadata(root)
+        && !meta.is_dir()
+    {
+        return Err(ScanError::new(format!(
+            "cannot scan {}: it is {}, not a directory (an OCI image layout)",
+            root.display(),
+            crate::machine::Meta::of(&meta).kind.words()
+        )));
+    }
     // The path given may lead through symlinks; below it, none is followed (every document
     // and blob is opened with no symlink allowed anywhere on its path), so it is resolved
     // once here.

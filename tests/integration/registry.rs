@@ -29,6 +29,12 @@ impl Registry {
     /// Make a CA, a server certificate for 127.0.0.1 and localhost, a bcrypt htpasswd
     /// (the registry takes no other), and start the registry on a free port.
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// The same, its logins through the token flow of `tokens` (a bearer challenge whose
+    /// realm is that server) instead of basic ones.
+    pub fn start_with(tokens: Option<&TokenServer>) -> Registry {
         let dir = open_tempdir();
         let d = dir.path();
         std::fs::create_dir_all(d.join("certs")).expect("mkdir certs");
@@ -107,9 +113,21 @@ impl Registry {
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n\
              http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n\
-             auth:\n  htpasswd:\n    realm: binfmt-setup-test\n    path: {dir}/htpasswd\n",
+             auth:\n{auth}",
             data = d.join("data").display(),
             dir = d.display(),
+            auth = match tokens {
+                None => format!(
+                    "  htpasswd:\n    realm: binfmt-setup-test\n    path: {}/htpasswd\n",
+                    d.display()
+                ),
+                Some(t) => format!(
+                    "  token:\n    realm: http://127.0.0.1:{}/token\n    service: {SERVICE}\n    \
+                     issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    t.port,
+                    t.cert.display()
+                ),
+            },
         );
         std::fs::write(d.join("config.yml"), config).expect("write config.yml");
         let log = std::fs::File::create(d.join("registry.log")).expect("log");
@@ -200,6 +218,154 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+const SERVICE: &str = "binfmt-setup-test";
+const ISSUER: &str = "binfmt-setup-test-issuer";
+
+/// A token server, as registries that use the token flow have (Docker Hub's
+/// auth.docker.io): plain HTTP on loopback, it answers a GET with the right basic login
+/// with a JWT the registry trusts (RS256, signed by openssl with a key whose self-signed
+/// certificate is the registry's rootcertbundle, the certificate in the x5c header), and
+/// anything else with 401. The token grants pull and push on `app`. Stopped on drop.
+pub struct TokenServer {
+    pub port: u16,
+    pub cert: PathBuf,
+    /// Tokens handed out so far.
+    pub issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TokenServer {
+    pub fn start() -> TokenServer {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let dir = open_tempdir();
+        let d = dir.path();
+        let key = d.join("token.key");
+        let cert = d.join("token.crt");
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=binfmt-setup-test-issuer",
+                "-keyout",
+                s(&key),
+                "-out",
+                s(&cert),
+            ],
+        );
+        let der = d.join("token.der");
+        tool(
+            "openssl",
+            &["x509", "-in", s(&cert), "-outform", "DER", "-out", s(&der)],
+        );
+        let header = serde_json::json!({
+            "typ": "JWT",
+            "alg": "RS256",
+            "x5c": [STANDARD.encode(std::fs::read(&der).expect("der"))],
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let claims = serde_json::json!({
+            "iss": ISSUER, "sub": USER, "aud": SERVICE, "jti": "binfmt-setup-test",
+            "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+            "access": [{"type": "repository", "name": "app", "actions": ["pull", "push"]}],
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let input = d.join("input");
+        let sig = d.join("sig");
+        std::fs::write(&input, &signing_input).expect("write");
+        tool(
+            "openssl",
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                s(&key),
+                "-out",
+                s(&sig),
+                s(&input),
+            ],
+        );
+        let token = format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(std::fs::read(&sig).expect("sig"))
+        );
+        let expected = format!("basic {}", STANDARD.encode(format!("{USER}:{PASSWORD}")));
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = std::sync::Arc::clone(&issued);
+        let thread = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65536 {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                if text.starts_with("GET /stop ") {
+                    break;
+                }
+                let authorized = text.lines().any(|l| {
+                    l.trim().to_ascii_lowercase()
+                        == format!("authorization: {}", expected.to_ascii_lowercase())
+                });
+                let reply = if text.starts_with("GET /token") && authorized {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 3600}).to_string();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        TokenServer {
+            port,
+            cert,
+            issued,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = c.write_all(b"GET /stop HTTP/1.0\r\n\r\n");
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -431,5 +597,35 @@ fn registry_refusals_name_the_cause_and_exit_by_class() {
         &scan(&[&base[..], &[app.as_str()]].concat()),
         2,
         &[&layer, "truncated", &format!("of {} bytes", bytes.len())],
+    );
+}
+
+#[test]
+fn registry_token_flow_logs_in_with_a_bearer_token() {
+    let t = open_tempdir();
+    let layout = two_platform_layout(t.path());
+    let tokens = TokenServer::start();
+    let registry = Registry::start_with(Some(&tokens));
+    registry.push(&format!("oci:{}:multi", s(&layout)), "app:1");
+    let certs = registry.certs();
+    let app = registry.url("app:1");
+    let creds = login();
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    let r = scan(&["--json", "--cert-dir", s(&certs), "--creds", &creds, &app]);
+    r.expect_code(1);
+    assert_eq!(paths(&r.json()["mismatches"]), ["/server"]);
+    assert!(
+        tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > before,
+        "scan got its token from the token server"
+    );
+    refused(
+        &scan(&["--cert-dir", s(&certs), &app]),
+        3,
+        &["refused access", "needs a login"],
+    );
+    refused(
+        &scan(&["--cert-dir", s(&certs), "--creds", "tester:wrong", &app]),
+        3,
+        &["refused access", "credentials of tester"],
     );
 }

@@ -348,6 +348,16 @@ fn certificates(options: &Options, host: &str) -> Result<Vec<Certificate>, ScanE
     };
     let mut out = Vec::new();
     for dir in dirs {
+        if explicit
+            && let Ok(meta) = std::fs::metadata(&dir)
+            && !meta.is_dir()
+        {
+            return Err(ScanError::new(format!(
+                "--cert-dir {}: it is {}, not a directory of CA certificates",
+                dir.display(),
+                crate::machine::Meta::of(&meta).kind.words()
+            )));
+        }
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(_) if !explicit => continue,
