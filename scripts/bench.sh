@@ -28,7 +28,7 @@ cleanup() {
     fi
     local pid
     for pid in "${SERVER_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        { kill "$pid" && wait "$pid"; } 2>/dev/null || true
     done
     return 0
 }
@@ -411,7 +411,7 @@ bench_registry() {
     build_release
     local work=$PWD/$BENCH_DIR/registry
     local layers=${BENCH_REGISTRY_LAYERS:-4}
-    local stamp="$work/stamp-$layers"
+    local stamp="$work/stamp-v2-$layers"
     if [[ ! -e $stamp ]]; then
         log "building a ~1 GB image of $layers layers (once) in $work"
         rm -rf "$work"
@@ -423,10 +423,11 @@ bench_registry() {
         for ((i = 0; i < layers; i++)); do
             rm -rf "$tree"
             mkdir -p "$tree/usr/bin$i" "$tree/data"
-            # About 60 MB of real programs, and incompressible data to make ~250 MB a layer.
-            find /usr/bin -maxdepth 1 -type f -size +100k -size -20M | sort | head -n 150 |
+            # About 110 MB of real programs (55 MB compressed), and incompressible data to make
+            # ~255 MB a layer.
+            find /usr/bin -maxdepth 1 -type f -size +100k -size -20M | sort | head -n 60 |
                 xargs -r cp -t "$tree/usr/bin$i" 2>/dev/null || true
-            head -c $((190 * 1024 * 1024)) /dev/urandom >"$tree/data/blob$i"
+            head -c $((190 * 1000 * 1000)) /dev/urandom >"$tree/data/blob$i"
             umoci insert --image "$work/oci:big" "$tree" /
         done
         rm -rf "$tree"

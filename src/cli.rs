@@ -491,8 +491,8 @@ pub struct ScanArgs {
 
     /// The platform every program must have (linux/arm64, arm/v7, armhf, …); default: the
     /// image config's, else the one most programs have. Picks that platform's image of an
-    /// index.
-    #[arg(long, value_name = "PLATFORM")]
+    /// index; several, comma-separated, pick several images, each judged as its own.
+    #[arg(long, value_name = "PLATFORM[,…]")]
     pub platform: Option<String>,
 
     /// Log in to the registry as USER (without :PASSWORD, the password is asked for on the

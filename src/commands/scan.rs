@@ -17,12 +17,22 @@ use crate::scan::{self, Expected, ExpectedFrom, Progress, Report, Verdict, regis
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
-    // Resolve --platform before reading anything, so a typo fails fast and alone.
-    let platform = match &args.platform {
-        Some(name) => Some(
-            Expected::parse(&table, name).map_err(|e| BadArgument(format!("--platform: {e}")))?,
-        ),
-        None => None,
+    // Resolve --platform before reading anything, so a typo fails fast and alone. One
+    // platform is what every program must be (and picks that image of an index); several
+    // pick images of an index, each judged against its own.
+    let platforms = match &args.platform {
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                Expected::parse(&table, name.trim())
+                    .map_err(|e| BadArgument(format!("--platform: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let platform = match platforms.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
     };
     let source = Source::parse(args.path.as_os_str())?;
     let remote = registry::Options {
@@ -42,6 +52,11 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     })
     // One line, whatever a hostile member name or header put in the message.
     ?;
+    let report = if platforms.len() > 1 {
+        scan::source::pick(report, &platforms)?
+    } else {
+        report
+    };
 
     if global.json {
         messages::json(&to_json(&report));

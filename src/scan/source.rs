@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use super::ScanError;
+use super::{Expected, Kind, Report, ScanError};
 
 /// What one argument names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +141,40 @@ pub(super) fn narrow(index: &[u8], reference: &str, what: &str) -> Result<Vec<u8
         )));
     }
     serde_json::to_vec(&doc).map_err(|e| ScanError::new(format!("{what}: {e}")))
+}
+
+/// `--platform A,B`: keep the images of those platforms, each judged against its own; a
+/// platform the image has no image for is bad input, as is a list for a lone tree.
+pub fn pick(mut report: Report, platforms: &[Expected]) -> Result<Report, ScanError> {
+    let root = report.root.display().to_string();
+    if matches!(report.kind, Kind::Directory | Kind::Tar) {
+        return Err(ScanError::new(format!(
+            "{root}: several platforms pick images of an index, and a {} has one platform: give one --platform",
+            report.kind.as_str()
+        )));
+    }
+    let wanted: Vec<String> = platforms.iter().map(Expected::platform).collect();
+    let has: Vec<String> = report
+        .images
+        .iter()
+        .filter_map(|v| v.expected.clone())
+        .collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !has.contains(w))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ScanError::new(format!(
+            "{root} has no image for {}; it has {}",
+            missing.join(", "),
+            has.join(", ")
+        )));
+    }
+    report
+        .images
+        .retain(|v| v.expected.as_ref().is_some_and(|x| wanted.contains(x)));
+    Ok(report)
 }
 
 #[cfg(test)]

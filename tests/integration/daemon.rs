@@ -1,6 +1,8 @@
 //! `scan docker-daemon:` against a dockerd of the test's own (`dockerd::Dockerd`), and
 //! `docker save | scan -`: both give the verdict the OCI layout of the same image gives.
 
+use std::process::Command;
+
 use serde_json::Value;
 
 use crate::dockerd::{DOCKER, Dockerd};
@@ -111,5 +113,49 @@ fn docker_daemon_and_a_docker_save_stream_agree_with_the_oci_layout() {
         r.stderr.contains("cannot reach the Docker daemon"),
         "{}",
         r.stderr
+    );
+}
+
+/// `scan -` without a daemon: a gzip root file system tar and a skopeo docker-archive on
+/// standard input read as the same files on disk do; a terminal or junk is refused.
+#[test]
+fn standard_input_reads_tars_and_image_archives_as_files_are_read() {
+    let t = open_tempdir();
+    let layout = two_platform_layout(t.path());
+    let tgz = t.path().join("rootfs.tar.gz");
+    tool(
+        "tar",
+        &["-C", s(&t.path().join("arm64-root")), "-czf", s(&tgz), "."],
+    );
+    let archive = t.path().join("app.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{}:arm64", s(&layout)),
+            &format!("docker-archive:{}:localhost/app:1", s(&archive)),
+        ],
+    );
+    for (file, kind) in [(&tgz, "tar"), (&archive, "image-archive")] {
+        let from_file = scan(&["--json", s(file)]);
+        from_file.expect_code(1);
+        let piped = Run::capture(Command::new("bash").args([
+            "-c",
+            &format!("{} scan --json - < {}", bin().display(), s(file)),
+        ]));
+        assert_eq!(verdict(&piped), verdict(&from_file), "{}", piped.stderr);
+        assert_eq!(piped.json()["kind"], kind);
+        assert_eq!(paths(&piped.json()["mismatches"]), ["/server"]);
+    }
+    let junk = Run::capture(Command::new("bash").args([
+        "-c",
+        &format!("echo not a tar | {} scan -", bin().display()),
+    ]));
+    junk.expect_code(2);
+    assert!(
+        junk.stderr.contains("standard input is not a tar stream"),
+        "{}",
+        junk.stderr
     );
 }

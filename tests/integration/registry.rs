@@ -507,6 +507,21 @@ fn registry_manifest_list_names_the_program_its_platform_manifest_and_layer() {
     let r = scan(&[&base[..], &["--json", "--platform", "linux/amd64", &app]].concat());
     r.expect_code(0);
     assert_eq!(r.json()["images"].as_array().map(Vec::len), Some(1));
+    // Several platforms pick several images; one the list lacks is bad input.
+    let r = scan(
+        &[
+            &base[..],
+            &["--json", "--platform", "linux/amd64,arm64", &app],
+        ]
+        .concat(),
+    );
+    r.expect_code(1);
+    assert_eq!(r.json()["images"].as_array().map(Vec::len), Some(2));
+    refused(
+        &scan(&[&base[..], &["--platform", "arm64,s390x", &app]].concat()),
+        2,
+        &["no image for linux/s390x", "linux/arm64"],
+    );
     let by_digest = registry.url(&format!("app@{arm_manifest}"));
     let r = scan(&[&base[..], &["--json", &by_digest]].concat());
     r.expect_code(1);
