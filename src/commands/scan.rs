@@ -118,15 +118,15 @@ fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -
                 let (bytes, total) = (get(&progress.bytes), get(&progress.bytes_total));
                 let (layers, layers_total) = (get(&progress.layers), get(&progress.layers_total));
                 if total > 0 {
-                    if !downloading {
-                        bar.set_style(download.clone());
-                        downloading = true;
-                    }
                     bar.set_length(total);
                     bar.set_position(bytes.min(total));
                     bar.set_message(format!(
                         "layers {layers}/{layers_total}, {files} files, {elf} ELF"
                     ));
+                    if !downloading {
+                        bar.set_style(download.clone());
+                        downloading = true;
+                    }
                 } else if bytes > 0 {
                     bar.set_message(format!(
                         "scanning: {files} files, {elf} ELF, {} read",
