@@ -18,12 +18,19 @@ readonly BIN=target/release/binfmt-setup
 readonly BENCH_DIR=target/bench
 RUNS=${BENCH_RUNS:-7}
 
-# Temp files go in this list so one trap removes them however the script ends.
+# Temp files go in this list so one trap removes them however the script ends; so do the
+# servers a benchmark starts (their pids).
 TEMP_FILES=()
+SERVER_PIDS=()
 cleanup() {
     if ((${#TEMP_FILES[@]} > 0)); then
         rm -f -- "${TEMP_FILES[@]}"
     fi
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        { kill "$pid" && wait "$pid"; } 2>/dev/null || true
+    done
+    return 0
 }
 trap cleanup EXIT
 
@@ -386,6 +393,102 @@ bench_scan() {
         printf "BENCH scan_vs_scanelf ratio=%.2f ours_ms=%.1f scanelf_ms=%.1f file_ms=%.1f ours_mb=%.1f elf_diff=%d\n",
             ours / se, ours, se, fi, omb, oe - se_elf
     }'
+}
+
+# scan an image of about 1 GB of blobs straight from a registry (Debian's docker-registry on
+# loopback, TLS and a login, as the tests run it) against fetching the same blobs with
+# `skopeo copy` to a local directory: both pull every layer and check its digest; scan also
+# decompresses each layer and reads every file's header. The image (4 layers, each real
+# programs from /usr/bin plus incompressible data) is built once into target/bench/registry.
+bench_registry() {
+    local tool
+    for tool in docker-registry skopeo umoci openssl htpasswd hyperfine python3; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    build_release
+    local work=$PWD/$BENCH_DIR/registry
+    local layers=${BENCH_REGISTRY_LAYERS:-4}
+    local stamp="$work/stamp-v2-$layers"
+    if [[ ! -e $stamp ]]; then
+        log "building a ~1 GB image of $layers layers (once) in $work"
+        rm -rf "$work"
+        mkdir -p "$work"
+        umoci init --layout "$work/oci"
+        umoci new --image "$work/oci:big"
+        umoci config --image "$work/oci:big" --os linux --architecture amd64
+        local i tree=$work/tree
+        for ((i = 0; i < layers; i++)); do
+            rm -rf "$tree"
+            mkdir -p "$tree/usr/bin$i" "$tree/data"
+            # About 110 MB of real programs (55 MB compressed), and incompressible data to make
+            # ~255 MB a layer.
+            find /usr/bin -maxdepth 1 -type f -size +100k -size -20M | sort | head -n 60 |
+                xargs -r cp -t "$tree/usr/bin$i" 2>/dev/null || true
+            head -c $((190 * 1000 * 1000)) /dev/urandom >"$tree/data/blob$i"
+            umoci insert --image "$work/oci:big" "$tree" /
+        done
+        rm -rf "$tree"
+        touch "$stamp"
+    fi
+
+    # A registry of our own on a free loopback port, TLS from a throw-away CA, one login.
+    local reg=$work/server port
+    rm -rf "$reg" "$work/data"
+    mkdir -p "$reg/certs"
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=bench-ca -keyout "$reg/ca.key" \
+        -out "$reg/certs/ca.crt" -addext basicConstraints=critical,CA:TRUE 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout "$reg/server.key" \
+        -out "$reg/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$reg/ext.cnf"
+    openssl x509 -req -in "$reg/server.csr" -CA "$reg/certs/ca.crt" -CAkey "$reg/ca.key" \
+        -CAcreateserial -days 1 -extfile "$reg/ext.cnf" -out "$reg/server.crt" 2>/dev/null
+    htpasswd -Bbn bench bench >"$reg/htpasswd"
+    printf '%s\n' 'version: 0.1' 'log:' '  level: error' 'storage:' '  filesystem:' \
+        "    rootdirectory: $work/data" 'http:' "  addr: 127.0.0.1:$port" '  tls:' \
+        "    certificate: $reg/server.crt" "    key: $reg/server.key" 'auth:' '  htpasswd:' \
+        '    realm: bench' "    path: $reg/htpasswd" >"$reg/config.yml"
+    docker-registry serve "$reg/config.yml" >"$reg/log" 2>&1 &
+    SERVER_PIDS+=($!)
+    local n
+    for ((n = 0; n < 200; n++)); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            break
+        fi
+        sleep 0.05
+    done
+    local image=docker://127.0.0.1:$port/big:1
+    local auth="--creds bench:bench --cert-dir $reg/certs"
+    skopeo copy -q --dest-creds bench:bench --dest-cert-dir "$reg/certs" "oci:$work/oci:big" "$image"
+    local bytes
+    bytes=$(skopeo inspect --raw --creds bench:bench --cert-dir "$reg/certs" "$image" |
+        python3 -c 'import json, sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+
+    local json
+    make_temp json registry-json
+    log "timing with hyperfine ($RUNS runs each); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    hyperfine --ignore-failure --warmup 1 --runs "$RUNS" --export-json "$json" \
+        --prepare "rm -rf $work/copy" \
+        --command-name 'binfmt-setup scan docker://' --command-name 'skopeo copy to dir:' \
+        "$BIN -q scan $auth $image" \
+        "skopeo copy -q --src-creds bench:bench --src-cert-dir $reg/certs $image dir:$work/copy" >&2
+    local ours skopeo_ms
+    {
+        read -r ours
+        read -r skopeo_ms
+    } < <(medians_ms "$json")
+    awk -v runs="$RUNS" -v ours="$ours" -v sk="$skopeo_ms" -v mb="$((bytes / 1000000))" \
+        -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+        printf "scan an image of %d MB of blobs from a registry on loopback (median of %d runs, load %s)\n", mb, runs, load
+        printf "  %-30s %9.1f ms\n", "binfmt-setup scan docker://", ours
+        printf "  %-30s %9.1f ms\n", "skopeo copy to dir:", sk
+        printf "  %-30s %9.2fx   (goal: <= 1.2x)\n", "ratio scan / skopeo copy", ours / sk
+        printf "BENCH registry_vs_skopeo ratio=%.2f ours_ms=%.1f skopeo_ms=%.1f mb=%d\n", ours / sk, ours, sk, mb
+    }'
+    rm -rf "$work/copy"
 }
 
 known_benchmarks() {

@@ -44,11 +44,19 @@ packages=(
 	zstd             # the scan tests' .tar.zst (GNU tar --zstd)
 	pax-utils        # scanelf, the peer `scan` is benchmarked against
 	time             # GNU time: peak memory in the scan benchmark
+	# scan's registry and Docker tests (tests/integration/registry.rs, daemon.rs,
+	# dockerd.rs) and the registry benchmark. The daemons they ship are only ever started by
+	# the tests, on loopback or in a private namespace: see "services" below.
+	docker.io       # dockerd and Debian's CLI (/usr/bin/docker) for docker-daemon: and docker save
+	docker-registry # the CNCF distribution registry the registry tests serve images from
+	skopeo          # pushes the tests' manifest lists; the benchmark's peer (skopeo copy)
+	apache2-utils   # htpasswd: the registry's bcrypt logins
+	openssl         # the test CA and the registry's certificate
+	iproute2        # ip: loopback up in the private dockerd's network namespace
 	man-db           # man -l: the tests render the generated manual pages
-	# The builders the end-to-end tests build foreign images with (tests/integration/builders.rs).
-	buildah podman runc skopeo
-	docker.io # dockerd with BuildKit and Debian's CLI (/usr/bin/docker); never left running
-	iproute2  # ip: the dockerd test brings up loopback in its network namespace
+	# The builders the end-to-end tests build foreign images with (tests/integration/builders.rs,
+	# docker.rs; docker.io and skopeo are listed above).
+	buildah podman runc
 	uidmap # newuidmap/newgidmap: `run` maps a user's subordinate ids with them
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).
@@ -75,24 +83,37 @@ if ((${#missing[@]})); then
 	fi
 	echo "setup.sh: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -q >/dev/null
-	# Daemon packages (podman's socket, docker's) would start and enable their services on a
-	# machine that runs systemd: a policy-rc.d that refuses every start keeps this install
-	# from starting any, and the units it enabled are disabled after. The tests start the
-	# daemons they need themselves, in private namespaces, and stop them.
-	guard=/usr/sbin/policy-rc.d
-	if [[ ! -e $guard ]]; then
-		printf '#!/bin/sh\n# scripts/setup.sh: no service starts while it installs\nexit 101\n' |
-			"${sudo[@]}" tee "$guard" >/dev/null
-		"${sudo[@]}" chmod 0755 "$guard"
-		trap '"${sudo[@]}" rm -f "$guard"' EXIT
+	# Services: docker.io, containerd, docker-registry and podman would start their daemons from
+	# their postinst scripts (on a host whose init runs services). The tests start their
+	# own, so while installing, a policy-rc.d that answers 101 ("not allowed") keeps any
+	# from starting, and the units these packages enabled are disabled again afterwards.
+	policy=/usr/sbin/policy-rc.d
+	made_policy=0
+	if [[ ! -e $policy ]]; then
+		printf '#!/bin/sh\n# setup.sh: no service starts while packages install\nexit 101\n' |
+			"${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 0755 "$policy"
+		made_policy=1
 	fi
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-	for unit in docker.socket docker.service containerd.service podman.socket podman.service \
-		podman-restart.service podman-auto-update.timer; do
-		if [[ -e /lib/systemd/system/$unit ]] && command -v systemctl >/dev/null; then
-			"${sudo[@]}" systemctl disable --quiet "$unit" 2>/dev/null || true
-		fi
-	done
+	status=0
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+	if ((made_policy)); then
+		"${sudo[@]}" rm -f "$policy"
+	fi
+	((status == 0)) || exit "$status"
+	if command -v systemctl >/dev/null; then
+		for p in "${missing[@]}"; do
+			case $p in
+			docker.io) units=(docker.service docker.socket containerd.service) ;;
+			docker-registry) units=(docker-registry.service) ;;
+			podman) units=(podman.socket podman.service podman-restart.service podman-auto-update.timer) ;;
+			*) units=() ;;
+			esac
+			if ((${#units[@]})); then
+				"${sudo[@]}" systemctl disable --now "${units[@]}" >/dev/null 2>&1 || true
+			fi
+		done
+	fi
 fi
 
 # An unprivileged user with subordinate ids, as a rootless builder's user has: the builder

@@ -183,24 +183,55 @@ unless the config says on_sigterm = \"uninstall\".
 Exit codes: 0 everything installed (and tested); 1 a registration or a test failed; 2 bad \
 config (the key and line are named); 3 binfmt_misc cannot be mounted or written.")]
     Init(InitArgs),
-    /// Find programs of the wrong platform in a root file system, a tar, or an OCI image.
+    /// Find programs of the wrong platform in a root file system, a tar, or an image: on
+    /// disk, in a registry, in the Docker daemon, or on standard input.
     #[command(after_help = "\
 Examples:
   binfmt-setup scan ./rootfs                          # expected: what most programs are
   binfmt-setup scan --platform linux/arm64 rootfs.tar.gz
   binfmt-setup scan ./oci-layout                      # each image of the index, its own platform
-  docker save myimage -o img.tar && binfmt-setup scan img.tar
-  binfmt-setup scan --json ./oci-layout | jq '.mismatches[]'
+  binfmt-setup scan docker://registry.example.com/app:1          # every platform of the tag
+  binfmt-setup scan --platform linux/arm64 docker://localhost:5000/app@sha256:...
+  binfmt-setup scan --creds ci:TOKEN --cert-dir ./certs docker://127.0.0.1:5443/app:1
+  binfmt-setup scan docker-daemon:myimage:latest      # the local Docker Engine, over its socket
+  docker save myimage | binfmt-setup scan -           # a tar or docker save stream on stdin
+  binfmt-setup scan oci:./layout:arm64                # one tag of an OCI layout
+  binfmt-setup scan docker-archive:img.tar
+  binfmt-setup scan --json docker://localhost:5000/app:1 | jq '.mismatches[]'
 
-PATH is a directory (a root file system), a tar stream (plain, gzip or zstd: a layer, an \
-export, docker save output) or an OCI image layout (a directory with index.json). The \
-expected platform is --platform, else the image config's, else the one most ELF programs \
-have (reported as inferred). arm/v7 runs v5 and v6 programs; arm64 does not run arm ones. \
-Symlinks are never followed, FIFOs and devices never opened, nothing is extracted, and a \
-file deleted by an upper layer's whiteout is not reported.
+How the argument is read: `-` is standard input (a tar, plain, gzip or zstd, or docker \
+save output). A path that exists is that path, whatever it looks like: a directory (a root \
+file system), an OCI image layout (a directory with index.json), or a tar file (a layer, an \
+export, docker save output, a packed OCI layout). Anything else is a reference with its \
+transport, named as skopeo and podman name them: docker://HOST/REPO:TAG or \
+docker://HOST/REPO@sha256:DIGEST (a registry; every platform of a manifest list or index \
+is scanned, each against its own platform, variant included), docker-daemon:NAME:TAG (the \
+Docker Engine at DOCKER_HOST, a unix socket, default /var/run/docker.sock), \
+oci:DIR[:REF] (an OCI layout, only the images tagged REF), docker-archive:FILE (an image \
+archive; oci-archive:FILE likewise).
+
+The expected platform is --platform (which also picks that platform's image from an \
+index), else the image config's (or the index's, for the variant), else the one most ELF \
+programs have (reported as inferred). arm/v7 runs v5 and v6 programs; arm64 does not run \
+arm ones. Symlinks are never followed, FIFOs and devices never opened, nothing is \
+extracted, and a file deleted by an upper layer's whiteout is not reported. Registry \
+layers are streamed and their digests checked as they are read; nothing is written to \
+disk. Progress (layers, bytes, files) is shown on stderr when it is a terminal, never \
+with -q or --json.
+
+Registries: anonymous, or the login --creds gives, or the one --authfile keeps for the \
+host (default: the Docker client's config.json; credential helpers are not run). TLS is \
+checked against the system's CAs plus --cert-dir's *.crt (default: \
+/etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST). --tls-verify=false allows \
+plain HTTP or an unchecked certificate.
 
 Exit 1 when a program does not match, an ELF file is damaged or a file cannot be read; 0 \
-when everything fits; 2 for a missing or malformed PATH or an unknown platform.")]
+when everything fits; 2 for bad input: a missing or malformed PATH, an unknown platform or \
+transport, a bad reference, a tag, repository or digest the registry does not have, a \
+malformed manifest, index or config, a blob that is truncated or does not match its \
+digest, an image the Docker daemon does not have; 3 when the environment refuses: a \
+registry or daemon that cannot be reached, a TLS handshake that fails (unknown CA), a \
+registry that refuses the login or wants one.")]
     Scan(ScanArgs),
 
     /// Print a shell completion script for bash, zsh or fish.
@@ -454,32 +485,51 @@ pub struct DiagnoseArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// A root file system directory, a tar (.tar, .tar.gz, .tar.zst) or an OCI image layout.
-    #[arg(value_name = "PATH")]
+    /// What to scan: a path (a directory, a tar, an OCI layout), an image reference with its
+    /// transport (docker://, docker-daemon:, oci:, docker-archive:), or - for standard input.
+    #[arg(value_name = "IMAGE")]
     pub path: PathBuf,
 
     /// The platform every program must have (linux/arm64, arm/v7, armhf, …); default: the
-    /// image config's, else the one most programs have.
-    #[arg(long, value_name = "PLATFORM")]
+    /// image config's, else the one most programs have. Picks that platform's image of an
+    /// index; several, comma-separated, pick several images, each judged as its own.
+    #[arg(long, value_name = "PLATFORM[,…]")]
     pub platform: Option<String>,
+
+    /// Log in to the registry as USER (without :PASSWORD, the password is asked for on the
+    /// terminal).
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub creds: Option<String>,
+
+    /// Where registry logins are kept (Docker's config.json or podman's auth.json format);
+    /// default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Trust the CA certificates (*.crt) in DIR for the registry, besides the system's.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Check the registry's TLS certificate; --tls-verify=false allows plain HTTP or an
+    /// unchecked certificate.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub tls_verify: bool,
+
+    /// The Docker Engine's API socket for docker-daemon: (unix:///PATH).
+    #[arg(long, value_name = "unix://PATH", env = "DOCKER_HOST")]
+    pub daemon_host: Option<String>,
 }
 
 #[cfg(test)]
-mod scan_tests {
-    use super::*;
-
-    #[test]
-    fn scan_takes_a_path_and_a_platform() {
-        let cli = Cli::try_parse_from(["binfmt-setup", "scan", "--platform", "arm64", "root"])
-            .expect("parse");
-        let Command::Scan(args) = cli.command else {
-            panic!("not scan")
-        };
-        assert_eq!(args.path, PathBuf::from("root"));
-        assert_eq!(args.platform.as_deref(), Some("arm64"));
-        assert!(Cli::try_parse_from(["binfmt-setup", "scan"]).is_err());
-    }
-}
+mod scan_tests;
 
 #[cfg(test)]
 mod tests {

@@ -59,8 +59,13 @@ fn init_tracing(verbose: u8, quiet: bool) {
         (false, 2) => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BINFMT_SETUP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Other crates' own logs (the HTTP and TLS stacks log what our errors already say) only
+    // from -vv on.
+    let others = if verbose >= 2 { level } else { "off" };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("BINFMT_SETUP_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{others},binfmt_setup={level}"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -131,16 +131,27 @@ pub fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// Overwrite the progress line on stderr (only called when stderr is a terminal).
-pub fn progress(line: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = write!(stderr, "\r\x1b[K{line}");
-    let _ = stderr.flush();
-}
-
-/// Erase the progress line.
-pub fn progress_done() {
-    progress("");
+/// Ask for a secret on the terminal (not stdin, which may carry a stream), echo off:
+/// `--creds USER` without its password.
+pub fn ask_secret(prompt: &str) -> std::io::Result<String> {
+    use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+    use std::io::BufRead;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).map_err(std::io::Error::from)?;
+    let mut line = String::new();
+    let read = (&tty)
+        .write_all(prompt.as_bytes())
+        .and_then(|()| std::io::BufReader::new(&tty).read_line(&mut line));
+    let _ = tcsetattr(&tty, SetArg::TCSAFLUSH, &saved);
+    let _ = (&tty).write_all(b"\n");
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Make a path or name safe to print on a terminal: control characters are escaped, so a

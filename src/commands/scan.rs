@@ -1,33 +1,62 @@
-//! `scan PATH`: programs of the wrong platform in a root file system, a tar, or an OCI image.
+//! `scan IMAGE`: programs of the wrong platform in a root file system, a tar, or an image on
+//! disk, in a registry, in the Docker daemon, or on standard input.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::cli::{GlobalArgs, ScanArgs};
 use crate::error::{BadArgument, Exit, Failure};
 use crate::messages::{self, printable};
-use crate::scan::{self, Expected, ExpectedFrom, Progress, Report, Verdict};
+use crate::scan::source::Source;
+use crate::scan::{self, Expected, ExpectedFrom, Progress, Report, Verdict, registry};
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
-    // Resolve --platform before reading anything, so a typo fails fast and alone.
-    let platform = match &args.platform {
-        Some(name) => Some(
-            Expected::parse(&table, name).map_err(|e| BadArgument(format!("--platform: {e}")))?,
-        ),
-        None => None,
+    // Resolve --platform before reading anything, so a typo fails fast and alone. One
+    // platform is what every program must be (and picks that image of an index); several
+    // pick images of an index, each judged against its own.
+    let platforms = match &args.platform {
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                Expected::parse(&table, name.trim())
+                    .map_err(|e| BadArgument(format!("--platform: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let platform = match platforms.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    let source = Source::parse(args.path.as_os_str())?;
+    let remote = registry::Options {
+        creds: match &args.creds {
+            Some(c) => Some(credentials(c)?),
+            None => None,
+        },
+        authfile: args.authfile.clone(),
+        cert_dir: args.cert_dir.clone(),
+        tls_verify: args.tls_verify,
+        docker_host: args.daemon_host.clone(),
     };
     let progress = Progress::default();
     let show = !global.quiet && !global.json && std::io::stderr().is_terminal();
     let report = with_progress(show, &progress, || {
-        scan::scan(&table, &args.path, platform.as_ref(), &progress)
+        scan::scan_source(&table, &source, &remote, platform.as_ref(), &progress)
     })
     // One line, whatever a hostile member name or header put in the message.
     ?;
+    let report = if platforms.len() > 1 {
+        scan::source::pick(report, &platforms)?
+    } else {
+        report
+    };
 
     if global.json {
         messages::json(&to_json(&report));
@@ -41,7 +70,26 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
     })
 }
 
-/// Run `work` while a thread redraws a progress line on stderr (when `show`).
+/// `--creds USER:PASSWORD`, or USER alone with the password asked for on the terminal.
+fn credentials(text: &str) -> Result<(String, String), BadArgument> {
+    let (user, password) = match text.split_once(':') {
+        Some((u, p)) => (u.to_string(), p.to_string()),
+        None => (text.to_string(), messages::ask_secret(&format!("password for {text}: ")).map_err(|e| {
+            BadArgument(format!(
+                "--creds {text}: no password given and none could be asked for ({e}); write --creds USER:PASSWORD"
+            ))
+        })?),
+    };
+    if user.is_empty() {
+        return Err(BadArgument(
+            "--creds: the user name is empty; write --creds USER:PASSWORD".into(),
+        ));
+    }
+    Ok((user, password))
+}
+
+/// Run `work` while a thread redraws a progress line on stderr (when `show`): files and ELF
+/// files found, and for images from a registry or a stream, the layers and bytes read.
 fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -> T {
     if !show {
         return work();
@@ -49,19 +97,47 @@ fn with_progress<T>(show: bool, progress: &Progress, work: impl FnOnce() -> T) -
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let painter = s.spawn(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            let spinner = ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            let download = ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:24}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(spinner.clone());
+            let mut downloading = false;
             loop {
                 // Woken early when the work is done, so a quick scan is not kept waiting.
                 std::thread::park_timeout(Duration::from_millis(150));
                 if done.load(Ordering::Relaxed) {
                     break;
                 }
-                messages::progress(&format!(
-                    "scanning: {} files, {} ELF",
-                    progress.files.load(Ordering::Relaxed),
-                    progress.elf_files.load(Ordering::Relaxed)
-                ));
+                let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                let (files, elf) = (get(&progress.files), get(&progress.elf_files));
+                let (bytes, total) = (get(&progress.bytes), get(&progress.bytes_total));
+                let (layers, layers_total) = (get(&progress.layers), get(&progress.layers_total));
+                if total > 0 {
+                    bar.set_length(total);
+                    bar.set_position(bytes.min(total));
+                    bar.set_message(format!(
+                        "layers {layers}/{layers_total}, {files} files, {elf} ELF"
+                    ));
+                    if !downloading {
+                        bar.set_style(download.clone());
+                        downloading = true;
+                    }
+                } else if bytes > 0 {
+                    bar.set_message(format!(
+                        "scanning: {files} files, {elf} ELF, {} read",
+                        indicatif::HumanBytes(bytes)
+                    ));
+                } else {
+                    bar.set_message(format!("scanning: {files} files, {elf} ELF"));
+                }
+                bar.tick();
             }
-            messages::progress_done();
+            bar.finish_and_clear();
         });
         let out = work();
         done.store(true, Ordering::Relaxed);
@@ -101,7 +177,10 @@ fn to_json(report: &Report) -> Value {
         if let Some(c) = report.compression {
             obj.insert("compression".into(), c.into());
         }
-        if matches!(report.kind, scan::Kind::Oci | scan::Kind::Archive) {
+        if matches!(
+            report.kind,
+            scan::Kind::Oci | scan::Kind::Archive | scan::Kind::Registry
+        ) {
             obj.insert("images".into(), json!(report.images));
         }
     }

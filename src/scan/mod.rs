@@ -8,10 +8,18 @@
 //! stacked with their whiteouts before anything is judged. Both tar readers stream members
 //! through `archive`. Only the ELF header is read (and, for 32-bit ARM, the attributes
 //! section that names the variant).
+//!
+//! Where an image lives is a `source::Source`: a path, a registry (`registry`), the Docker
+//! daemon (`daemon`), or a stream on standard input (`stream`); each ends in one of the
+//! readers above.
 
 pub mod archive;
+pub mod daemon;
 pub mod layers;
 pub mod oci;
+pub mod registry;
+pub mod source;
+pub mod stream;
 pub mod tar;
 pub mod walk;
 
@@ -28,21 +36,27 @@ use crate::elf::{self, ElfError, ReadAt};
 /// Bytes of a file read to identify it: the 64-bit ELF header.
 pub const HEAD: usize = 64;
 
-/// A scan that could not be done; every one names its input (exit 2).
+/// A scan that could not be done; every one names its input, and says whose fault it is.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct ScanError(pub String);
+pub struct ScanError(pub String, pub crate::error::Class);
 
 impl crate::error::Classify for ScanError {
-    /// Every scan that cannot be done names an input that is missing or malformed.
     fn class(&self) -> crate::error::Class {
-        crate::error::Class::BadInput
+        self.1
     }
 }
 
 impl ScanError {
+    /// An input that is missing or malformed (exit 2): a path, a tag, a digest, a document.
     pub fn new(message: impl Into<String>) -> ScanError {
-        ScanError(message.into())
+        ScanError(message.into(), crate::error::Class::BadInput)
+    }
+
+    /// The environment refused (exit 3): a registry or daemon that cannot be reached, a TLS
+    /// handshake or a login it turned down.
+    pub fn environment(message: impl Into<String>) -> ScanError {
+        ScanError(message.into(), crate::error::Class::Environment)
     }
 }
 
@@ -51,6 +65,12 @@ impl ScanError {
 pub struct Progress {
     pub files: AtomicU64,
     pub elf_files: AtomicU64,
+    /// Bytes read from a registry or a stream so far, and how many are due (0: unknown).
+    pub bytes: AtomicU64,
+    pub bytes_total: AtomicU64,
+    /// Layers read whole so far, and how many are due (0: not an image from afar).
+    pub layers: AtomicU64,
+    pub layers_total: AtomicU64,
 }
 
 impl Progress {
@@ -223,8 +243,12 @@ pub struct Problem {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
+    /// The platform of the image it is in, as its index or config names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The digest of that image's manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// A program of the wrong platform.
@@ -240,8 +264,12 @@ pub struct Mismatch {
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
+    /// The platform of the image it is in, as its index or config names it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The digest of that image's manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// What one tree (a directory, a tar, the stacked layers of one image) holds. Threads keep
@@ -281,6 +309,7 @@ impl Tally {
                     error,
                     layer: layer.map(|l| l.to_string()),
                     image: None,
+                    manifest: None,
                 });
             }
             Sniff::Elf(id) => {
@@ -305,6 +334,7 @@ impl Tally {
             error,
             layer: None,
             image: None,
+            manifest: None,
         });
     }
 
@@ -317,6 +347,7 @@ impl Tally {
             error,
             layer: layer.map(|l| l.to_string()),
             image: None,
+            manifest: None,
         });
     }
 
@@ -413,6 +444,7 @@ impl Verdict {
                 kind: h.id.kind,
                 layer: h.layer.map(|l| l.to_string()),
                 image: None,
+                manifest: None,
             })
             .collect();
         mismatches.sort_by(|a, b| a.path.cmp(&b.path));
@@ -446,6 +478,8 @@ pub enum Kind {
     Oci,
     #[serde(rename = "image-archive")]
     Archive,
+    /// An image in a registry (`docker://`).
+    Registry,
 }
 
 impl Kind {
@@ -455,6 +489,7 @@ impl Kind {
             Kind::Tar => "tar",
             Kind::Oci => "oci",
             Kind::Archive => "image-archive",
+            Kind::Registry => "registry",
         }
     }
 }
@@ -472,6 +507,30 @@ pub struct Report {
 impl Report {
     pub fn ok(&self) -> bool {
         self.images.iter().all(|v| v.ok)
+    }
+}
+
+/// Scan an image or tree wherever it lives (`source::Source`). `remote` says how to reach
+/// registries and the Docker daemon; `platform` (from `--platform`) overrides what the image
+/// says.
+pub fn scan_source(
+    table: &ArchTable,
+    source: &source::Source,
+    remote: &registry::Options,
+    platform: Option<&Expected>,
+    progress: &Progress,
+) -> Result<Report, ScanError> {
+    use source::Source;
+    match source {
+        Source::Path(path) => scan(table, path, platform, progress),
+        Source::Layout { dir, reference } => {
+            oci::scan_layout_ref(table, dir, reference.as_deref(), platform, progress)
+        }
+        // Only a regular file is opened (`archive::open`), whatever the path says.
+        Source::Archive(path) => tar::scan_file(table, path, platform, progress),
+        Source::Stdin => stream::scan_stdin(table, platform, progress),
+        Source::Registry(reference) => registry::scan(table, reference, remote, platform, progress),
+        Source::Daemon(name) => daemon::scan(table, name, remote, platform, progress),
     }
 }
 

@@ -101,6 +101,10 @@ pub(super) trait Blobs: Sync {
     fn name(&self, blob: &str) -> String;
     /// A small document, whole.
     fn json(&self, blob: &str) -> Result<Vec<u8>, ScanError>;
+    /// An index or image manifest, whole: a registry serves these apart from blobs.
+    fn manifest(&self, digest: &str) -> Result<Vec<u8>, ScanError> {
+        self.json(digest)
+    }
     /// Read each wanted layer (by blob key) into its entries.
     fn layers(
         &mut self,
@@ -128,6 +132,27 @@ pub fn scan_layout(
     platform: Option<&Expected>,
     progress: &Progress,
 ) -> Result<Report, ScanError> {
+    scan_layout_ref(table, root, None, platform, progress)
+}
+
+/// Scan an OCI image layout directory, only the images `reference` names when there is one
+/// (`oci:DIR:REF`): a tag (`org.opencontainers.image.ref.name`) or a manifest digest.
+pub fn scan_layout_ref(
+    table: &ArchTable,
+    root: &Path,
+    reference: Option<&str>,
+    platform: Option<&Expected>,
+    progress: &Progress,
+) -> Result<Report, ScanError> {
+    if let Ok(meta) = std::fs::metadata(root)
+        && !meta.is_dir()
+    {
+        return Err(ScanError::new(format!(
+            "cannot scan {}: it is {}, not a directory (an OCI image layout)",
+            root.display(),
+            crate::machine::Meta::of(&meta).kind.words()
+        )));
+    }
     // The path given may lead through symlinks; below it, none is followed (every document
     // and blob is opened with no symlink allowed anywhere on its path), so it is resolved
     // once here.
@@ -137,7 +162,10 @@ pub fn scan_layout(
         root: canonical.clone(),
     };
     let index_path = canonical.join("index.json");
-    let text = read_capped(&index_path)?;
+    let mut text = read_capped(&index_path)?;
+    if let Some(reference) = reference {
+        text = super::source::narrow(&text, reference, &index_path.display().to_string())?;
+    }
     let images = oci_images(&blobs, &text, &index_path.display().to_string())?;
     judge(
         table,
@@ -174,6 +202,46 @@ pub(super) fn scan_archive(
         table,
         path,
         Kind::Archive,
+        blobs,
+        images,
+        platform,
+        progress,
+    )
+}
+
+/// Scan the image a registry (or any store of manifests and blobs) serves: `top` is the
+/// document a tag or digest names, an index or one image's manifest, with its digest.
+pub(super) fn scan_remote(
+    table: &ArchTable,
+    root: &Path,
+    blobs: &mut dyn Blobs,
+    (top, digest): (&[u8], &str),
+    platform: Option<&Expected>,
+    progress: &Progress,
+) -> Result<Report, ScanError> {
+    let what = root.display().to_string();
+    #[derive(Deserialize)]
+    struct Head {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+    }
+    let head: Head = parse(top, &what)?;
+    let images = if INDEX_TYPES.contains(&head.media_type.as_str()) || head.manifests.is_some() {
+        oci_images(blobs, top, &what)?
+    } else {
+        // One image: an index of one, whose manifest the store already holds.
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": head.media_type, "digest": digest}],
+        });
+        oci_images(blobs, index.to_string().as_bytes(), &what)?
+    };
+    judge(
+        table,
+        root,
+        Kind::Registry,
         blobs,
         images,
         platform,
@@ -231,7 +299,7 @@ fn collect(
                     "{what}: indexes nest more than {MAX_DEPTH} deep"
                 )));
             }
-            let inner = blobs.json(&d.digest)?;
+            let inner = blobs.manifest(&d.digest)?;
             collect(
                 blobs,
                 &inner,
@@ -242,7 +310,7 @@ fn collect(
                 seen,
             )?;
         } else if d.media_type.is_empty() || MANIFEST_TYPES.contains(&d.media_type.as_str()) {
-            let text = blobs.json(&d.digest)?;
+            let text = blobs.manifest(&d.digest)?;
             let manifest: Manifest = parse(&text, &blobs.name(&d.digest))?;
             let mut layers = Vec::new();
             for l in &manifest.layers {
@@ -258,10 +326,18 @@ fn collect(
                 &blobs.json(&manifest.config.digest)?,
                 &blobs.name(&manifest.config.digest),
             )?;
+            let mut declared = declared(config);
+            // An index may name the variant a config leaves out (linux/arm/v6 as just arm).
+            if let (Some(own), Some(listed)) = (declared.as_mut(), platform)
+                && own.variant.is_none()
+                && own.architecture == listed.architecture
+            {
+                own.variant = listed.variant.clone().filter(|v| !v.is_empty());
+            }
             images.push(Image {
                 manifest: Some(d.digest.clone()),
                 platform: platform.map(Platform::name),
-                declared: declared(config),
+                declared,
                 layers,
             });
         }
@@ -355,7 +431,6 @@ fn judge(
             .collect()
     };
     let layers = blobs.layers(table, &wanted, progress)?;
-    let several = images.len() > 1;
     let mut verdicts = Vec::new();
     for image in images {
         let expected = match platform {
@@ -389,13 +464,14 @@ fn judge(
             .clone()
             .or_else(|| image.declared.as_ref().map(Platform::name));
         v.manifest = image.manifest.clone();
-        if several {
-            for m in &mut v.mismatches {
-                m.image = v.platform.clone();
-            }
-            for p in v.broken.iter_mut().chain(v.unreadable.iter_mut()) {
-                p.image = v.platform.clone();
-            }
+        // Each finding names its image: the platform and the manifest it is in.
+        for m in &mut v.mismatches {
+            m.image = v.platform.clone();
+            m.manifest = v.manifest.clone();
+        }
+        for p in v.broken.iter_mut().chain(v.unreadable.iter_mut()) {
+            p.image = v.platform.clone();
+            p.manifest = v.manifest.clone();
         }
         verdicts.push(v);
     }

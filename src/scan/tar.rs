@@ -32,6 +32,19 @@ pub fn scan_file(
     progress: &Progress,
 ) -> Result<Report, ScanError> {
     let (reader, compression) = archive::open(path, crate::fileio::Follow::Yes)?;
+    scan_stream(table, reader, compression, path, platform, progress)
+}
+
+/// Scan a tar stream already open and decompressed (standard input, the Docker daemon's
+/// answer), read once as `scan_file` reads a file; `path` names it in the report and errors.
+pub fn scan_stream(
+    table: &ArchTable,
+    reader: impl Read,
+    compression: Option<&'static str>,
+    path: &Path,
+    platform: Option<&Expected>,
+    progress: &Progress,
+) -> Result<Report, ScanError> {
     let what = path.display().to_string();
     let mut pass = Pass {
         table,
@@ -162,11 +175,12 @@ impl Read for Tap<'_> {
     }
 }
 
-/// Where docker save and OCI layouts put layers: `blobs/<alg>/<hex>`, and `<id>/layer.tar`.
-/// `member` is a member's name without its leading `/`.
+/// Where docker save and OCI layouts put layers: `blobs/<alg>/<hex>`, `<id>/layer.tar`, and
+/// (skopeo's docker-archive) `<hex>.tar`. `member` is a member's name without its leading `/`.
 fn is_layer_location(member: &str) -> bool {
     let parts: Vec<&str> = member.split('/').collect();
     matches!(parts.as_slice(), ["blobs", _, _] | [_, "layer.tar"])
+        || matches!(parts.as_slice(), [name] if name.ends_with(".tar"))
 }
 
 /// The small documents and the layers of an image archive, as the pass over it kept them.
@@ -293,6 +307,7 @@ impl ImageMarkers {
             "/oci-layout" => self.oci_layout = true,
             p if p.starts_with("/blobs/") => self.blobs = true,
             p if p.ends_with("/layer.tar") => self.layer_tar = true,
+            p if p.ends_with(".tar") && p.rfind('/') == Some(0) => self.layer_tar = true,
             _ => {}
         }
     }

@@ -300,6 +300,16 @@ fn every_file_argument_refuses_fifos_and_devices_without_blocking() {
         (&["run", "--arch", "arm64", "--", "@"], 2),
         (&["init", "--config", "@"], 2),
         (&["scan", "@"], 2),
+        (&["scan", "docker-archive:@"], 2),
+        (&["scan", "oci:@"], 2),
+        (
+            &["scan", "--authfile", "@", "docker://127.0.0.1:9/app:1"],
+            2,
+        ),
+        (
+            &["scan", "--cert-dir", "@", "docker://127.0.0.1:9/app:1"],
+            2,
+        ),
     ];
     let ns = PrivateBinfmt::new();
     for (args, code) in cases {

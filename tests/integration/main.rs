@@ -3,8 +3,10 @@
 
 mod builders;
 mod configs;
+mod daemon;
 mod diagnose;
 mod docker;
+mod dockerd;
 mod docs;
 mod export;
 mod fleet_util;
@@ -18,6 +20,7 @@ mod kernel;
 mod layout;
 mod mutate;
 mod probe;
+mod registry;
 mod run;
 mod scan;
 mod util;

@@ -68,7 +68,7 @@ fn skip(what: &str, why: &str) {
 }
 
 #[track_caller]
-fn tool(program: &str, args: &[&str]) -> String {
+pub(crate) fn tool(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -82,11 +82,11 @@ fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-fn copy(fixture_name: &str, to: &Path) {
+pub(crate) fn copy(fixture_name: &str, to: &Path) {
     std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
     std::fs::copy(fixture(fixture_name), to).expect("copy fixture");
 }
@@ -97,7 +97,7 @@ const TREE_ELF: u64 = 4;
 
 /// An arm64 root file system from the real fixtures, with the non-ELF files, links and
 /// special files a real one has, and, when `amd64`, an amd64 program at /server.
-fn arm64_tree(root: &Path, amd64: bool) {
+pub(crate) fn arm64_tree(root: &Path, amd64: bool) {
     copy("arm64", &root.join("bin/hello"));
     copy("arm64-dynamic", &root.join("usr/bin/hello-dyn"));
     copy("arm64-static-pie", &root.join("usr/bin/qemu-like-static"));
@@ -131,7 +131,7 @@ fn arm64_tree(root: &Path, amd64: bool) {
     .expect("mkfifo");
 }
 
-fn paths(list: &Value) -> Vec<String> {
+pub(crate) fn paths(list: &Value) -> Vec<String> {
     list.as_array()
         .expect("array")
         .iter()
@@ -140,7 +140,7 @@ fn paths(list: &Value) -> Vec<String> {
 }
 
 /// A tempdir others may enter (a scan run as `nobody` must reach the tree).
-fn open_tempdir() -> tempfile::TempDir {
+pub(crate) fn open_tempdir() -> tempfile::TempDir {
     let t = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     t
@@ -384,7 +384,7 @@ fn tar_members_named_with_dotdot_or_absolute_paths_are_only_names() {
 }
 
 /// An OCI layout built by umoci: `tag` is an image of `arch` with one layer holding `tree`.
-fn umoci_image(layout: &Path, tag: &str, arch: &str, tree: &Path) {
+pub(crate) fn umoci_image(layout: &Path, tag: &str, arch: &str, tree: &Path) {
     if !layout.join("index.json").exists() {
         tool("umoci", &["init", "--layout", s(layout)]);
     }
@@ -406,7 +406,7 @@ fn umoci_image(layout: &Path, tag: &str, arch: &str, tree: &Path) {
 }
 
 /// The manifest descriptor umoci's index.json lists for `tag`.
-fn descriptor(layout: &Path, tag: &str) -> Value {
+pub(crate) fn descriptor(layout: &Path, tag: &str) -> Value {
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
             .expect("index.json is JSON");
@@ -420,7 +420,7 @@ fn descriptor(layout: &Path, tag: &str) -> Value {
 }
 
 /// The digests of the layers of image `tag`, lowest first.
-fn layer_digests(layout: &Path, tag: &str) -> Vec<String> {
+pub(crate) fn layer_digests(layout: &Path, tag: &str) -> Vec<String> {
     let digest = descriptor(layout, tag)["digest"]
         .as_str()
         .expect("digest")

@@ -482,11 +482,3 @@ pub fn require_root(what: &str) {
 pub fn note(what: &str) {
     eprintln!("note: {what}");
 }
-
-/// A program's path, looked up in PATH as a shell would.
-pub fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
