@@ -15,6 +15,7 @@ mod isolation;
 mod kernel;
 mod layout;
 mod mutate;
+mod needs;
 mod probe;
 mod run;
 mod scan;
