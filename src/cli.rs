@@ -316,7 +316,9 @@ pub struct HandlerArgs {
     pub no_fix_binary: bool,
 
     /// Add C: setuid programs run with their own credentials through the interpreter. Only
-    /// for a root-owned interpreter that group and others cannot write.
+    /// for a root-owned interpreter that group and others cannot write, and only where every
+    /// local user may be root: QEMU then obeys the caller's QEMU_LOG_FILENAME, QEMU_LD_PREFIX
+    /// and QEMU_GDB as root (SECURITY.md).
     #[arg(long)]
     pub credential: bool,
 

@@ -26,6 +26,16 @@ pub fn settle(
     rerun: Rerun<'_>,
 ) -> Result<bool, RunError> {
     let agrees = d.agrees(ran);
+    if !agrees && ran.errno == Some(nix::errno::Errno::ETXTBSY) {
+        // The writer is a process this one may not look at (another user's, or outside
+        // this user namespace).
+        revise(d, Cause::TextBusy);
+        let words = prose::text_busy(&d.path, &[]);
+        d.errno = ran.errno;
+        d.message = words.message;
+        d.fix = words.fix;
+        d.error = Some("Text file busy (ETXTBSY)".into());
+    }
     if !agrees && d.errno.is_none() && ran.errno.is_none() {
         if died_of_sigill(ran) && d.cause != Cause::IllegalInstruction {
             revise(d, Cause::IllegalInstruction);

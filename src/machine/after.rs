@@ -28,10 +28,16 @@ pub(super) fn writers(path: &Path) -> Vec<Writer> {
     };
     let mut out = Vec::new();
     let mut seen = 0usize;
+    let me = std::process::id();
     for p in procs.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
+        // This process never execs the file itself; a descriptor it inherited is not why
+        // exec fails elsewhere.
+        if pid == me {
+            continue;
+        }
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -94,7 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_this_process_writes_is_found_and_a_reader_is_not() {
+    fn readers_and_this_process_itself_are_not_writers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("busy");
         std::fs::write(&path, b"x").expect("write");

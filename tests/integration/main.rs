@@ -1,7 +1,9 @@
 //! Integration tests: the real binary, real fixtures, real kernel (private binfmt_misc
 //! instances only; the host's is read, never written).
 
+mod after_exec;
 mod configs;
+mod credential;
 mod diagnose;
 mod docs;
 mod export;

@@ -133,13 +133,18 @@ pub(in crate::diagnose) fn text_busy(path: &str, writers: &[Writer]) -> Words {
         .iter()
         .map(|w| format!("{} (pid {})", w.command, w.pid))
         .collect();
+    let (by, stop) = match writers.first() {
+        Some(w) => (who.join(", "), format!("kill {}", w.pid)),
+        None => (
+            "a process this one may not inspect (another user's, or outside this user namespace; fuser -v or lsof as root name it)".to_string(),
+            "stop it".to_string(),
+        ),
+    };
     Words::new(format!(
-        "{path} is open for writing by {}; the kernel will not execute a file while it may change",
-        who.join(", ")
+        "{path} is open for writing by {by}; the kernel will not execute a file while it may change"
     ))
     .fix(format!(
-        "let the writer finish and close it (a copy or download still in progress), or stop it (kill {}); write a new file and rename it over the old one to replace a program that runs",
-        writers.first().map_or(0, |w| w.pid)
+        "let the writer finish and close it (a copy or download still in progress), or {stop}; write a new file and rename it over the old one to replace a program that runs"
     ))
 }
 
