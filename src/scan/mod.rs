@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod layers;
 pub mod oci;
+pub mod preflight;
 pub mod tar;
 pub mod walk;
 

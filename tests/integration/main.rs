@@ -18,6 +18,7 @@ mod kernel;
 mod layout;
 mod mutate;
 mod needs;
+mod preflight;
 mod probe;
 mod run;
 mod scan;
