@@ -198,8 +198,13 @@ have (reported as inferred). arm/v7 runs v5 and v6 programs; arm64 does not run 
 Symlinks are never followed, FIFOs and devices never opened, nothing is extracted, and a \
 file deleted by an upper layer's whiteout is not reported.
 
-Exit 1 when a program does not match, an ELF file is damaged or a file cannot be read; 0 \
-when everything fits; 2 for a missing or malformed PATH or an unknown platform.")]
+For a directory, a preflight also asks whether its programs will run on this host: each \
+program's recorded needs (x86 ISA note, RISC-V and ARM attributes, Go build settings) \
+against its family's level probe run natively or through its handler; setuid programs \
+under a handler without C; and 64-bit directory cookies for a 32-bit emulated image.
+
+Exit 1 when a program does not match or will not run here, an ELF file is damaged or a \
+file cannot be read; 0 when everything fits; 2 for a missing or malformed PATH or an unknown platform.")]
     Scan(ScanArgs),
 
     /// Print a shell completion script for bash, zsh or fish.

@@ -84,6 +84,7 @@ pub fn check(
     let host = crate::machine::host(machine, table);
     let mut out = Preflight::default();
     let mut files = Vec::new();
+    let mut levels: std::collections::HashMap<String, Option<u32>> = Default::default();
     collect(root, root, 0, &mut files);
     for (inside, path, mode) in files {
         let Ok((file, meta)) = crate::fileio::open_regular(&path, crate::fileio::Follow::NotLast)
@@ -126,7 +127,11 @@ pub fn check(
         if n.mask == 0 || (!native && handler.is_none()) {
             continue;
         }
-        let Ok(Some(mask)) = machine.levels(arch) else {
+        // One probe per architecture, however many programs need a level.
+        let proven = *levels
+            .entry(arch.name.clone())
+            .or_insert_with(|| machine.levels(arch).ok().flatten());
+        let Some(mask) = proven else {
             continue;
         };
         let found = Found {
