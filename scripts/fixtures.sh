@@ -11,6 +11,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/target/fixtures}
 src=$root/tests/fixtures-src
 stamp_now=$(cat "$0" "$src"/* | sha256sum | cut -d' ' -f1)
+arm64_libc=/usr/aarch64-linux-gnu/lib/libc.so.6 # libc6-arm64-cross
 if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp_now" ]]; then
 	exit 0
 fi
@@ -19,7 +20,7 @@ cc=clang-16
 objcopy=llvm-objcopy-16
 for tool in "$cc" ld.lld-16 ld64.lld-16 lld-link-16 llvm-lipo-16 "$objcopy" \
 	s390x-linux-gnu-ld powerpc64-linux-gnu-ld m68k-linux-gnu-as m68k-linux-gnu-ld \
-	aarch64-linux-gnu-as aarch64-linux-gnu-ld; do
+	aarch64-linux-gnu-as aarch64-linux-gnu-ld ld go; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "fixtures.sh: $tool is missing; run scripts/setup.sh first" >&2
 		exit 3
@@ -124,6 +125,43 @@ chmod 755 "$tmp"/script-*
 # Damaged ELF: cut inside the program headers, and inside the ELF header.
 head -c 100 "$tmp/arm64" >"$tmp/truncated-phdrs"
 head -c 30 "$tmp/arm64" >"$tmp/truncated-header"
+
+# Programs that need more than their architecture's baseline (tests/fixtures-src/needs.c):
+# diagnose's ILLEGAL_INSTRUCTION, inspect's `needs`, scan's preflight.
+need=$src/needs.c
+"$cc" -target powerpc64le-linux-gnu -mcpu=power10 "${flags[@]}" -DNEED_POWER10 -static \
+	-fuse-ld=lld-16 -Wl,-e,_start -o "$tmp/ppc64le-power10" "$need"
+"$cc" -target riscv64-linux-gnu -march=rv64gcv "${flags[@]}" -DNEED_RVV -static \
+	-fuse-ld=lld-16 -Wl,-e,_start -o "$tmp/riscv64-rvv" "$need"
+# GNU ld writes GNU_PROPERTY_X86_ISA_1_NEEDED when told the level (lld 16 cannot).
+"$cc" -target x86_64-linux-gnu "${flags[@]}" -DNEED_X86_V4 -c -o "$tmp/v4.o" "$need"
+ld -z x86-64-v4 -static -e _start -o "$tmp/amd64-v4" "$tmp/v4.o"
+rm "$tmp/v4.o"
+# exit(geteuid()): what a setuid program runs as (SETUID_NEEDS_CREDENTIAL, the C study).
+"$cc" -target aarch64-linux-gnu "${flags[@]}" -DSHOW_EUID -static -fuse-ld=lld-16 \
+	-Wl,-e,_start -o "$tmp/arm64-euid" "$need"
+
+# Go records GOAMD64/GOARM in its build information (Debian's Go 1.19).
+gocache=$(mktemp -d)
+for g in amd64-v3:amd64:GOAMD64=v3 arm-v6:arm:GOARM=6; do
+	IFS=: read -r name goarch setting <<<"$g"
+	(cd "$gocache" && cp "$src/exit42.go" main.go &&
+		env GOCACHE="$gocache/cache" GOPATH="$gocache/path" GO111MODULE=off CGO_ENABLED=0 \
+			GOOS=linux GOARCH="$goarch" "$setting" go build -trimpath -o "$tmp/go-$name" main.go)
+done
+chmod -R u+w "$gocache" && rm -rf "$gocache"
+
+# LIBRARY_MISSING: dynamically linked programs whose DT_NEEDED library a root lacks. The stub
+# library is kept beside them, in no directory a loader searches.
+"$cc" -target x86_64-linux-gnu -fPIC -shared -nostdlib -fuse-ld=lld-16 \
+	-Wl,-soname,libbinfmt-setup-stub.so.1 -o "$tmp/libbinfmt-setup-stub.so.1" "$src/stublib.c"
+"$cc" -target x86_64-linux-gnu "${flags[@]}" -fPIE -pie -fuse-ld=lld-16 \
+	-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2 -Wl,--no-as-needed \
+	-o "$tmp/amd64-needs-stub" "$c" "$tmp/libbinfmt-setup-stub.so.1"
+# An arm64 program needing libc.so.6, for a root holding the loader and not libc.
+"$cc" -target aarch64-linux-gnu "${flags[@]}" -fPIE -pie -fuse-ld=lld-16 \
+	-Wl,--dynamic-linker=/lib/ld-linux-aarch64.so.1 -Wl,--no-as-needed \
+	-o "$tmp/arm64-needs-libc" "$c" "$arm64_libc"
 
 echo "$stamp_now" >"$tmp/.stamp"
 rm -rf "$out"

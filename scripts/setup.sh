@@ -63,6 +63,8 @@ packages=(
 	clang-16 lld-16 llvm-16
 	binutils-s390x-linux-gnu binutils-powerpc64-linux-gnu
 	binutils-m68k-linux-gnu binutils-aarch64-linux-gnu
+	golang-go          # Go programs whose build information inspect reads (GOAMD64, GOARM)
+	libc6-arm64-cross  # an arm64 loader and libc: diagnose's LIBRARY_MISSING test roots
 )
 
 missing=()

@@ -225,11 +225,16 @@ checked against the system's CAs plus --cert-dir's *.crt (default: \
 /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST). --tls-verify=false allows \
 plain HTTP or an unchecked certificate.
 
-Exit 1 when a program does not match, an ELF file is damaged or a file cannot be read; 0 \
-when everything fits; 2 for bad input: a missing or malformed PATH, an unknown platform or \
-transport, a bad reference, a tag, repository or digest the registry does not have, a \
-malformed manifest, index or config, a blob that is truncated or does not match its \
-digest, an image the Docker daemon does not have; 3 when the environment refuses: a \
+For a directory, a preflight also asks whether its programs will run on this host: each \
+program's recorded needs (x86 ISA note, RISC-V and ARM attributes, Go build settings) \
+against its family's level probe run natively or through its handler; setuid programs \
+under a handler without C; and 64-bit directory cookies for a 32-bit emulated image.
+
+Exit 1 when a program does not match or will not run here, an ELF file is damaged or a file \
+cannot be read; 0 when everything fits; 2 for bad input: a missing or malformed PATH, an \
+unknown platform or transport, a bad reference, a tag, repository or digest the registry does \
+not have, a malformed manifest, index or config, a blob that is truncated or does not match \
+its digest, an image the Docker daemon does not have; 3 when the environment refuses: a \
 registry or daemon that cannot be reached, a TLS handshake that fails (unknown CA), a \
 registry that refuses the login or wants one.")]
     Scan(ScanArgs),
@@ -348,7 +353,9 @@ pub struct HandlerArgs {
     pub no_fix_binary: bool,
 
     /// Add C: setuid programs run with their own credentials through the interpreter. Only
-    /// for a root-owned interpreter that group and others cannot write.
+    /// for a root-owned interpreter that group and others cannot write, and only where every
+    /// local user may be root: QEMU then obeys the caller's QEMU_LOG_FILENAME, QEMU_LD_PREFIX
+    /// and QEMU_GDB as root (SECURITY.md).
     #[arg(long)]
     pub credential: bool,
 

@@ -87,6 +87,10 @@ pub struct Inspection {
     /// A script whose `#!` line ends in CR LF.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crlf: Option<bool>,
+    /// The instruction-set level the program needs beyond its architecture's baseline, and
+    /// where that was learnt (`needs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<crate::needs::Needs>,
     /// Why it is, or is not, runnable, in a user's words.
     pub reason: Option<String>,
     /// What went wrong reading it.
@@ -119,6 +123,7 @@ impl Inspection {
             variant_source: None,
             slices: Vec::new(),
             crlf: None,
+            needs: None,
             reason: None,
             error: None,
             unreadable: false,
@@ -287,9 +292,35 @@ impl<'a> Inspector<'a> {
         r.platform = naming.platform;
         r.abi = naming.abi;
         r.variant_source = naming.variant_source;
+        if let Some(arch) = naming.arch.as_deref() {
+            r.needs = self.needs(file, len, &info, arch);
+        }
         let (runnable, reason) = self.elf_runnable(&info, naming.arch.as_deref());
         r.runnable = runnable;
         r.reason = Some(reason);
+    }
+
+    /// What the program records it needs, and what its loader (PT_INTERP, here on this
+    /// host) enforces.
+    pub fn needs(
+        &self,
+        file: &Handle,
+        len: u64,
+        info: &ElfInfo,
+        arch: &str,
+    ) -> Option<crate::needs::Needs> {
+        let own = crate::needs::of_program(file, len, info, arch);
+        let loader = info
+            .interpreter
+            .as_deref()
+            .and_then(|l| loader_needs(self.machine, Path::new(l), arch));
+        match (own, loader) {
+            (Some(n), Some(e)) => Some(n.with(e)),
+            (own, Some(e)) => own.or_else(|| {
+                crate::needs::Needs::from_evidence(crate::needs::family(arch)?, vec![e])
+            }),
+            (own, None) => own,
+        }
     }
 
     fn elf_runnable(&self, info: &ElfInfo, arch: Option<&str>) -> (Runnable, String) {
@@ -416,6 +447,20 @@ impl<'a> Inspector<'a> {
             inner.reason.unwrap_or_default()
         ));
     }
+}
+
+/// What the glibc loader at `path` (a host path) enforces for programs of `arch`.
+pub(crate) fn loader_needs(
+    machine: &dyn Machine,
+    path: &Path,
+    arch: &str,
+) -> Option<crate::needs::Evidence> {
+    use crate::needs::glibc;
+    let family = crate::needs::family(arch)?;
+    let (file, meta) = machine.open(path, Follow::Yes).ok()?;
+    let bytes = glibc::loader_bytes(&file, meta.len)?;
+    let info = elf::read_bytes(&bytes).ok()?;
+    glibc::enforced(&bytes, &info, family)
 }
 
 /// A file that cannot be opened or read at all: bad input.

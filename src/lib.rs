@@ -20,6 +20,7 @@ pub mod inspect;
 pub mod machine;
 pub mod messages;
 pub mod names;
+pub mod needs;
 pub mod probe;
 pub mod rootless;
 pub mod rule;

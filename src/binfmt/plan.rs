@@ -70,6 +70,13 @@ impl Classify for PlanError {
     }
 }
 
+/// What `C` costs, said whenever it is asked for. Measured with Debian's QEMU 7.2 (SECURITY.md,
+/// "C: what a setuid program through QEMU gives away", pinned by
+/// `tests/integration/credential.rs`): QEMU reads its QEMU_* variables with plain getenv even
+/// when the kernel ran it setuid, so any local user can make a root QEMU write files where
+/// root may, load a loader of the user's choosing, or open a port.
+pub const CREDENTIAL_WARNING: &str = "C runs every setuid program of this architecture as its owner through QEMU, and QEMU 7.2 still obeys the caller's QEMU_LOG_FILENAME, QEMU_LD_PREFIX and QEMU_GDB then: any local user can make a root-owned QEMU write files, run code of their choosing, or open a port (see SECURITY.md); use it only where every user may be root";
+
 /// How handlers are to be registered.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

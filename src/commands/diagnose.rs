@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::binfmt::Registry;
 use crate::cli::{DiagnoseArgs, GlobalArgs};
-use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunOutcome, run};
+use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunOutcome, run, settle};
 use crate::error::{BadArgument, Exit, Failure};
 use crate::inspect::Inspector;
 use crate::machine::{Live, Machine};
@@ -24,17 +24,21 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
     let snapshot = machine.binfmt(registry.dir())?;
     let inspector = Inspector::new(&machine, &table, snapshot);
     let diagnoser = Diagnoser::new(&inspector, root.clone(), registry.dir());
-    let diagnosis = diagnoser.diagnose(&args.target)?;
+    let mut diagnosis = diagnoser.diagnose(&args.target)?;
 
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let chroot = root.is_given().then(|| root.dir());
     let ran = match (args.run, &diagnosis.exec_path) {
         (false, _) | (true, None) => None,
-        (true, Some(path)) => {
-            let chroot = root.is_given().then(|| root.dir());
-            let outcome = run::run(path, chroot, Duration::from_secs(args.timeout.max(1)))?;
-            Some(outcome)
-        }
+        (true, Some(path)) => Some(run::run(path, chroot, timeout)?),
     };
-    let agrees = ran.as_ref().map(|r| diagnosis.agrees(r));
+    let agrees = match (&ran, diagnosis.exec_path.clone()) {
+        (Some(r), Some(path)) => {
+            let rerun = |k: &str, v: &str| run::run_with(&path, chroot, timeout, Some((k, v)));
+            Some(settle::settle(&mut diagnosis, r, &machine, &table, &rerun)?)
+        }
+        _ => None,
+    };
 
     if global.json {
         let mut doc = serde_json::to_value(&diagnosis).unwrap_or_default();
@@ -73,6 +77,15 @@ fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, as
         };
         line("you see:", &shown);
     }
+    if let Some(n) = &d.needs {
+        line("needs:", &format!("{} ({})", n.describe(), n.sources()));
+    }
+    if let Some(a) = &d.available {
+        line(
+            "cpu:",
+            &format!("{} runs up to {}", a.by, a.level.unwrap_or("no level")),
+        );
+    }
     if let Some(fix) = &d.fix {
         line("fix:", fix);
     }
@@ -81,6 +94,15 @@ fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, as
     }
     match (ran, agrees) {
         (Some(r), Some(true)) => line("run:", &format!("{}, as predicted", r.describe())),
+        (Some(r), _) if d.predicted.is_some() => line(
+            "run:",
+            &format!(
+                "{} (DISAGREES: diagnose predicted {}; the run shows {})",
+                r.describe(),
+                d.predicted.map_or("", |c| c.as_str()),
+                d.cause.as_str()
+            ),
+        ),
         (Some(r), _) => {
             let predicted = match d.errno {
                 Some(e) => format!("exec to fail with {e:?}"),

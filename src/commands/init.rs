@@ -113,6 +113,9 @@ fn options(
     config: &Config,
     table: &ArchTable,
 ) -> Result<plan::Options, Failure> {
+    if config.flags.credential {
+        messages::warn(plan::CREDENTIAL_WARNING);
+    }
     Ok(plan::Options {
         interpreters: config.interpreters(table)?,
         search: if config.qemu_paths.is_empty() {

@@ -115,6 +115,11 @@ fn details(r: &Inspection) -> String {
         (None, Some(i)) => parts.push(format!("#! {i}")),
         (None, None) => {}
     }
+    // A mark of the baseline alone says nothing a user needs to read.
+    if let Some(n) = r.needs.as_ref().filter(|n| n.mask != 0) {
+        let from: Vec<&str> = n.evidence.iter().map(|e| e.source.as_str()).collect();
+        parts.push(format!("needs {} ({})", n.describe(), from.join(", ")));
+    }
     if let Some(h) = &r.handler {
         parts.push(format!("handler {h}"));
     } else if r.runnable == crate::inspect::Runnable::No {

@@ -87,6 +87,9 @@ pub(super) fn handler_options(
     arch_list: &str,
     args: &HandlerArgs,
 ) -> Result<crate::binfmt::plan::Options, BadArgument> {
+    if args.credential {
+        crate::messages::warn(crate::binfmt::plan::CREDENTIAL_WARNING);
+    }
     Ok(crate::binfmt::plan::Options {
         interpreters: parse_overrides(table, &args.interpreter)?,
         search: qemu_paths(global)?,

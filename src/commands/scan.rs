@@ -58,12 +58,20 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> Result<Exit, Failure> {
         report
     };
 
+    let preflight = preflight(global, &table, &report);
     if global.json {
-        messages::json(&to_json(&report));
+        let mut doc = to_json(&report);
+        if let (Some(obj), Some(p)) = (doc.as_object_mut(), &preflight) {
+            obj.insert("preflight".into(), json!(p));
+        }
+        messages::json(&doc);
     } else {
         print_human(&report);
+        if let Some(p) = &preflight {
+            print_preflight(p);
+        }
     }
-    Ok(if report.ok() {
+    Ok(if report.ok() && preflight.as_ref().is_none_or(|p| p.ok) {
         Exit::Success
     } else {
         Exit::Problem
@@ -86,6 +94,66 @@ fn credentials(text: &str) -> Result<(String, String), BadArgument> {
         ));
     }
     Ok((user, password))
+}
+
+/// A root file system on this host: will its programs run here (`scan::preflight`)?
+fn preflight(
+    global: &GlobalArgs,
+    table: &crate::arch::ArchTable,
+    report: &Report,
+) -> Option<scan::preflight::Preflight> {
+    if report.kind != scan::Kind::Directory {
+        return None;
+    }
+    let machine = crate::machine::Live::new();
+    let snapshot = crate::binfmt::Registry::new(&global.binfmt_dir)
+        .snapshot()
+        .unwrap_or_else(|_| crate::binfmt::Snapshot::empty());
+    let expected = report.images.first().and_then(|v| v.expected.clone());
+    Some(scan::preflight::check(
+        &machine,
+        table,
+        &snapshot,
+        &report.root,
+        expected.as_deref(),
+    ))
+}
+
+fn print_preflight(p: &scan::preflight::Preflight) {
+    for w in &p.will_not_run {
+        messages::out(&format!(
+            "  will not run  {}  needs {} ({}); {} runs up to {}, lacking {}",
+            printable(&w.path),
+            w.needs,
+            printable(&w.from),
+            w.by,
+            w.available.unwrap_or("no level"),
+            w.lacks.join(", ")
+        ));
+    }
+    for s in &p.setuid_without_c {
+        messages::out(&format!(
+            "  setuid       {}  mode {}: {} has no C, so it runs without its privilege",
+            printable(&s.path),
+            s.mode,
+            s.handler
+        ));
+    }
+    if let Some(c) = &p.dir_cookies {
+        messages::out(&format!(
+            "  dir cookies  {} ({}): largest {:#x}; {}",
+            printable(&c.directory),
+            c.filesystem,
+            c.largest,
+            c.advice
+        ));
+    }
+    if !p.will_not_run.is_empty() {
+        messages::out(&format!(
+            "FAIL: {} program(s) will not run on this host",
+            p.will_not_run.len()
+        ));
+    }
 }
 
 /// Run `work` while a thread redraws a progress line on stderr (when `show`): files and ELF

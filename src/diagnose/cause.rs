@@ -54,6 +54,12 @@ causes! {
     ShebangCrlf "SHEBANG_CRLF" "the #! line ends in CR LF (Windows line endings)";
     UnsupportedArch "UNSUPPORTED_ARCH" "an architecture QEMU cannot emulate (ENOEXEC)";
     HostAbiUnsupported "HOST_ABI_UNSUPPORTED" "an ABI of this CPU the kernel was built without, e.g. x32";
+    IllegalInstruction "ILLEGAL_INSTRUCTION" "it needs an instruction-set level the CPU (or QEMU's CPU model) lacks: SIGILL";
+    LibraryMissing "LIBRARY_MISSING" "a DT_NEEDED library is not found where the loader looks (exit 127)";
+    TextBusy "TEXT_BUSY" "the file is open for writing by a process (ETXTBSY)";
+    ShebangLoop "SHEBANG_LOOP" "#! interpreters lead back to a script already on the way, or too deep (ELOOP)";
+    ShebangTooLong "SHEBANG_TOO_LONG" "the #! interpreter path does not end within the kernel's 256-byte buffer (ENOEXEC)";
+    SetuidNeedsCredential "SETUID_NEEDS_CREDENTIAL" "a setuid/setgid program under a handler without C: it runs without its privilege";
 }
 
 /// Where a description starts, and how wide a help line may be.
@@ -100,7 +106,7 @@ mod tests {
             let json = serde_json::to_string(&c).expect("json");
             assert_eq!(json, format!("\"{}\"", c.as_str()));
         }
-        assert_eq!(Cause::ALL.len(), 19);
+        assert_eq!(Cause::ALL.len(), 25);
         assert_eq!(Cause::NotABinary.as_str(), "NOT_A_BINARY");
         assert_eq!(Cause::HostAbiUnsupported.as_str(), "HOST_ABI_UNSUPPORTED");
     }

@@ -58,7 +58,21 @@ impl Diagnoser<'_> {
                             ElfVerdict::Compat(a) => prose::runs_compat(&host, &a.name),
                             _ => prose::runs_natively(&host),
                         };
-                        Finding::ok(prose::runs(&what, &how))
+                        let mut f = Finding::ok(prose::runs(&what, &how));
+                        let arch = arch_name.as_deref().and_then(|a| self.table().find(a));
+                        if let (Role::Program, Some(arch)) = (role, arch) {
+                            if let Some(n) = self.needs_check(&what, (file, len, &info), arch, None)
+                            {
+                                if n.is_ok() {
+                                    f.needs = n.needs;
+                                    f.available = n.available;
+                                    f.notes.extend(n.notes);
+                                } else {
+                                    f = n;
+                                }
+                            }
+                        }
+                        f
                     }
                 }
             }
@@ -67,6 +81,12 @@ impl Diagnoser<'_> {
             }
         };
         f.platform = naming.platform;
+        if role == Role::Program {
+            if f.arch.is_none() {
+                f.arch = arch_name.clone();
+            }
+            f.what.get_or_insert(what);
+        }
         Ok(f)
     }
 
@@ -225,6 +245,13 @@ impl Diagnoser<'_> {
                         let mut f = Finding::starts(Cause::LoaderMissing, words);
                         f.libs = missing;
                         f
+                    }
+                    None if role == Role::Program => {
+                        let arch = arch.and_then(|a| self.table().find(a));
+                        match self.libraries(what, on_host, path, arch) {
+                            Some(f) => f,
+                            None => return Ok(None),
+                        }
                     }
                     None => return Ok(None),
                 }

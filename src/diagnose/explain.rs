@@ -46,14 +46,25 @@ impl ExecFailure {
     }
 }
 
-/// Why `exec.path` failed with `exec.errno`. Errnos the causes do not cover (ETXTBSY, E2BIG,
-/// …) are named as they are, as NOT_EXECUTABLE: exec refused the file.
+/// Why `exec.path` failed with `exec.errno`. Errnos the causes do not cover (E2BIG, …) are
+/// named as they are, as NOT_EXECUTABLE: exec refused the file.
 pub fn explain_exec_failure(exec: &Exec<'_>) -> ExecFailure {
     let said = |cause, words: prose::Words| ExecFailure {
         cause,
         message: words.message,
         fix: words.fix,
     };
+    if exec.errno == Errno::ETXTBSY {
+        let shown = exec.path.display().to_string();
+        return said(Cause::TextBusy, prose::text_busy(&shown, &[]));
+    }
+    if exec.errno == Errno::ELOOP && format::sniff(exec.head) == format::Format::Script {
+        let shown = exec.path.display().to_string();
+        return said(
+            Cause::ShebangLoop,
+            prose::shebang_loop(&shown, std::slice::from_ref(&shown), false),
+        );
+    }
     let Some(arch) = exec.arch else {
         let cause = match exec.errno {
             Errno::ENOEXEC => Cause::NotABinary,
@@ -153,6 +164,15 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_file_and_a_looping_script_are_named() {
+        let snap = Snapshot::empty();
+        let f = explain(Errno::ETXTBSY, &snap, &program("amd64"), false);
+        assert_eq!(f.cause, Cause::TextBusy, "{f:?}");
+        let f = explain(Errno::ELOOP, &snap, b"#!/x/loop\n", false);
+        assert_eq!(f.cause, Cause::ShebangLoop, "{f:?}");
+    }
+
+    #[test]
     fn exec_format_errors_name_binfmt_misc_state() {
         let p = program("arm64");
         let f = explain(Errno::ENOEXEC, &Snapshot::empty(), &p, true);
@@ -200,9 +220,6 @@ mod tests {
         let f = explain(Errno::ELOOP, &without_f, &p, false);
         assert_eq!(f.cause, Cause::InterpreterMissing);
         let f = explain(Errno::ETXTBSY, &without_f, &p, false);
-        assert!(
-            f.message.starts_with("exec failed: Text file busy"),
-            "{f:?}"
-        );
+        assert_eq!(f.cause, Cause::TextBusy, "{f:?}");
     }
 }

@@ -69,6 +69,9 @@ impl Diagnoser<'_> {
             if let Some(f) = self.access_problem(path, host, &meta) {
                 return Ok(f);
             }
+            if let Some(f) = self.text_busy(path, host) {
+                return Ok(f);
+            }
         }
         // A path resolved inside the root holds no symlink; one found now was swapped in.
         let (file, head, len) = match opened {
@@ -81,10 +84,12 @@ impl Diagnoser<'_> {
             Some(entry) => {
                 let program = super::handler::Program {
                     path,
+                    host,
                     file: &file,
                     head: &head,
                     len,
                     format,
+                    meta,
                 };
                 self.via_handler(entry, &program, depth)?
             }

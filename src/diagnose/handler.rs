@@ -18,10 +18,13 @@ use crate::machine::{Handle, Machine};
 pub(super) struct Program<'f> {
     /// As seen inside the root.
     pub path: &'f str,
+    /// On the host.
+    pub host: &'f Path,
     pub file: &'f Handle,
     pub head: &'f [u8],
     pub len: u64,
     pub format: Format,
+    pub meta: crate::machine::Meta,
 }
 
 impl Program<'_> {
@@ -68,6 +71,15 @@ impl<'a> Diagnoser<'a> {
         }
 
         let mut f = self.emulated(facts, program, info)?;
+        if f.is_ok() {
+            if let Some(s) = self.setuid_without_c(&what, &program.meta, entry) {
+                f = Finding {
+                    needs: f.needs,
+                    available: f.available,
+                    ..s
+                };
+            }
+        }
         f.handler = Some(entry.name.clone());
         f.notes.append(&mut notes);
         if f.platform.is_none() && program.format == Format::Elf {
@@ -172,7 +184,7 @@ impl<'a> Diagnoser<'a> {
             let words = prose::foreign_os_emulated(info.os(), arch_name.as_deref(), &by);
             return Ok(Finding::starts(Cause::ForeignOs, words));
         }
-        match &info.interpreter {
+        let mut f = match &info.interpreter {
             Some(loader) if !self.emulated_loader_present(loader, h.arch) => {
                 let emulator = prose::interp_name(h.entry);
                 let mut f = self.loader_missing(
@@ -186,10 +198,46 @@ impl<'a> Diagnoser<'a> {
                     role: Role::Loader,
                     path: loader.clone(),
                 });
-                Ok(f)
+                return Ok(f);
             }
-            _ => Ok(runs()),
+            // The loader in the root (not under QEMU's prefix, whose own search is QEMU's
+            // business) looks for the libraries there.
+            Some(loader) if self.loader_in_root_only(loader, h.arch) => {
+                let what = prose::runs(h.what, &by);
+                match self.libraries(&what, program.host, program.path, h.arch) {
+                    Some(f) => return Ok(f),
+                    None => runs(),
+                }
+            }
+            _ => runs(),
+        };
+        let arch = arch_name.as_deref().and_then(|a| self.table().find(a));
+        if let Some(arch) = arch {
+            let program_facts = (program.file, program.len, &info);
+            if let Some(n) = self.needs_check(h.what, program_facts, arch, Some(h.entry)) {
+                if n.is_ok() {
+                    f.needs = n.needs;
+                    f.available = n.available;
+                    f.notes.extend(n.notes);
+                } else {
+                    f = n;
+                }
+            }
+            f.arch = Some(arch.name.clone());
         }
+        f.what = Some(h.what.to_string());
+        Ok(f)
+    }
+
+    /// The emulated program's loader is found at its own path in the root, and not under
+    /// QEMU's prefix.
+    fn loader_in_root_only(&self, loader: &str, arch: Option<&Arch>) -> bool {
+        let prefix = self.ld_prefix.clone().or_else(|| {
+            arch.and_then(|a| a.qemu.as_ref())
+                .map(|cpu| format!("/etc/qemu-binfmt/{cpu}"))
+        });
+        let found = |p: &str| matches!(self.root.resolve(p), Lookup::Found(h) if self.is_file(&h));
+        !prefix.is_some_and(|pre| found(&format!("{pre}{loader}"))) && found(loader)
     }
 
     /// QEMU looks for an emulated program's loader under its prefix (QEMU_LD_PREFIX, else

@@ -10,6 +10,7 @@
 //! `prose`; every question to the machine goes through `machine::Machine`. Nothing here
 //! prints.
 
+mod after;
 mod cause;
 mod elf;
 mod explain;
@@ -21,6 +22,7 @@ mod prose;
 pub mod root;
 pub mod run;
 mod script;
+pub mod settle;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +40,7 @@ use crate::inspect::{Inspector, ReadError, read_head_resolved};
 use crate::machine::{Machine, Mount, MountsError};
 use crate::sys::path::{self as exec, Candidate};
 
+pub use after::{Available, QemuCpu};
 pub use cause::Cause;
 pub use explain::{Exec, ExecFailure, explain_exec_failure};
 pub use root::{Lookup, RootError, RootFs};
@@ -137,9 +140,28 @@ pub struct Diagnosis {
     pub chain: Vec<Link>,
     /// Further observations that are not the cause.
     pub notes: Vec<String>,
+    /// The instruction-set level the program needs, and where that was learnt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<crate::needs::Needs>,
+    /// What the CPU it meets (this host's, or QEMU's behind its handler) was proven to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available: Option<Available>,
+    /// The `QEMU_CPU` value that lifts the emulated CPU far enough, and whether a rerun
+    /// proved it (ILLEGAL_INSTRUCTION).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu_cpu: Option<QemuCpu>,
+    /// What was predicted before `--run` showed another cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<Cause>,
     /// The path `--run` executes (inside the root), when there is one.
     #[serde(skip)]
     pub exec_path: Option<String>,
+    /// The program's architecture (arch table name), when it is an ELF.
+    #[serde(skip)]
+    pub arch: Option<String>,
+    /// What the program is, in words ("an arm64 program (linux/arm64, static)").
+    #[serde(skip)]
+    pub what: Option<String>,
 }
 
 impl Diagnosis {
@@ -151,10 +173,17 @@ impl Diagnosis {
         if self.errno != run.errno {
             return false;
         }
-        if self.cause != Cause::Ok || run.errno.is_some() || run.timed_out {
+        if run.errno.is_some() || run.timed_out {
             return true;
         }
-        run.signal.is_none() && !run.loader_failed()
+        match self.cause {
+            Cause::Ok | Cause::SetuidNeedsCredential => {
+                run.signal.is_none() && !run.loader_failed()
+            }
+            Cause::IllegalInstruction => run.signal.as_deref() == Some("SIGILL"),
+            Cause::LibraryMissing => run.loader_failed(),
+            _ => true,
+        }
     }
 }
 
@@ -174,6 +203,11 @@ struct Finding {
     resolved: Option<PathBuf>,
     /// Shared libraries a loader will not find (LOADER_MISSING found past the loader).
     libs: Vec<String>,
+    needs: Option<crate::needs::Needs>,
+    available: Option<Available>,
+    qemu_cpu: Option<QemuCpu>,
+    arch: Option<String>,
+    what: Option<String>,
 }
 
 impl Finding {
@@ -192,6 +226,11 @@ impl Finding {
             notes: Vec::new(),
             resolved: None,
             libs: Vec::new(),
+            needs: None,
+            available: None,
+            qemu_cpu: None,
+            arch: None,
+            what: None,
         }
     }
 
@@ -325,7 +364,13 @@ impl<'a> Diagnoser<'a> {
             handler: finding.handler,
             chain: finding.chain,
             notes: finding.notes,
+            needs: finding.needs,
+            available: finding.available,
+            qemu_cpu: finding.qemu_cpu,
+            predicted: None,
             exec_path,
+            arch: finding.arch,
+            what: finding.what,
         })
     }
 
@@ -358,7 +403,7 @@ impl<'a> Diagnoser<'a> {
         let mut f = if depth > MAX_DEPTH {
             let cause = match role {
                 Role::BinfmtInterpreter => Cause::InterpreterMissing,
-                _ => Cause::ShebangInterpreterMissing,
+                _ => Cause::ShebangLoop,
             };
             Finding::fails(cause, Errno::ELOOP, prose::too_deep(path))
         } else {

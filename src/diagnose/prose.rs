@@ -8,9 +8,11 @@ use nix::errno::Errno;
 
 use super::MAX_DEPTH;
 
+mod after;
 mod elf;
 mod handler;
 
+pub(super) use after::*;
 pub(super) use elf::*;
 pub(super) use handler::*;
 

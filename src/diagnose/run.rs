@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::errno::Errno;
 use serde::Serialize;
 
-use crate::sys::exec::{self, ChrootFallback, Ending, Output, Spec, Step};
+use crate::sys::exec::{self, ChrootFallback, Ending, Env, Output, Spec, Step};
 
 /// How much of the program's stdout and stderr is kept.
 const KEEP_OUTPUT: usize = 4096;
@@ -62,9 +62,32 @@ impl crate::error::Classify for RunError {
 /// /dev/null, the current environment, in a process group of its own, and a timeout after
 /// which that group is killed.
 pub fn run(path: &str, root: Option<&Path>, timeout: Duration) -> Result<RunOutcome, RunError> {
+    run_with(path, root, timeout, None)
+}
+
+/// [`run`] with one more variable in its environment (`QEMU_CPU=power10`).
+pub fn run_with(
+    path: &str,
+    root: Option<&Path>,
+    timeout: Duration,
+    extra: Option<(&str, &str)>,
+) -> Result<RunOutcome, RunError> {
     let mut spec = Spec::new(path)
         .output(Output::Capture { limit: KEEP_OUTPUT })
         .new_process_group();
+    if let Some((key, value)) = extra {
+        let mut env: Vec<std::ffi::OsString> = std::env::vars_os()
+            .filter(|(k, _)| k.as_os_str() != key)
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                kv
+            })
+            .collect();
+        env.push(format!("{key}={value}").into());
+        spec = spec.env(Env::Exactly(env));
+    }
     if let Some(root) = root {
         spec = spec.chroot(root, ChrootFallback::None);
     }

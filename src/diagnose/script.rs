@@ -19,6 +19,13 @@ impl Diagnoser<'_> {
         head: &[u8],
         depth: usize,
     ) -> Result<Finding, DiagnoseError> {
+        if let Some(start) = interpreter_cut_off(head) {
+            return Ok(Finding::fails(
+                Cause::ShebangTooLong,
+                Errno::ENOEXEC,
+                prose::shebang_too_long(path, &start),
+            ));
+        }
         let Some(sb) = format::shebang(head) else {
             return Ok(Finding::fails(
                 Cause::NotABinary,
@@ -49,6 +56,22 @@ impl Diagnoser<'_> {
                     f
                 }
             },
+            Cause::ShebangLoop => {
+                let mut paths = vec![path.to_string()];
+                paths.extend(inner.chain.iter().map(|l| l.path.clone()));
+                let cycle = paths
+                    .iter()
+                    .enumerate()
+                    .any(|(i, p)| paths[..i].contains(p));
+                let shown: Vec<String> = paths.iter().take(8).cloned().collect();
+                let mut f = Finding::new(
+                    Cause::ShebangLoop,
+                    inner.errno,
+                    prose::shebang_loop(path, &shown, cycle),
+                );
+                f.chain = inner.chain.clone();
+                f
+            }
             _ => {
                 let mut f = inner.clone();
                 f.message = prose::script_fails(interp, &inner.message);
@@ -155,6 +178,27 @@ impl Diagnoser<'_> {
     }
 }
 
+/// The kernel reads a script's first 256 bytes (BINPRM_BUF_SIZE, zero-filled past a short
+/// file). With no newline among them, the interpreter path must still end (a blank or a NUL)
+/// by the last of them, or `load_script` refuses the file with ENOEXEC rather than run a
+/// truncated path (`fs/binfmt_script.c`, `next_terminator`); arguments past the buffer are
+/// cut silently. The start of the interpreter path when it is cut off, else None.
+fn interpreter_cut_off(head: &[u8]) -> Option<String> {
+    const BUF: usize = 256;
+    let mut buf = [0u8; BUF];
+    let n = head.len().min(BUF);
+    buf[..n].copy_from_slice(&head[..n]);
+    if !buf.starts_with(b"#!") || buf.contains(&b'\n') {
+        return None;
+    }
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let Some(start) = buf[2..].iter().position(|b| !blank(b)).map(|i| i + 2) else {
+        return Some(String::new());
+    };
+    let ends = buf[start..].iter().any(|b| blank(b) || *b == 0);
+    (!ends).then(|| String::from_utf8_lossy(&buf[start..(start + 40).min(BUF)]).into_owned())
+}
+
 /// How the kernel splits a `#!` line: interpreter up to the first blank, the rest (blanks
 /// trimmed at both ends, but not CR) as one argument. Only trailing blanks and tabs are
 /// trimmed, so a CR stays in the last word.
@@ -184,6 +228,22 @@ mod tests {
     use crate::diagnose::tests::{diagnose, expect};
     use crate::machine::Fake;
     use crate::machine::testing::program;
+
+    #[test]
+    fn an_interpreter_path_must_end_within_256_bytes() {
+        // Measured on Linux 6.18: "#!" and a 253-byte path, newline at byte 255, runs; a
+        // 254-byte path is ENOEXEC; a long argument is cut, not refused.
+        let line = |n: usize, rest: &str| format!("#!/{}{rest}", "x".repeat(n - 1)).into_bytes();
+        assert_eq!(interpreter_cut_off(&line(253, "\nexit 7\n")), None);
+        assert!(interpreter_cut_off(&line(254, "\nexit 7\n")).is_some());
+        assert_eq!(
+            interpreter_cut_off(&line(20, &format!(" {}\n", "A".repeat(300)))),
+            None
+        );
+        // A short file ends in zeros: its path ends.
+        assert_eq!(interpreter_cut_off(&line(100, "")), None);
+        assert_eq!(interpreter_cut_off(b"echo hi"), None);
+    }
 
     #[test]
     fn kernel_keeps_the_carriage_return() {

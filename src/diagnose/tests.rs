@@ -12,8 +12,10 @@ use crate::binfmt::Snapshot;
 use crate::machine::testing::{dynamic_program, entry, program, table};
 use crate::machine::{Fake, Node};
 
+mod after;
+
 const DIR: &str = "/proc/sys/fs/binfmt_misc";
-const QEMU: &str = "/usr/bin/qemu-aarch64-static";
+pub(super) const QEMU: &str = "/usr/bin/qemu-aarch64-static";
 pub(super) const LD: &str = "/lib64/ld-linux-x86-64.so.2";
 
 pub(super) fn diagnose(m: &Fake, root: Option<&str>, target: &str) -> Diagnosis {
@@ -48,7 +50,7 @@ pub(super) fn expect(
 }
 
 /// A host with an arm64 program at /srv/prog and a static QEMU for it (an amd64 program).
-fn with_arm64() -> Fake {
+pub(super) fn with_arm64() -> Fake {
     Fake::new()
         .file("/srv/prog", program("arm64"), 0o755)
         .file(QEMU, program("amd64"), 0o755)
@@ -104,6 +106,27 @@ const COVERED: &[(Cause, fn())] = &[
     (
         Cause::HostAbiUnsupported,
         host_abi_unsupported_refused_or_not_asked,
+    ),
+    (
+        Cause::IllegalInstruction,
+        after::illegal_instruction_predicted_and_proven_by_a_rerun,
+    ),
+    (
+        Cause::LibraryMissing,
+        after::library_missing_native_and_emulated,
+    ),
+    (Cause::TextBusy, after::text_busy_names_the_writer),
+    (
+        Cause::ShebangLoop,
+        after::shebang_loop_itself_and_through_another,
+    ),
+    (
+        Cause::ShebangTooLong,
+        after::shebang_too_long_past_the_kernels_buffer,
+    ),
+    (
+        Cause::SetuidNeedsCredential,
+        after::setuid_needs_credential_without_c_only,
     ),
 ];
 

@@ -107,6 +107,8 @@ pub struct Fake {
     native: BTreeMap<String, Result<bool, String>>,
     argv0: BTreeMap<PathBuf, bool>,
     self_exe: Option<Vec<u8>>,
+    writers: BTreeMap<PathBuf, Vec<super::Writer>>,
+    levels: BTreeMap<String, u32>,
 }
 
 impl Default for Fake {
@@ -144,6 +146,8 @@ impl Fake {
             native: BTreeMap::new(),
             argv0: BTreeMap::new(),
             self_exe: None,
+            writers: BTreeMap::new(),
+            levels: BTreeMap::new(),
         }
     }
 
@@ -265,6 +269,24 @@ impl Fake {
     /// Whether the interpreter at `path` honours P (no, when not given).
     pub fn preserves_argv0(mut self, interpreter: impl Into<PathBuf>, yes: bool) -> Fake {
         self.argv0.insert(interpreter.into(), yes);
+        self
+    }
+
+    /// Process `pid` (`command`) holds `path` open for writing.
+    pub fn writer(mut self, path: impl Into<PathBuf>, pid: u32, command: &str) -> Fake {
+        self.writers
+            .entry(path.into())
+            .or_default()
+            .push(super::Writer {
+                pid,
+                command: command.into(),
+            });
+        self
+    }
+
+    /// What `arch`'s level probe proves here: its mask of checks that ran.
+    pub fn levels(mut self, arch: &str, mask: u32) -> Fake {
+        self.levels.insert(arch.into(), mask);
         self
     }
 
@@ -520,6 +542,24 @@ impl Machine for Fake {
             // Root may execute a file when anyone may.
             _ if self.credentials.euid == 0 => n.mode & 0o111 != 0,
             _ => self.class_bits(n) & 1 != 0,
+        }
+    }
+
+    fn writers(&self, path: &Path) -> Vec<super::Writer> {
+        let Ok(at) = self.walk(path, true, false) else {
+            return Vec::new();
+        };
+        self.writers.get(&at).cloned().unwrap_or_default()
+    }
+
+    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError> {
+        match self.levels.get(&arch.name) {
+            Some(mask) => Ok(Some(*mask)),
+            None if crate::probe::levels::family(arch).is_some() => Err(ProbeError(format!(
+                "no level answer for {} on this fake",
+                arch.name
+            ))),
+            None => Ok(None),
         }
     }
 

@@ -123,6 +123,14 @@ impl Machine for Live {
         Box::new(Running { batch, expect })
     }
 
+    fn writers(&self, path: &Path) -> Vec<super::Writer> {
+        super::after::writers(path)
+    }
+
+    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError> {
+        super::after::levels(arch)
+    }
+
     fn self_exe_head(&self, max: usize) -> Option<Vec<u8>> {
         let (file, _) = fileio::open_regular(Path::new("/proc/self/exe"), Follow::Yes).ok()?;
         fileio::read_prefix(&file, max).ok()

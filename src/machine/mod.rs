@@ -7,6 +7,7 @@
 //! caller's business (`diagnose::RootFs`), done with [`Machine::lstat`] and
 //! [`Machine::read_link`] one component at a time.
 
+mod after;
 pub mod fake;
 pub mod live;
 #[cfg(test)]
@@ -65,6 +66,13 @@ pub trait Machine: Send + Sync + fmt::Debug {
     /// only for a file whose owner (or group) the namespace does not map. A file of the
     /// namespace's own nobody reads as the same overflow uid, but its root may write it.
     fn beyond_reach(&self, path: &Path) -> bool;
+    /// The processes that hold `path` open for writing, as far as /proc lets this process
+    /// see (exec of such a file fails with ETXTBSY).
+    fn writers(&self, path: &Path) -> Vec<Writer>;
+    /// The checks of `arch`'s level probe that run here, as the probe's mask: natively for
+    /// the host's own architecture, else through whatever binfmt_misc handler this process's
+    /// exec reaches. `Ok(None)`: `arch` has no level probe.
+    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError>;
     /// Open a regular file for reading with `fileio`'s rules: never a FIFO or a device,
     /// symlinks followed only as `follow` allows. The metadata is the open file's.
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError>;
@@ -112,6 +120,14 @@ pub struct Credentials {
     /// [`Machine::beyond_reach`] also says so. `None` in the first namespace, and in one
     /// that maps the parent's root.
     pub outside: Option<u32>,
+}
+
+/// A process holding a file open for writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub command: String,
 }
 
 /// One mount, as /proc/self/mountinfo lists it.

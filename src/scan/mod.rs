@@ -17,6 +17,7 @@ pub mod archive;
 pub mod daemon;
 pub mod layers;
 pub mod oci;
+pub mod preflight;
 pub mod registry;
 pub mod source;
 pub mod stream;

@@ -398,7 +398,8 @@ fn an_oci_layout_is_read_without_following_symlinks_or_opening_fifos() {
 }
 
 /// Class 4: `diagnose --run` agrees with a prediction only when the outcome is the one
-/// predicted: a program predicted to run that dies of SIGILL disagrees (exit 1).
+/// predicted: a program predicted to run that dies of SIGILL disagrees (exit 1), and is
+/// then named for what the run showed.
 #[test]
 fn a_program_predicted_to_run_that_dies_of_sigill_disagrees() {
     let table = binfmt_setup::arch::ArchTable::embedded();
@@ -419,7 +420,9 @@ fn a_program_predicted_to_run_that_dies_of_sigill_disagrees() {
     let shown = prog.to_str().expect("utf-8");
     let r = run(&["diagnose", "--json", "--run", shown]);
     let j = r.json();
-    assert_eq!(j["cause"], "OK", "{j}");
+    // The prediction (OK) is kept; the run's cause replaces it, and still disagrees.
+    assert_eq!(j["predicted"], "OK", "{j}");
+    assert_eq!(j["cause"], "ILLEGAL_INSTRUCTION", "{j}");
     assert_eq!(j["run"]["signal"], "SIGILL", "{j}");
     assert_eq!(j["run"]["agrees"], false, "{j}");
     r.expect_code(1);

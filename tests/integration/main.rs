@@ -1,8 +1,10 @@
 //! Integration tests: the real binary, real fixtures, real kernel (private binfmt_misc
 //! instances only; the host's is read, never written).
 
+mod after_exec;
 mod builders;
 mod configs;
+mod credential;
 mod daemon;
 mod diagnose;
 mod docker;
@@ -19,6 +21,8 @@ mod isolation;
 mod kernel;
 mod layout;
 mod mutate;
+mod needs;
+mod preflight;
 mod probe;
 mod registry;
 mod run;
