@@ -21,6 +21,7 @@ pub mod machine;
 pub mod messages;
 pub mod names;
 pub mod probe;
+pub mod qemu;
 pub mod rootless;
 pub mod rule;
 pub mod scan;
