@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use super::{Answered, Ask, AskProgram, Probe, ProbeError, Replies, Reply};
 use super::{Answers, Credentials, Handle, Kind, Known, Machine, Meta, Mount, MountsError};
-use super::{Probe, ProbeError};
 use crate::arch::Arch;
 use crate::binfmt::{BinfmtError, Entry, Snapshot};
 use crate::fileio::{Follow, OpenError};
@@ -107,6 +107,29 @@ pub struct Fake {
     native: BTreeMap<String, Result<bool, String>>,
     argv0: BTreeMap<PathBuf, bool>,
     self_exe: Option<Vec<u8>>,
+    replies: Vec<(Asked, Reply)>,
+    /// Every ask made, in order (shared by clones, so a test can count a run's asks).
+    asked: Arc<std::sync::Mutex<Vec<Asked>>>,
+}
+
+/// An [`Ask`] as the fake machine keys its replies: everything but the chroot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub arch: String,
+    pub program: AskProgram,
+    pub extension: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Asked {
+    fn of(a: &Ask<'_>) -> Asked {
+        Asked {
+            arch: a.arch.name.clone(),
+            program: a.program,
+            extension: a.extension.map(str::to_string),
+            env: a.env.clone(),
+        }
+    }
 }
 
 impl Default for Fake {
@@ -144,6 +167,8 @@ impl Fake {
             native: BTreeMap::new(),
             argv0: BTreeMap::new(),
             self_exe: None,
+            replies: Vec::new(),
+            asked: Arc::default(),
         }
     }
 
@@ -266,6 +291,35 @@ impl Fake {
     pub fn preserves_argv0(mut self, interpreter: impl Into<PathBuf>, yes: bool) -> Fake {
         self.argv0.insert(interpreter.into(), yes);
         self
+    }
+
+    /// How running `program` of `arch` through the kernel ends, with `env` its whole
+    /// environment (`[("QEMU_VERSION", "1")]`) and, when given, `extension` on its name.
+    /// An ask without a reply here never ran.
+    pub fn reply(
+        mut self,
+        arch: &str,
+        program: AskProgram,
+        extension: Option<&str>,
+        env: &[(&str, &str)],
+        reply: Reply,
+    ) -> Fake {
+        let key = Asked {
+            arch: arch.into(),
+            program,
+            extension: extension.map(str::to_string),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        self.replies.push((key, reply));
+        self
+    }
+
+    /// Every ask made of this machine (and its clones) so far, in order.
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// The bytes /proc/self/exe starts with.
@@ -451,6 +505,27 @@ impl Machine for Fake {
             })
             .collect();
         Box::new(Known(answers))
+    }
+
+    fn start_asking(&self, asks: &[Ask<'_>], _timeout: std::time::Duration) -> Box<dyn Replies> {
+        let replies = asks
+            .iter()
+            .map(|a| {
+                let key = Asked::of(a);
+                if let Ok(mut log) = self.asked.lock() {
+                    log.push(key.clone());
+                }
+                self.replies
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_else(|| Reply {
+                        failure: Some("exec: Exec format error".into()),
+                        ..Reply::default()
+                    })
+            })
+            .collect();
+        Box::new(Answered(replies))
     }
 
     fn self_exe_head(&self, max: usize) -> Option<Vec<u8>> {

@@ -104,6 +104,7 @@ pub fn test_arches(
                     argv0: ARGV0.to_string(),
                     args: vec![token(a)],
                     place: place(chroot),
+                    env: None,
                 });
                 tested.push(a);
             }
@@ -367,6 +368,7 @@ pub fn check_binary(
         argv0: name,
         args: Vec::new(),
         place: place(chroot),
+        env: None,
     };
     let out = runner::run_all(std::slice::from_ref(&job), timeout)
         .map_err(CheckError::Probes)?

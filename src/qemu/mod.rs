@@ -7,6 +7,7 @@
 //! environment too, and those two print and exit before the program is loaded). This module
 //! reads those answers; `known` holds the table of known-bad versions.
 
+pub mod ask;
 pub mod cpus;
 pub mod known;
 

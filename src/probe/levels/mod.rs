@@ -28,6 +28,7 @@
 pub mod aarch64;
 pub mod arm;
 pub mod power;
+pub mod proof;
 pub mod riscv;
 pub mod s390x;
 pub mod x86;
