@@ -46,6 +46,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub arch_table: Option<PathBuf>,
 
+    /// Replace the built-in table of known-bad QEMU versions with FILE (same format as
+    /// configs/qemu-issues.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub qemu_table: Option<PathBuf>,
+
     /// Look for QEMU interpreters in DIR (repeatable; default /usr/bin, /usr/local/bin,
     /// /usr/libexec/qemu-binfmt), as qemu-<cpu>-static, then qemu-<cpu>.
     #[arg(long, global = true, value_name = "DIR")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::binfmt::Registry;
 use crate::cli::GlobalArgs;
 use crate::error::{Exit, Failure};
+use crate::machine::Live;
 use crate::messages;
 use crate::probe::check;
 
@@ -14,7 +15,13 @@ pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
     let registry = Registry::new(&global.binfmt_dir);
     let snap = super::snapshot(&registry)?;
     let arches = check::default_set(&table, &snap);
-    let report = check::test_arches(&table, &snap, &arches, true, Duration::from_secs(10))?;
+    // Levels, not QEMU's own facts: the variants buildx takes come from the level probes.
+    let settings = check::Settings {
+        chroot: true,
+        timeout: Duration::from_secs(10),
+        issues: None,
+    };
+    let report = check::test_arches(&Live::new(), &table, &snap, &arches, settings)?;
     for r in report.results.iter().filter(|r| !r.ok) {
         messages::warn(&format!(
             "{} is not listed: {}",

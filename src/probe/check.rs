@@ -7,15 +7,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod extras;
+
+use super::levels::proof::{self, Proven};
 use super::runner::{self, Job, Place};
 use super::{EXIT_CODE, program};
 use crate::arch::{Arch, ArchTable, Host};
-use crate::binfmt::Snapshot;
+use crate::binfmt::{Entry, Rule, Snapshot};
 use crate::diagnose;
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow, OpenError};
 use crate::inspect::Inspector;
+use crate::machine::Machine;
 use crate::messages::printable;
+use crate::qemu::Facts;
+use crate::qemu::known::IssueTable;
 use crate::sys::exec::{Ending, Outcome, Step, signal_name};
 
 /// Why the checks could not run.
@@ -61,6 +67,24 @@ pub struct TestResult {
     pub level: Option<u8>,
     pub error: Option<String>,
     pub ms: f64,
+    /// The instruction-set levels its level probe proved through the same handler (or on the
+    /// host's own CPU); `null` when its arch has no level probe or the probe did not run.
+    pub levels: Option<Proven>,
+    /// What QEMU the handler runs (`qemu_version`, `qemu_package`, `cpu_models`,
+    /// `cpu_default`, `known_issues`); nulls and empty lists when it is native or not QEMU.
+    #[serde(flatten)]
+    pub qemu: Facts,
+}
+
+/// How `test` runs its probes.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// Each probe as the only file of an empty chroot (only `F` handlers serve it).
+    pub chroot: bool,
+    pub timeout: Duration,
+    /// Ask each handler's interpreter what QEMU it is and warn of the rows of this table it
+    /// falls in; `None`: levels only, as `platforms` needs.
+    pub issues: Option<&'a IssueTable>,
 }
 
 /// argv[0] every probe gets; a handler without `P` replaces it by the program's path.
@@ -71,10 +95,12 @@ pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
     let host = Host::detect(table);
     let machine = crate::machine::Live::new();
     let inspector = Inspector::new(&machine, table, snap.clone());
+    let by_extension = extension_handlers(table, snap);
     table
         .iter()
         .filter(|a| {
             host.arch.as_deref() == Some(a.name.as_str())
+                || by_extension.iter().any(|(x, _)| x.name == a.name)
                 || program(a).is_some_and(|p| {
                     snap.handler_for(Path::new("/probe"), &p).is_some()
                         || inspector.runs_natively(a)
@@ -83,15 +109,41 @@ pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
         .collect()
 }
 
-/// Run the probes of `arches` and judge each.
+/// The enabled extension (`E`) entries whose interpreter is, by its name, QEMU for an arch
+/// of the table (`qemu-x86_64-static` → amd64), with that arch. A handler like this takes
+/// only files named `*.EXT`: the way to run, say, amd64 programs through qemu-x86_64 on an
+/// amd64 host, where a magic rule would take the host's own programs and loop. `test`
+/// proves each of them with a probe of that name, besides the arch's plain probe.
+pub fn extension_handlers<'t, 's>(
+    table: &'t ArchTable,
+    snap: &'s Snapshot,
+) -> Vec<(&'t Arch, &'s Entry)> {
+    if !snap.enabled {
+        return Vec::new();
+    }
+    snap.entries
+        .iter()
+        .filter(|e| e.enabled && matches!(e.rule, Rule::Extension(_)))
+        .filter_map(|e| Some((table.by_interpreter(&e.interpreter)?, e)))
+        .filter(|(a, _)| program(a).is_some())
+        .collect()
+}
+
+/// Run the probes of `arches` and judge each; for a handler under an extension rule that is
+/// QEMU for one of them ([`extension_handlers`]), its probe too. Beside each probe, all at
+/// once: the arch's level probe through the same handler and, with `settings.issues`, the
+/// questions to its interpreter.
 pub fn test_arches(
+    machine: &dyn Machine,
     table: &ArchTable,
     snap: &Snapshot,
     arches: &[&Arch],
-    chroot: bool,
-    timeout: Duration,
+    settings: Settings<'_>,
 ) -> Result<Report, CheckError> {
-    let host = Host::detect(table);
+    let Settings {
+        chroot, timeout, ..
+    } = settings;
+    let host = crate::machine::host(machine, table);
     let mut results = Vec::new();
     let mut jobs = Vec::new();
     let mut tested = Vec::new();
@@ -106,7 +158,7 @@ pub fn test_arches(
                     place: place(chroot),
                     env: None,
                 });
-                tested.push(a);
+                tested.push((a, None));
             }
             None => results.push(TestResult {
                 arch: a.name.clone(),
@@ -119,8 +171,27 @@ pub fn test_arches(
                     a.name
                 )),
                 ms: 0.0,
+                levels: None,
+                qemu: Facts::default(),
             }),
         }
+    }
+    for (a, entry) in extension_handlers(table, snap) {
+        let (Rule::Extension(ext), Some(image)) = (&entry.rule, program(a)) else {
+            continue;
+        };
+        if !arches.iter().any(|x| x.name == a.name) {
+            continue;
+        }
+        jobs.push(Job {
+            file: format!("{}.{ext}", a.name.replace(['/', '.'], "_")),
+            image,
+            argv0: ARGV0.to_string(),
+            args: vec![token(a)],
+            place: place(chroot),
+            env: None,
+        });
+        tested.push((a, Some(ext.as_str())));
     }
     tracing::info!(
         "running {} probes{}",
@@ -131,9 +202,17 @@ pub fn test_arches(
             ""
         }
     );
-    let outcomes = runner::run_all(&jobs, timeout).map_err(CheckError::Probes)?;
+    let batch = runner::start(&jobs).map_err(CheckError::Probes)?;
+    let extras = extras::start(machine, snap, &tested, &jobs, settings);
+    let outcomes = batch.wait(timeout);
     refuse_unrunnable(&tested, &outcomes, &host)?;
-    for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
+    let (levels, facts) = extras.finish();
+    for ((((a, _), job), out), (levels, qemu)) in tested
+        .iter()
+        .zip(&jobs)
+        .zip(&outcomes)
+        .zip(levels.into_iter().zip(facts))
+    {
         tracing::debug!(
             "{}: {:?} after {:.1} ms, stdout {:?}",
             a.name,
@@ -142,15 +221,27 @@ pub fn test_arches(
             String::from_utf8_lossy(&out.stdout)
         );
         let native = host.arch.as_deref() == Some(a.name.as_str());
-        results.push(judge(a, job, out, snap, native, chroot, timeout));
+        let mut r = judge(a, job, out, snap, native, chroot, timeout);
+        r.levels = levels;
+        r.qemu = qemu;
+        results.push(r);
     }
-    // Table order, whatever order they finished in.
+    // Table order, whatever order they finished in (stable: a plain probe before the same
+    // arch's extension probe).
     let order = |name: &str| table.iter().position(|a| a.name == name);
     results.sort_by_key(|r| order(&r.arch));
     let mut supported: Vec<String> = Vec::new();
     for r in results.iter().filter(|r| r.ok) {
         if let Some(a) = table.find(&r.arch) {
-            supported.extend(a.platforms());
+            let platforms = match &r.levels {
+                Some(p) => proof::platforms(a, p),
+                None => a.platforms(),
+            };
+            for p in platforms {
+                if !supported.contains(&p) {
+                    supported.push(p);
+                }
+            }
         }
     }
     Ok(Report { results, supported })
@@ -160,15 +251,15 @@ pub fn test_arches(
 /// ELOOP): when the host's own probe, or every probe, gets it, programs may not run from the
 /// temporary directory at all (a noexec mount), and no verdict about handlers can be made.
 fn refuse_unrunnable(
-    tested: &[&Arch],
+    tested: &[(&Arch, Option<&str>)],
     outcomes: &[Outcome],
     host: &Host,
 ) -> Result<(), CheckError> {
     let denied = |o: &Outcome| o.ending.exec_errno() == Some(nix::errno::Errno::EACCES);
-    let host_denied = tested
-        .iter()
-        .zip(outcomes)
-        .any(|(a, o)| host.arch.as_deref() == Some(a.name.as_str()) && denied(o));
+    // The host's plain probe: the kernel runs it itself, whatever handlers there are.
+    let host_denied = tested.iter().zip(outcomes).any(|((a, ext), o)| {
+        ext.is_none() && host.arch.as_deref() == Some(a.name.as_str()) && denied(o)
+    });
     if host_denied || (!outcomes.is_empty() && outcomes.iter().all(denied)) {
         return Err(CheckError::NoExec(std::env::temp_dir()));
     }
@@ -279,6 +370,8 @@ fn judge(
         level,
         error,
         ms: millis(out.elapsed),
+        levels: None,
+        qemu: Facts::default(),
     }
 }
 
@@ -392,6 +485,8 @@ pub fn check_binary(
         level: matches!(out.ending, Ending::Exited(_) | Ending::Signaled(_)).then_some(0),
         error,
         ms: millis(out.elapsed),
+        levels: None,
+        qemu: Facts::default(),
     };
     Ok(BinaryRun {
         path: crate::names::escape(file.as_os_str().as_encoded_bytes()).into_owned(),
