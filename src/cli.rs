@@ -128,6 +128,7 @@ Examples:
   binfmt-setup test                      # every registered handler, plus the native arches
   binfmt-setup test --arch arm64,riscv64
   binfmt-setup test --binary ./build/server-arm64   # your own program, the same way
+  binfmt-setup test --entry qemu-x86_64-ext         # through one entry (an extension rule)
 
 Each probe is a static program of a few hundred bytes, generated for its architecture, that \
 prints a token and its argv[0] and exits 42. All run at once through a real exec, by default \
@@ -136,7 +137,13 @@ registration) can run it there, as inside a container. Levels: 0 it ran, 1 it ec
 token, 2 it also kept its own argv[0] (a P handler, or native). A failure names its cause: \
 no handler (Exec format error), a handler without F (No such file or directory in the \
 chroot), an interpreter that is missing, crashes or exits early, or a timeout. Exit 1 when \
-any architecture asked for fails.")]
+any architecture asked for fails.
+
+Beside each probe, through the same handler: the arch's level probe (the highest \
+instruction-set level it runs; where that stops short and a QEMU_CPU value is known to go \
+higher, a second run with it proves or refutes it), and the interpreter's own answers to \
+QEMU_VERSION=1 and QEMU_CPU=help (its version, CPU models and default model), with a \
+warning when the version is a known-bad one (configs/qemu-issues.toml, or --qemu-table).")]
     Test(TestArgs),
 
     /// Print the platforms this host is proven to run, comma-separated (for buildx --platform).
@@ -347,6 +354,13 @@ pub struct TestArgs {
     /// whatever its exit status).
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
+
+    /// Test through the binfmt_misc entry NAME (repeatable) instead: its architecture's probe,
+    /// named so that the entry's rule takes it. For an extension rule the architecture is the
+    /// one its interpreter is QEMU for (`qemu-x86_64-static`): how an emulator for the host's
+    /// own architecture is proven, which a magic rule would make loop.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["arch", "binary"])]
+    pub entry: Vec<String>,
 
     /// Seconds each program may take.
     #[arg(long, value_name = "S", default_value_t = 10.0)]

@@ -179,11 +179,12 @@ fn test_step(
         timeout: TEST_TIMEOUT,
         issues,
     };
+    let targets: Vec<check::Target<'_>> = arches.into_iter().map(check::Target::plain).collect();
     Ok(check::test_arches(
         &crate::machine::Live::new(),
         table,
         &snap,
-        &arches,
+        &targets,
         settings,
     )?)
 }

@@ -14,14 +14,17 @@ pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
     let registry = Registry::new(&global.binfmt_dir);
     let snap = super::snapshot(&registry)?;
-    let arches = check::default_set(&table, &snap);
+    let targets: Vec<check::Target<'_>> = check::default_set(&table, &snap)
+        .into_iter()
+        .map(check::Target::plain)
+        .collect();
     // Levels, not QEMU's own facts: the variants buildx takes come from the level probes.
     let settings = check::Settings {
         chroot: true,
         timeout: Duration::from_secs(10),
         issues: None,
     };
-    let report = check::test_arches(&Live::new(), &table, &snap, &arches, settings)?;
+    let report = check::test_arches(&Live::new(), &table, &snap, &targets, settings)?;
     for r in report.results.iter().filter(|r| !r.ok) {
         messages::warn(&format!(
             "{} is not listed: {}",

@@ -8,7 +8,7 @@ use crate::cli::{GlobalArgs, TestArgs};
 use crate::error::{BadArgument, Exit, Failure};
 use crate::machine::Live;
 use crate::messages::{self, printable};
-use crate::probe::check::{self, Report, Settings, TestResult};
+use crate::probe::check::{self, Report, Settings, Target, TestResult};
 
 pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
@@ -42,12 +42,28 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
             .map_err(|e| BadArgument(format!("--arch: {e}")))?,
         None => check::default_set(&table, &snap),
     };
+    let targets: Vec<Target<'_>> = if args.entry.is_empty() {
+        arches.into_iter().map(Target::plain).collect()
+    } else {
+        args.entry
+            .iter()
+            .map(|name| {
+                check::entry_target(&table, &snap, name).map_err(|e| {
+                    BadArgument(format!(
+                        "--entry {}: {e} in {}",
+                        printable(name),
+                        registry.dir().display()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
     let settings = Settings {
         chroot: !args.no_chroot,
         timeout,
         issues: Some(&issues),
     };
-    let report = check::test_arches(&Live::new(), &table, &snap, &arches, settings)?;
+    let report = check::test_arches(&Live::new(), &table, &snap, &targets, settings)?;
     warn_known_issues(&report.results);
     if global.json {
         messages::json(&report);

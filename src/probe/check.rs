@@ -13,7 +13,7 @@ use super::levels::proof::{self, Proven};
 use super::runner::{self, Job, Place};
 use super::{EXIT_CODE, program};
 use crate::arch::{Arch, ArchTable, Host};
-use crate::binfmt::{Entry, Rule, Snapshot};
+use crate::binfmt::{Rule, Snapshot};
 use crate::diagnose;
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow, OpenError};
@@ -95,12 +95,10 @@ pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
     let host = Host::detect(table);
     let machine = crate::machine::Live::new();
     let inspector = Inspector::new(&machine, table, snap.clone());
-    let by_extension = extension_handlers(table, snap);
     table
         .iter()
         .filter(|a| {
             host.arch.as_deref() == Some(a.name.as_str())
-                || by_extension.iter().any(|(x, _)| x.name == a.name)
                 || program(a).is_some_and(|p| {
                     snap.handler_for(Path::new("/probe"), &p).is_some()
                         || inspector.runs_natively(a)
@@ -109,35 +107,119 @@ pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
         .collect()
 }
 
-/// The enabled extension (`E`) entries whose interpreter is, by its name, QEMU for an arch
-/// of the table (`qemu-x86_64-static` → amd64), with that arch. A handler like this takes
-/// only files named `*.EXT`: the way to run, say, amd64 programs through qemu-x86_64 on an
-/// amd64 host, where a magic rule would take the host's own programs and loop. `test`
-/// proves each of them with a probe of that name, besides the arch's plain probe.
-pub fn extension_handlers<'t, 's>(
-    table: &'t ArchTable,
-    snap: &'s Snapshot,
-) -> Vec<(&'t Arch, &'s Entry)> {
-    if !snap.enabled {
-        return Vec::new();
-    }
-    snap.entries
-        .iter()
-        .filter(|e| e.enabled && matches!(e.rule, Rule::Extension(_)))
-        .filter_map(|e| Some((table.by_interpreter(&e.interpreter)?, e)))
-        .filter(|(a, _)| program(a).is_some())
-        .collect()
+/// One probe to run: an architecture's, under a plain name or one with an extension (for
+/// a handler under an extension rule).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub arch: &'a Arch,
+    pub extension: Option<&'a str>,
 }
 
-/// Run the probes of `arches` and judge each; for a handler under an extension rule that is
-/// QEMU for one of them ([`extension_handlers`]), its probe too. Beside each probe, all at
-/// once: the arch's level probe through the same handler and, with `settings.issues`, the
-/// questions to its interpreter.
+impl<'a> Target<'a> {
+    /// The arch's plain probe.
+    pub fn plain(arch: &'a Arch) -> Target<'a> {
+        Target {
+            arch,
+            extension: None,
+        }
+    }
+}
+
+/// The probe that goes through the binfmt_misc entry `name`, or why there is none. The arch
+/// is the one whose probe the entry's magic rule takes, or, for an extension rule, the one
+/// its interpreter is QEMU for by its name (`qemu-x86_64-static` → amd64); the kernel must
+/// hand that probe to this very entry (not disabled, no newer entry taking it first).
+pub fn entry_target<'a>(
+    table: &'a ArchTable,
+    snap: &'a Snapshot,
+    name: &str,
+) -> Result<Target<'a>, String> {
+    let entry = snap.find(name).ok_or_else(|| {
+        let names: Vec<&str> = snap.entries.iter().map(|e| e.name.as_str()).collect();
+        format!(
+            "no binfmt_misc entry '{}' (there are: {})",
+            printable(name),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                printable(&names.join(", "))
+            }
+        )
+    })?;
+    let (arch, extension) = match &entry.rule {
+        Rule::Extension(x) => (
+            table.by_interpreter(&entry.interpreter).ok_or_else(|| {
+                format!(
+                    "entry '{}' is an extension rule whose interpreter {} is not named like QEMU (qemu-<cpu>[-static]), so which architecture it runs is unknown",
+                    printable(name),
+                    printable(&entry.interpreter)
+                )
+            })?,
+            Some(x.as_str()),
+        ),
+        Rule::Magic { .. } => (
+            table
+                .iter()
+                .find(|a| {
+                    program(a).is_some_and(|p| {
+                        entry
+                            .rule
+                            .matches(Path::new("probe"), &crate::rule::kernel_buffer(&p))
+                    })
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "entry '{}' takes no architecture's programs that binfmt-setup has a probe for",
+                        printable(name)
+                    )
+                })?,
+            None,
+        ),
+    };
+    let target = Target { arch, extension };
+    let image = program(arch).unwrap_or_default();
+    match snap.handler_for(Path::new(&file_name(&target)), &image) {
+        Some(e) if e.name == entry.name => Ok(target),
+        Some(e) => Err(format!(
+            "the kernel hands the {} probe to entry '{}', not to '{}'{}",
+            arch.name,
+            printable(&e.name),
+            printable(name),
+            if entry.enabled {
+                ""
+            } else {
+                ", which is disabled"
+            }
+        )),
+        None => Err(format!(
+            "entry '{}' would take no probe: {}",
+            printable(name),
+            if snap.enabled {
+                "it is disabled"
+            } else {
+                "binfmt_misc is disabled"
+            }
+        )),
+    }
+}
+
+/// The probe's file name: the arch's, and the extension after the only dot.
+fn file_name(t: &Target<'_>) -> String {
+    let base = t.arch.name.replace(['/', '.'], "_");
+    match t.extension {
+        Some(x) => format!("{base}.{x}"),
+        None => base,
+    }
+}
+
+/// Run the probes of `targets` and judge each. Beside each probe, all at once: the arch's
+/// level probe through the same handler and, with `settings.issues`, the questions to its
+/// interpreter.
 pub fn test_arches(
     machine: &dyn Machine,
     table: &ArchTable,
     snap: &Snapshot,
-    arches: &[&Arch],
+    targets: &[Target<'_>],
     settings: Settings<'_>,
 ) -> Result<Report, CheckError> {
     let Settings {
@@ -147,18 +229,19 @@ pub fn test_arches(
     let mut results = Vec::new();
     let mut jobs = Vec::new();
     let mut tested = Vec::new();
-    for &a in arches {
+    for t in targets {
+        let a = t.arch;
         match program(a) {
             Some(image) => {
                 jobs.push(Job {
-                    file: a.name.replace('/', "_"),
+                    file: file_name(t),
                     image,
                     argv0: ARGV0.to_string(),
                     args: vec![token(a)],
                     place: place(chroot),
                     env: None,
                 });
-                tested.push((a, None));
+                tested.push((a, t.extension));
             }
             None => results.push(TestResult {
                 arch: a.name.clone(),
@@ -175,23 +258,6 @@ pub fn test_arches(
                 qemu: Facts::default(),
             }),
         }
-    }
-    for (a, entry) in extension_handlers(table, snap) {
-        let (Rule::Extension(ext), Some(image)) = (&entry.rule, program(a)) else {
-            continue;
-        };
-        if !arches.iter().any(|x| x.name == a.name) {
-            continue;
-        }
-        jobs.push(Job {
-            file: format!("{}.{ext}", a.name.replace(['/', '.'], "_")),
-            image,
-            argv0: ARGV0.to_string(),
-            args: vec![token(a)],
-            place: place(chroot),
-            env: None,
-        });
-        tested.push((a, Some(ext.as_str())));
     }
     tracing::info!(
         "running {} probes{}",
@@ -226,8 +292,7 @@ pub fn test_arches(
         r.qemu = qemu;
         results.push(r);
     }
-    // Table order, whatever order they finished in (stable: a plain probe before the same
-    // arch's extension probe).
+    // Table order, whatever order they finished in.
     let order = |name: &str| table.iter().position(|a| a.name == name);
     results.sort_by_key(|r| order(&r.arch));
     let mut supported: Vec<String> = Vec::new();
