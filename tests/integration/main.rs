@@ -14,6 +14,7 @@ mod install;
 mod isolation;
 mod kernel;
 mod layout;
+mod levels;
 mod mutate;
 mod probe;
 mod run;
