@@ -272,7 +272,7 @@ mod tests {
     /// native and supported platforms with their proven variants.
     #[test]
     fn levels_and_qemu_facts_of_the_handlers_the_kernel_picks() {
-        let banner = "qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n";
+        let banner = "qemu-x86_64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n";
         let version = &[("QEMU_VERSION", "1")];
         let help = &[("QEMU_CPU", "help")];
         let ext = Entry {

@@ -2,7 +2,9 @@
 //! probes: the kernel runs the arch's echo probe (as the only file of an empty chroot) through
 //! the handler, with `QEMU_VERSION=1` as its whole environment, and again with
 //! `QEMU_CPU=help`. QEMU reads both before it loads the program, prints, and exits (0 and 1);
-//! an interpreter that is not QEMU runs the probe instead, and is reported as unknown.
+//! an interpreter that is not QEMU runs the probe instead, and is reported as unknown. So is
+//! an answer from QEMU for another target (`qemu-aarch64` where `qemu-x86_64` was asked): a
+//! QEMU that is itself emulated, whose own emulator reads the variables first.
 //!
 //! Each file is asked once per run: subjects whose interpreter is the same file (device,
 //! inode, size and times) share its answers. The version is asked once per package build,
@@ -50,6 +52,9 @@ pub struct Asking {
     /// Per subject: the index of the version ask and of the CPU-list ask.
     plan: Vec<(usize, usize)>,
     arches: Vec<String>,
+    /// Per ask: for a version ask, the name the QEMU it goes to calls itself (`qemu-x86_64`,
+    /// the arch of the subject it was made for).
+    programs: Vec<Option<String>>,
     replies: Box<dyn Replies>,
 }
 
@@ -69,6 +74,7 @@ pub fn start(
     let mut asks: Vec<Ask<'_>> = Vec::new();
     let mut by_file: HashMap<Identity, usize> = HashMap::new();
     let mut by_build: HashMap<(PathBuf, (i64, i64)), usize> = HashMap::new();
+    let mut programs: Vec<Option<String>> = Vec::new();
     let mut plan = Vec::new();
     for s in subjects {
         let meta = machine.stat(s.interpreter).ok();
@@ -91,6 +97,7 @@ pub fn start(
         };
         let cpus = *by_file.entry(identity).or_insert_with(|| {
             asks.push(ask(("QEMU_CPU", "help")));
+            programs.push(None);
             asks.len() - 1
         });
         let build = meta.map(|m| {
@@ -99,6 +106,7 @@ pub fn start(
         });
         let mut version_ask = || {
             asks.push(ask(("QEMU_VERSION", "1")));
+            programs.push(s.arch.entry_name());
             asks.len() - 1
         };
         let version = match build {
@@ -115,6 +123,7 @@ pub fn start(
     Asking {
         plan,
         arches: subjects.iter().map(|s| s.arch.name.clone()).collect(),
+        programs,
         replies: machine.start_asking(&asks, timeout),
     }
 }
@@ -134,6 +143,14 @@ impl Asking {
                     return None;
                 }
                 let banner = parse_banner(&version_reply.stdout)?;
+                let asked = self.programs.get(v).cloned().flatten();
+                if asked.is_some_and(|p| p != banner.program) {
+                    tracing::info!(
+                        "{arch}: the answer came from {}, not from the handler's own QEMU",
+                        banner.program
+                    );
+                    return None;
+                }
                 // QEMU lists its models and exits 1; anything else is not a list.
                 let cpu_reply = replies.get(c).unwrap_or(&none);
                 let cpu_models = if cpu_reply.exit == Some(1) {
@@ -227,6 +244,7 @@ mod tests {
     /// version ask; another directory is another build.
     #[test]
     fn each_file_is_asked_once_and_each_build_once_for_its_version() {
+        let riscv_banner = BANNER.replace("qemu-aarch64", "qemu-riscv64");
         let f = Fake::new()
             .entry(
                 "/usr/bin/qemu-aarch64-static",
@@ -242,7 +260,7 @@ mod tests {
             );
         let f = qemu_for(f, "arm64", None, BANNER, "max\n");
         let f = qemu_for(f, "arm64", Some("ext"), BANNER, "max\n");
-        let f = qemu_for(f, "riscv64", None, BANNER, "rv64\n");
+        let f = qemu_for(f, "riscv64", None, &riscv_banner, "rv64\n");
         let f = qemu_for(
             f,
             "s390x",
@@ -308,6 +326,14 @@ mod tests {
             arch: arch("amd64"),
             extension: None,
             interpreter: Path::new("/usr/bin/box64"),
+        };
+        assert_eq!(facts(&f, &[s], &IssueTable::embedded()), [None]);
+        // QEMU for another target answered (the handler's QEMU is itself emulated): unknown.
+        let f = qemu_for(Fake::new(), "amd64", None, BANNER, "  cortex-a57\n");
+        let s = Subject {
+            arch: arch("amd64"),
+            extension: None,
+            interpreter: Path::new("/opt/arm64/qemu-x86_64-static"),
         };
         assert_eq!(facts(&f, &[s], &IssueTable::embedded()), [None]);
         // A version without a list (a QEMU whose target prints none) keeps the version.

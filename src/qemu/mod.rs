@@ -58,6 +58,9 @@ impl fmt::Display for Version {
 /// What `QEMU_VERSION=1` (or `-version`) printed, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Banner {
+    /// The emulator's own name, `qemu-<target>` (`qemu-aarch64`): QEMU prints its target's
+    /// name, not the file's (Debian's 35 emulators all print `qemu-<cpu>`, measured).
+    pub program: String,
     pub version: Version,
     /// What the build calls itself after the number, without the parentheses: Debian's
     /// package version (`Debian 1:7.2+dfsg-7+deb12u18+b3`), a git description; `None` for a
@@ -93,7 +96,11 @@ pub fn parse_banner(stdout: &str) -> Option<Banner> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
-    Some(Banner { version, package })
+    Some(Banner {
+        program: name.to_string(),
+        version,
+        package,
+    })
 }
 
 /// The CPU model QEMU's user mode picks when `QEMU_CPU` is not set, for the versions this

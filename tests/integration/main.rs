@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real fixtures, real kernel (private binfmt_misc
 //! instances only; the host's is read, never written).
 
+mod arm64_host;
 mod configs;
 mod diagnose;
 mod docs;
