@@ -222,7 +222,14 @@ fn the_arm64_build_registers_qemu_x86_64_and_proves_the_amd64_levels_qemu_reache
     assert_eq!(leak.json()["results"][0]["handler"], "native");
     // 2. Under QEMU no private binfmt_misc can be made (unshare(CLONE_NEWUSER) is EINVAL
     //    in a process with threads, and QEMU has them), so install could not ask whether
-    //    qemu-x86_64 honours P, and registered without it.
+    //    qemu-x86_64 honours P, and registered without it; `run` stops with exit 3.
+    let run = arm64(&ns, &["run", "--arch", "riscv64", "--", "/bin/true"]);
+    run.expect_code(3);
+    assert!(
+        run.stderr.contains("private binfmt_misc") && run.stderr.contains("Invalid argument"),
+        "{}",
+        run.stderr
+    );
     // 3. In an empty chroot the arm64 QEMU, itself run by qemu-aarch64, is not found.
     let chrooted = arm64(&ns, &["--json", "test", "--entry", "qemu-x86_64-arm64"]);
     chrooted.expect_code(1);
