@@ -74,3 +74,39 @@ fn defaults_behave_like_their_model() {
         assert_eq!(default, named, "{}: default and -cpu {name}", f.arch);
     }
 }
+
+/// Every emulator of Debian's qemu-user-static answers `QEMU_VERSION=1` with a banner naming
+/// its target as the table does (`qemu-<cpu>`), whatever the file is called, and exits 0:
+/// what `ask` relies on to tell a handler's own QEMU from an outer one.
+#[test]
+fn every_debian_emulator_names_its_target_in_its_banner() {
+    use crate::sys::exec::{self, Ending, Env, Spec};
+    let table = crate::arch::ArchTable::embedded();
+    let mut asked = 0;
+    for a in table.iter() {
+        let Some(cpu) = a.qemu.as_deref() else {
+            continue;
+        };
+        let qemu = format!("/usr/bin/qemu-{cpu}-static");
+        if !std::path::Path::new(&qemu).exists() {
+            continue;
+        }
+        let out = exec::run(
+            &Spec::new(&qemu)
+                .argv([qemu.as_str(), "/nonexistent"])
+                .env(Env::Exactly(vec!["QEMU_VERSION=1".into()])),
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .unwrap_or_else(|e| panic!("{qemu}: {e}"));
+        assert_eq!(out.ending, Ending::Exited(0), "{qemu}");
+        let banner = parse_banner(&String::from_utf8_lossy(&out.stdout))
+            .unwrap_or_else(|| panic!("{qemu}: no banner"));
+        assert_eq!(Some(banner.program), a.entry_name(), "{qemu}");
+        assert_eq!(banner.version.major, 7, "{qemu}");
+        asked += 1;
+    }
+    assert!(
+        asked >= 30,
+        "only {asked} emulators found: is qemu-user-static installed?"
+    );
+}
