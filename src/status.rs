@@ -79,6 +79,7 @@ pub fn gather(
     registry: &Registry,
     snap: Snapshot,
     issues: &IssueTable,
+    cpu_models: bool,
 ) -> Status {
     let snap_unreadable = snap.unreadable.clone();
     let mut entries: Vec<EntryView> = snap.entries.iter().map(|e| view(table, e)).collect();
@@ -124,7 +125,7 @@ pub fn gather(
             interpreter: Path::new(&snap.entries[i].interpreter),
         })
         .collect();
-    let asking = ask::start(machine, &ask_subjects, true, PROBE_TIMEOUT);
+    let asking = ask::start(machine, &ask_subjects, true, PROBE_TIMEOUT, cpu_models);
     let mount = Mount {
         path: registry.dir().display().to_string(),
         mounted: snap.mounted,
@@ -325,7 +326,15 @@ mod tests {
         let host = crate::machine::host(&f, table());
         let snap = f.binfmt(Path::new("/b")).expect("snapshot");
         let registry = Registry::new("/b");
-        let s = gather(&f, table(), host, &registry, snap, &IssueTable::embedded());
+        let s = gather(
+            &f,
+            table(),
+            host,
+            &registry,
+            snap,
+            &IssueTable::embedded(),
+            true,
+        );
         assert_eq!(
             s.native,
             [

@@ -178,6 +178,7 @@ fn test_step(
         chroot: true,
         timeout: TEST_TIMEOUT,
         issues,
+        cpu_models: true,
     };
     let targets: Vec<check::Target<'_>> = arches.into_iter().map(check::Target::plain).collect();
     Ok(check::test_arches(

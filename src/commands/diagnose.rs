@@ -107,7 +107,7 @@ fn handler_qemu(
         extension,
         interpreter: Path::new(&entry.interpreter),
     };
-    ask::start(machine, &[subject], true, Duration::from_secs(10))
+    ask::start(machine, &[subject], true, Duration::from_secs(10), false)
         .finish(issues)
         .pop()
         .flatten()

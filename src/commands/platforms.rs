@@ -23,6 +23,7 @@ pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
         chroot: true,
         timeout: Duration::from_secs(10),
         issues: None,
+        cpu_models: false,
     };
     let report = check::test_arches(&Live::new(), &table, &snap, &targets, settings)?;
     for r in report.results.iter().filter(|r| !r.ok) {

@@ -14,7 +14,15 @@ pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
     let registry = Registry::new(&global.binfmt_dir);
     let snap = super::snapshot(&registry)?;
     let host = Host::detect(&table);
-    let status = status::gather(&Live::new(), &table, host, &registry, snap, &issues);
+    let status = status::gather(
+        &Live::new(),
+        &table,
+        host,
+        &registry,
+        snap,
+        &issues,
+        global.json,
+    );
     for e in &status.entries {
         if let Some(version) = &e.qemu.qemu_version {
             for w in &e.qemu.known_issues {

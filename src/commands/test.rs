@@ -62,6 +62,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
         chroot: !args.no_chroot,
         timeout,
         issues: Some(&issues),
+        cpu_models: global.json,
     };
     let report = check::test_arches(&Live::new(), &table, &snap, &targets, settings)?;
     warn_known_issues(&report.results);

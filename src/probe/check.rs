@@ -85,6 +85,8 @@ pub struct Settings<'a> {
     /// Ask each handler's interpreter what QEMU it is and warn of the rows of this table it
     /// falls in; `None`: levels only, as `platforms` needs.
     pub issues: Option<&'a IssueTable>,
+    /// Ask for each interpreter's CPU models too (one more start each): what JSON shows.
+    pub cpu_models: bool,
 }
 
 /// argv[0] every probe gets; a handler without `P` replaces it by the program's path.

@@ -10,8 +10,9 @@
 //! inode, size and times) share its answers. The version is asked once per package build,
 //! which gives all its emulators the same number: interpreters in one directory with one
 //! modification time (the grouping install's `P` probe relies on too). So a run costs one
-//! start per interpreter for its CPU list, and one per build for the version, all started at
-//! once, beside the other probes.
+//! start per build for the version and, when the CPU lists are wanted (JSON shows them, a
+//! human table does not), one per interpreter for its list, all started at once, beside the
+//! other probes.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,8 +50,8 @@ enum Identity {
 
 /// Questions started by [`start`].
 pub struct Asking {
-    /// Per subject: the index of the version ask and of the CPU-list ask.
-    plan: Vec<(usize, usize)>,
+    /// Per subject: the index of the version ask and of the CPU-list ask, if made.
+    plan: Vec<(usize, Option<usize>)>,
     arches: Vec<String>,
     /// Per ask: for a version ask, the name the QEMU it goes to calls itself (`qemu-x86_64`,
     /// the arch of the subject it was made for).
@@ -64,12 +65,14 @@ impl std::fmt::Debug for Asking {
     }
 }
 
-/// Start asking about every subject's interpreter, all at once.
+/// Start asking about every subject's interpreter, all at once: its version and, with
+/// `cpu_models`, its CPU list.
 pub fn start(
     machine: &dyn Machine,
     subjects: &[Subject<'_>],
     chroot: bool,
     timeout: Duration,
+    cpu_models: bool,
 ) -> Asking {
     let mut asks: Vec<Ask<'_>> = Vec::new();
     let mut by_file: HashMap<Identity, usize> = HashMap::new();
@@ -95,10 +98,12 @@ pub fn start(
             chroot,
             env: vec![(env.0.to_string(), env.1.to_string())],
         };
-        let cpus = *by_file.entry(identity).or_insert_with(|| {
-            asks.push(ask(("QEMU_CPU", "help")));
-            programs.push(None);
-            asks.len() - 1
+        let cpus = cpu_models.then(|| {
+            *by_file.entry(identity).or_insert_with(|| {
+                asks.push(ask(("QEMU_CPU", "help")));
+                programs.push(None);
+                asks.len() - 1
+            })
         });
         let build = meta.map(|m| {
             let dir = s.interpreter.parent().unwrap_or(Path::new("/"));
@@ -152,7 +157,7 @@ impl Asking {
                     return None;
                 }
                 // QEMU lists its models and exits 1; anything else is not a list.
-                let cpu_reply = replies.get(c).unwrap_or(&none);
+                let cpu_reply = c.and_then(|c| replies.get(c)).unwrap_or(&none);
                 let cpu_models = if cpu_reply.exit == Some(1) {
                     cpus::parse(&cpu_reply.stdout)
                 } else {
@@ -206,7 +211,7 @@ mod tests {
     }
 
     fn facts(f: &Fake, subjects: &[Subject<'_>], issues: &IssueTable) -> Vec<Option<Facts>> {
-        start(f, subjects, true, Duration::from_secs(5)).finish(issues)
+        start(f, subjects, true, Duration::from_secs(5), true).finish(issues)
     }
 
     #[test]
@@ -302,6 +307,29 @@ mod tests {
         let s390x = got[3].as_ref().expect("s390x");
         assert_eq!(s390x.cpu_default, None, "no default known for 9.0");
         assert_eq!(s390x.qemu_package, None);
+    }
+
+    /// Without the CPU lists, one start per build: the version alone.
+    #[test]
+    fn without_the_lists_only_the_version_is_asked() {
+        let f = qemu_for(
+            Fake::new().file("/usr/bin/qemu-aarch64-static", b"x".to_vec(), 0o755),
+            "arm64",
+            None,
+            BANNER,
+            "  max\n",
+        );
+        let s = Subject {
+            arch: arch("arm64"),
+            extension: None,
+            interpreter: Path::new("/usr/bin/qemu-aarch64-static"),
+        };
+        let got =
+            start(&f, &[s], true, Duration::from_secs(5), false).finish(&IssueTable::embedded());
+        let got = got[0].as_ref().expect("facts");
+        assert_eq!(got.qemu_version.as_deref(), Some("7.2.22"));
+        assert!(got.cpu_models.is_empty());
+        assert_eq!(f.asked().len(), 1);
     }
 
     /// Something that is not QEMU runs the probe instead (exit 41, its echo): unknown.

@@ -60,7 +60,13 @@ pub(super) fn start<'m, 'i>(
                 None => index.push(None),
             }
         }
-        let asking = ask::start(machine, &subjects, settings.chroot, settings.timeout);
+        let asking = ask::start(
+            machine,
+            &subjects,
+            settings.chroot,
+            settings.timeout,
+            settings.cpu_models,
+        );
         (asking, index, issues)
     });
     Extras { proving, asking }
