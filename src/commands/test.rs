@@ -50,8 +50,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
             .map(|name| {
                 check::entry_target(&table, &snap, name).map_err(|e| {
                     BadArgument(format!(
-                        "--entry {}: {e} in {}",
-                        printable(name),
+                        "--entry {name}: {e} in {}",
                         registry.dir().display()
                     ))
                 })

@@ -139,12 +139,11 @@ pub fn entry_target<'a>(
     let entry = snap.find(name).ok_or_else(|| {
         let names: Vec<&str> = snap.entries.iter().map(|e| e.name.as_str()).collect();
         format!(
-            "no binfmt_misc entry '{}' (there are: {})",
-            printable(name),
+            "no binfmt_misc entry '{name}' (there are: {})",
             if names.is_empty() {
                 "none".to_string()
             } else {
-                printable(&names.join(", "))
+                names.join(", ")
             }
         )
     })?;
@@ -152,9 +151,8 @@ pub fn entry_target<'a>(
         Rule::Extension(x) => (
             table.by_interpreter(&entry.interpreter).ok_or_else(|| {
                 format!(
-                    "entry '{}' is an extension rule whose interpreter {} is not named like QEMU (qemu-<cpu>[-static]), so which architecture it runs is unknown",
-                    printable(name),
-                    printable(&entry.interpreter)
+                    "entry '{name}' is an extension rule whose interpreter {} is not named like QEMU (qemu-<cpu>[-static]), so which architecture it runs is unknown",
+                    entry.interpreter
                 )
             })?,
             Some(x.as_str()),
@@ -171,8 +169,7 @@ pub fn entry_target<'a>(
                 })
                 .ok_or_else(|| {
                     format!(
-                        "entry '{}' takes no architecture's programs that binfmt-setup has a probe for",
-                        printable(name)
+                        "entry '{name}' takes no architecture's programs that binfmt-setup has a probe for"
                     )
                 })?,
             None,
@@ -183,10 +180,9 @@ pub fn entry_target<'a>(
     match snap.handler_for(Path::new(&file_name(&target)), &image) {
         Some(e) if e.name == entry.name => Ok(target),
         Some(e) => Err(format!(
-            "the kernel hands the {} probe to entry '{}', not to '{}'{}",
+            "the kernel hands the {} probe to entry '{}', not to '{name}'{}",
             arch.name,
-            printable(&e.name),
-            printable(name),
+            e.name,
             if entry.enabled {
                 ""
             } else {
@@ -194,8 +190,7 @@ pub fn entry_target<'a>(
             }
         )),
         None => Err(format!(
-            "entry '{}' would take no probe: {}",
-            printable(name),
+            "entry '{name}' would take no probe: {}",
             if snap.enabled {
                 "it is disabled"
             } else {
