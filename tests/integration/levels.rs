@@ -275,3 +275,28 @@ fn a_bad_qemu_table_is_refused_before_anything_runs() {
     assert_eq!(r.json()["error"]["class"], "bad_input");
     assert!(ns.entries().is_empty());
 }
+
+/// `test --entry` refuses, with exit 2 and the reason, what it cannot test through the
+/// entry named: no such entry, one whose interpreter's name says no architecture, one the
+/// kernel would not hand the probe to.
+#[test]
+fn test_entry_refuses_what_it_cannot_test_through_that_entry() {
+    let ns = PrivateBinfmt::new();
+    ns.run(&["install", "--arch", "arm64"]).expect_code(0);
+    ns.register(":wrapped:E::w::/usr/bin/true:");
+    ns.register(":qemu-x86_64-ext:E::probe-ext::/usr/bin/qemu-x86_64-static:F");
+    ns.control("qemu-x86_64-ext", "0");
+    for (name, says) in [
+        ("nope", "no binfmt_misc entry 'nope'"),
+        ("wrapped", "not named like QEMU"),
+        ("qemu-x86_64-ext", "would take no probe: it is disabled"),
+    ] {
+        let r = ns.run(&["test", "--entry", name]);
+        r.expect_code(2);
+        assert!(r.stderr.contains(says), "{name}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{name}: {}", r.stdout);
+    }
+    ns.run(&["test", "--entry", "qemu-aarch64", "--arch", "arm64"])
+        .expect_code(2);
+    ns.run(&["test", "--entry", "qemu-aarch64"]).expect_code(0);
+}
