@@ -8,7 +8,9 @@
 # Installing packages does not register anything in binfmt_misc: Debian's qemu-user-static
 # only ships binfmt.d files, and nothing here runs systemd-binfmt or update-binfmts.
 # The arm64 busybox for the rootless `run` tests is fetched by scripts/rootfs.sh into target/
-# with a private apt list directory (the machine's apt architectures are not changed).
+# with a private apt list directory (the machine's apt architectures are not changed), and
+# arm64's qemu-x86_64-static by scripts/arm64-host.sh the same way; rustup adds the
+# aarch64-unknown-linux-musl target the arm64 build of binfmt-setup needs.
 # Peer tools whose packages would act on the host when installed (binfmt-support's scripts
 # enable every known format) are unpacked into target/peers instead, scripts not run; the
 # tests and benchmarks run them only inside private binfmt_misc instances.
@@ -164,6 +166,15 @@ fi
 # images made from busybox roots (fetched once into target/).
 "$root/scripts/rootfs.sh"
 "$root/scripts/images.sh"
+
+# The arm64-host simulation (tests/integration/arm64_host.rs): an arm64 build of the tool
+# (the Rust target for it; rust-lld, which links it, comes with the toolchain) and arm64's
+# qemu-x86_64-static (fetched once into target/).
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx aarch64-unknown-linux-musl; then
+	echo "setup.sh: rustup target add aarch64-unknown-linux-musl" >&2
+	rustup target add aarch64-unknown-linux-musl
+fi
+"$root/scripts/arm64-host.sh"
 
 if ((build)); then
 	cd "$root"

@@ -46,6 +46,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "FILE")]
     pub arch_table: Option<PathBuf>,
 
+    /// Replace the built-in table of known-bad QEMU versions with FILE (same format as
+    /// configs/qemu-issues.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub qemu_table: Option<PathBuf>,
+
     /// Look for QEMU interpreters in DIR (repeatable; default /usr/bin, /usr/local/bin,
     /// /usr/libexec/qemu-binfmt), as qemu-<cpu>-static, then qemu-<cpu>.
     #[arg(long, global = true, value_name = "DIR")]
@@ -123,6 +128,7 @@ Examples:
   binfmt-setup test                      # every registered handler, plus the native arches
   binfmt-setup test --arch arm64,riscv64
   binfmt-setup test --binary ./build/server-arm64   # your own program, the same way
+  binfmt-setup test --entry qemu-x86_64-ext         # through one entry (an extension rule)
 
 Each probe is a static program of a few hundred bytes, generated for its architecture, that \
 prints a token and its argv[0] and exits 42. All run at once through a real exec, by default \
@@ -131,7 +137,13 @@ registration) can run it there, as inside a container. Levels: 0 it ran, 1 it ec
 token, 2 it also kept its own argv[0] (a P handler, or native). A failure names its cause: \
 no handler (Exec format error), a handler without F (No such file or directory in the \
 chroot), an interpreter that is missing, crashes or exits early, or a timeout. Exit 1 when \
-any architecture asked for fails.")]
+any architecture asked for fails.
+
+Beside each probe, through the same handler: the arch's level probe (the highest \
+instruction-set level it runs; where that stops short and a QEMU_CPU value is known to go \
+higher, a second run with it proves or refutes it), and the interpreter's own answers to \
+QEMU_VERSION=1 and QEMU_CPU=help (its version, CPU models and default model), with a \
+warning when the version is a known-bad one (configs/qemu-issues.toml, or --qemu-table).")]
     Test(TestArgs),
 
     /// Print the platforms this host is proven to run, comma-separated (for buildx --platform).
@@ -382,6 +394,13 @@ pub struct TestArgs {
     #[arg(long, value_name = "FILE")]
     pub binary: Option<PathBuf>,
 
+    /// Test through the binfmt_misc entry NAME (repeatable) instead: its architecture's probe,
+    /// named so that the entry's rule takes it. For an extension rule the architecture is the
+    /// one its interpreter is QEMU for (`qemu-x86_64-static`): how an emulator for the host's
+    /// own architecture is proven, which a magic rule would make loop.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["arch", "binary"])]
+    pub entry: Vec<String>,
+
     /// Seconds each program may take.
     #[arg(long, value_name = "S", default_value_t = 10.0)]
     pub timeout: f64,
@@ -539,148 +558,4 @@ pub struct ScanArgs {
 mod scan_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn inspect_takes_files_and_expect() {
-        let cli = Cli::try_parse_from(["binfmt-setup", "inspect", "--expect", "arm64", "a", "b"])
-            .expect("parse");
-        let Command::Inspect(args) = cli.command else {
-            panic!("not inspect")
-        };
-        assert_eq!(args.files.len(), 2);
-        assert_eq!(args.expect.as_deref(), Some("arm64"));
-        assert!(Cli::try_parse_from(["binfmt-setup", "inspect"]).is_err());
-    }
-
-    #[test]
-    fn install_and_uninstall_flags() {
-        let cli = Cli::try_parse_from([
-            "binfmt-setup",
-            "install",
-            "--arch",
-            "all",
-            "--dry-run",
-            "--interpreter",
-            "arm=/x",
-        ])
-        .expect("parse");
-        let Command::Install(a) = cli.command else {
-            panic!("not install")
-        };
-        assert!(a.dry_run && !a.handler.credential && a.handler.interpreter == ["arm=/x"]);
-        assert!(
-            Cli::try_parse_from(["binfmt-setup", "install"]).is_err(),
-            "--arch is required"
-        );
-        assert!(
-            Cli::try_parse_from(["binfmt-setup", "uninstall"]).is_err(),
-            "--arch or --name"
-        );
-        assert!(Cli::try_parse_from(["binfmt-setup", "uninstall", "--name", "x"]).is_ok());
-    }
-
-    #[test]
-    fn export_takes_a_format_and_defaults_to_all() {
-        let cli =
-            Cli::try_parse_from(["binfmt-setup", "export", "--format", "debian"]).expect("parse");
-        let Command::Export(a) = cli.command else {
-            panic!("not export")
-        };
-        assert_eq!(
-            (a.format, a.arch.as_str()),
-            (crate::export::Format::Debian, "all")
-        );
-        assert!(
-            Cli::try_parse_from(["binfmt-setup", "export"]).is_err(),
-            "--format is required"
-        );
-        assert!(Cli::try_parse_from(["binfmt-setup", "export", "--format", "rpm"]).is_err());
-    }
-
-    #[test]
-    fn run_takes_everything_after_the_separator_as_the_command() {
-        let cli = Cli::try_parse_from([
-            "binfmt-setup",
-            "run",
-            "--rootfs",
-            "/r",
-            "--",
-            "sh",
-            "-c",
-            "exit 7",
-            "--json",
-        ])
-        .expect("parse");
-        let Command::Run(a) = cli.command else {
-            panic!("not run")
-        };
-        assert_eq!(a.arch, "all");
-        assert_eq!(a.rootfs, Some(PathBuf::from("/r")));
-        assert_eq!(a.command, ["sh", "-c", "exit 7", "--json"]);
-        assert!(
-            !cli.global.json,
-            "--json after the command is the command's"
-        );
-        assert!(
-            Cli::try_parse_from(["binfmt-setup", "run", "--"]).is_err(),
-            "a command is required"
-        );
-    }
-
-    #[test]
-    fn diagnose_takes_one_target_root_and_run() {
-        let cli = Cli::try_parse_from(["binfmt-setup", "diagnose", "--root", "/r", "--run", "sh"])
-            .expect("parse");
-        let Command::Diagnose(a) = cli.command else {
-            panic!("not diagnose")
-        };
-        assert_eq!(
-            (a.target.as_str(), a.root, a.run, a.timeout),
-            ("sh", Some(PathBuf::from("/r")), true, 10)
-        );
-        assert!(
-            Cli::try_parse_from(["binfmt-setup", "diagnose"]).is_err(),
-            "a target is required"
-        );
-    }
-
-    #[test]
-    fn init_takes_a_config_and_keep_running() {
-        let cli = Cli::try_parse_from([
-            "binfmt-setup",
-            "init",
-            "--config",
-            "/c.toml",
-            "--keep-running",
-        ])
-        .expect("parse");
-        let Command::Init(a) = cli.command else {
-            panic!("not init")
-        };
-        assert_eq!(a.config, Some(PathBuf::from("/c.toml")));
-        assert!(a.keep_running);
-    }
-
-    #[test]
-    fn global_flags_anywhere() {
-        let cli = Cli::try_parse_from([
-            "binfmt-setup",
-            "inspect",
-            "x",
-            "--json",
-            "--binfmt-dir",
-            "/tmp/b",
-        ])
-        .expect("parse");
-        assert!(cli.global.json);
-        assert_eq!(cli.global.binfmt_dir, PathBuf::from("/tmp/b"));
-    }
-}
+mod tests;

@@ -22,6 +22,7 @@ pub mod messages;
 pub mod names;
 pub mod needs;
 pub mod probe;
+pub mod qemu;
 pub mod rootless;
 pub mod rule;
 pub mod scan;

@@ -18,6 +18,7 @@ use crate::binfmt::steps;
 use crate::error::{Class, Classify};
 use crate::export::{self, ExportError, Format, Output};
 use crate::probe::check::{self, CheckError};
+use crate::qemu::known::IssueTable;
 use crate::sys::signals::SignalWatch;
 
 /// Each probe's limit, as `test`'s default.
@@ -33,6 +34,8 @@ pub struct Request<'t> {
     pub test: bool,
     /// Where to export the handlers for the next boot.
     pub export: Option<(Format, Output)>,
+    /// Known-bad QEMU versions, for the test step's warnings.
+    pub issues: IssueTable,
 }
 
 /// What one pass did; with `--json`, the document printed (install's keys and test's).
@@ -109,7 +112,7 @@ pub fn first_pass(
     let install = apply::apply(registry, &plan.steps, plan.report);
     let in_place = in_place(&req.planned, &install);
     let test = match (req.test, &install.failed) {
-        (true, None) => test_step(registry, table, host, &in_place)?,
+        (true, None) => test_step(registry, table, host, &in_place, Some(&req.issues))?,
         _ => check::Report {
             results: Vec::new(),
             supported: untested_platforms(host, table, &in_place),
@@ -166,16 +169,24 @@ fn test_step(
     table: &ArchTable,
     host: &Host,
     in_place: &[&Planned<'_>],
+    issues: Option<&IssueTable>,
 ) -> Result<check::Report, PassError> {
     let snap = registry.snapshot()?;
     let mut arches: Vec<&Arch> = host.arch.iter().filter_map(|a| table.find(a)).collect();
     arches.extend(in_place.iter().map(|p| p.arch));
+    let settings = check::Settings {
+        chroot: true,
+        timeout: TEST_TIMEOUT,
+        issues,
+        cpu_models: true,
+    };
+    let targets: Vec<check::Target<'_>> = arches.into_iter().map(check::Target::plain).collect();
     Ok(check::test_arches(
+        &crate::machine::Live::new(),
         table,
         &snap,
-        &arches,
-        true,
-        TEST_TIMEOUT,
+        &targets,
+        settings,
     )?)
 }
 
@@ -316,7 +327,7 @@ impl Keeper<'_, '_> {
             .filter(|p| !report.skipped.iter().any(|s| s.arch == p.arch.name))
             .collect();
         let ok = !self.test
-            || match test_step(self.registry, self.table, self.host, &touched) {
+            || match test_step(self.registry, self.table, self.host, &touched, None) {
                 Ok(report) => {
                     for r in report.results.iter().filter(|r| !r.ok) {
                         on(Event::Warning(format!(

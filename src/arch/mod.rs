@@ -341,6 +341,16 @@ impl ArchTable {
             .find(|a| a.names().any(|n| n == wanted || n == bare))
     }
 
+    /// The architecture an interpreter is QEMU for, by its file name: `qemu-<cpu>` or
+    /// `qemu-<cpu>-static` (`/usr/bin/qemu-x86_64-static` → amd64). `None` when the name says
+    /// nothing (a wrapper, another emulator).
+    pub fn by_interpreter(&self, interpreter: &str) -> Option<&Arch> {
+        let file = interpreter.rsplit('/').next()?;
+        let cpu = file.strip_prefix("qemu-")?;
+        let cpu = cpu.strip_suffix("-static").unwrap_or(cpu);
+        self.arches.iter().find(|a| a.qemu.as_deref() == Some(cpu))
+    }
+
     /// Resolve a comma-separated list, or `all` (every arch QEMU can emulate).
     pub fn lookup_list(&self, list: &str) -> Result<Vec<&Arch>, ArchError> {
         self.select(list.split(',')).map_err(|(_, e)| match e {

@@ -1,17 +1,23 @@
 //! `diagnose FILE|COMMAND [--root DIR] [--run]`: why it will not run, and the fix.
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::binfmt::Registry;
+use crate::arch::ArchTable;
+use crate::binfmt::{Registry, Rule, Snapshot};
 use crate::cli::{DiagnoseArgs, GlobalArgs};
 use crate::diagnose::{Diagnoser, Diagnosis, RootFs, RunOutcome, run, settle};
 use crate::error::{BadArgument, Exit, Failure};
 use crate::inspect::Inspector;
 use crate::machine::{Live, Machine};
 use crate::messages::{self, printable};
+use crate::qemu::Facts;
+use crate::qemu::ask;
+use crate::qemu::known::IssueTable;
 
 pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
+    let issues = super::load_issues(global, &table)?;
     if args.target.is_empty() {
         return Err(BadArgument("give a file or a command to diagnose".into()).into());
     }
@@ -22,7 +28,7 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
     };
     let registry = Registry::new(&global.binfmt_dir);
     let snapshot = machine.binfmt(registry.dir())?;
-    let inspector = Inspector::new(&machine, &table, snapshot);
+    let inspector = Inspector::new(&machine, &table, snapshot.clone());
     let diagnoser = Diagnoser::new(&inspector, root.clone(), registry.dir());
     let mut diagnosis = diagnoser.diagnose(&args.target)?;
 
@@ -39,9 +45,22 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
         }
         _ => None,
     };
+    let qemu = handler_qemu(&machine, &table, &snapshot, &diagnosis, &issues);
+    if let (Some(handler), Some(version)) = (&diagnosis.handler, &qemu.qemu_version) {
+        for w in &qemu.known_issues {
+            messages::warn(&w.sentence(handler, version));
+        }
+    }
 
     if global.json {
         let mut doc = serde_json::to_value(&diagnosis).unwrap_or_default();
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("qemu_version".into(), qemu.qemu_version.clone().into());
+            obj.insert(
+                "known_issues".into(),
+                serde_json::to_value(&qemu.known_issues).unwrap_or_default(),
+            );
+        }
         if let (Some(obj), Some(r)) = (doc.as_object_mut(), &ran) {
             let mut run_doc = serde_json::to_value(r).unwrap_or_default();
             if let Some(run_obj) = run_doc.as_object_mut() {
@@ -52,12 +71,51 @@ pub fn run(global: &GlobalArgs, args: &DiagnoseArgs) -> Result<Exit, Failure> {
         messages::json(&doc);
     } else {
         print_human(&diagnosis, ran.as_ref(), agrees, args.run);
+        if let (Some(h), Some(v)) = (&diagnosis.handler, &qemu.qemu_version) {
+            messages::out(&format!("  {:<9} {} runs QEMU {v}", "qemu:", printable(h)));
+        }
     }
     Ok(if diagnosis.ok && agrees != Some(false) {
         Exit::Success
     } else {
         Exit::Problem
     })
+}
+
+/// What QEMU the handler that takes the program runs, asked as `test` asks (its arch's
+/// probe through that handler, in an empty chroot); nothing when no handler takes it.
+fn handler_qemu(
+    machine: &Live,
+    table: &ArchTable,
+    snapshot: &Snapshot,
+    d: &Diagnosis,
+    issues: &IssueTable,
+) -> Facts {
+    let Some(entry) = d.handler.as_deref().and_then(|h| snapshot.find(h)) else {
+        return Facts::default();
+    };
+    let extension = match &entry.rule {
+        Rule::Extension(x) => Some(x.as_str()),
+        Rule::Magic { .. } => None,
+    };
+    let arch = d
+        .platform
+        .as_deref()
+        .and_then(|p| table.find(p))
+        .or_else(|| table.by_interpreter(&entry.interpreter));
+    let Some(arch) = arch else {
+        return Facts::default();
+    };
+    let subject = ask::Subject {
+        arch,
+        extension,
+        interpreter: Path::new(&entry.interpreter),
+    };
+    ask::start(machine, &[subject], true, Duration::from_secs(10), false)
+        .finish(issues)
+        .pop()
+        .flatten()
+        .unwrap_or_default()
 }
 
 fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, asked: bool) {

@@ -48,6 +48,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
         )),
         None => None,
     };
+    let issues = super::load_issues(global, &table)?;
     let host = Host::detect(&table);
     let (planned, skipped) = plan::plan(&crate::machine::Live::new(), &arches, &opts, &host)
         .map_err(|e| ConfigError {
@@ -65,6 +66,7 @@ pub fn run(global: &GlobalArgs, args: &InitArgs) -> Result<Exit, Failure> {
         replace_foreign: config.replace_foreign,
         test: config.test,
         export,
+        issues,
     };
     let summary = supervise::first_pass(&registry, &table, &host, &request)?;
     for w in &summary.warnings {

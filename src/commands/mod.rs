@@ -44,6 +44,17 @@ fn load_table(global: &GlobalArgs) -> Result<ArchTable, Failure> {
     Ok(ArchTable::load(global.arch_table.as_deref())?)
 }
 
+/// The known-bad QEMU versions the user asked for; a bad `--qemu-table` is bad input.
+fn load_issues(
+    global: &GlobalArgs,
+    table: &ArchTable,
+) -> Result<crate::qemu::known::IssueTable, Failure> {
+    Ok(crate::qemu::known::IssueTable::load(
+        global.qemu_table.as_deref(),
+        table,
+    )?)
+}
+
 /// Where to look for interpreters: `--qemu-path` dirs, else the defaults. A directory the
 /// user names must be one: a typo would otherwise read as "no interpreter found".
 fn qemu_paths(global: &GlobalArgs) -> Result<Vec<PathBuf>, BadArgument> {

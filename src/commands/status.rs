@@ -10,10 +10,26 @@ use crate::status::{self, Status};
 
 pub fn run(global: &GlobalArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
+    let issues = super::load_issues(global, &table)?;
     let registry = Registry::new(&global.binfmt_dir);
     let snap = super::snapshot(&registry)?;
     let host = Host::detect(&table);
-    let status = status::gather(&Live::new(), &table, host, &registry, snap);
+    let status = status::gather(
+        &Live::new(),
+        &table,
+        host,
+        &registry,
+        snap,
+        &issues,
+        global.json,
+    );
+    for e in &status.entries {
+        if let Some(version) = &e.qemu.qemu_version {
+            for w in &e.qemu.known_issues {
+                messages::warn(&w.sentence(&e.name, version));
+            }
+        }
+    }
     if let Place::Other(fstype) = registry.place() {
         messages::warn(&format!(
             "{} is not binfmt_misc (it is a {fstype} directory): nothing is mounted there",
@@ -61,9 +77,18 @@ fn print_human(s: &Status) {
     }
     messages::out("");
     let mut rows = vec![
-        ["ENTRY", "STATE", "FLAGS", "OWNED", "ARCH", "INTERPRETER"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "ENTRY",
+            "STATE",
+            "FLAGS",
+            "OWNED",
+            "ARCH",
+            "LEVEL",
+            "QEMU",
+            "INTERPRETER",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for e in &s.entries {
         let note = match (e.interpreter_ok, e.interpreter_fits) {
@@ -80,6 +105,12 @@ fn print_human(s: &Status) {
                 .as_deref()
                 .unwrap_or(e.extension.as_deref().map(|_| "(ext)").unwrap_or("-"))
                 .to_string(),
+            e.levels
+                .as_ref()
+                .and_then(|l| l.highest)
+                .unwrap_or("-")
+                .to_string(),
+            e.qemu.qemu_version.clone().unwrap_or_else(|| "-".into()),
             format!("{}{note}", printable(&e.interpreter)),
         ]);
     }

@@ -6,11 +6,13 @@ use std::time::Duration;
 use crate::binfmt::Registry;
 use crate::cli::{GlobalArgs, TestArgs};
 use crate::error::{BadArgument, Exit, Failure};
+use crate::machine::Live;
 use crate::messages::{self, printable};
-use crate::probe::check::{self, Report, TestResult};
+use crate::probe::check::{self, Report, Settings, Target, TestResult};
 
 pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
     let table = super::load_table(global)?;
+    let issues = super::load_issues(global, &table)?;
     let timeout = Duration::try_from_secs_f64(args.timeout)
         .ok()
         .filter(|t| !t.is_zero())
@@ -40,7 +42,29 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> Result<Exit, Failure> {
             .map_err(|e| BadArgument(format!("--arch: {e}")))?,
         None => check::default_set(&table, &snap),
     };
-    let report = check::test_arches(&table, &snap, &arches, !args.no_chroot, timeout)?;
+    let targets: Vec<Target<'_>> = if args.entry.is_empty() {
+        arches.into_iter().map(Target::plain).collect()
+    } else {
+        args.entry
+            .iter()
+            .map(|name| {
+                check::entry_target(&table, &snap, name).map_err(|e| {
+                    BadArgument(format!(
+                        "--entry {name}: {e} in {}",
+                        registry.dir().display()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let settings = Settings {
+        chroot: !args.no_chroot,
+        timeout,
+        issues: Some(&issues),
+        cpu_models: global.json,
+    };
+    let report = check::test_arches(&Live::new(), &table, &snap, &targets, settings)?;
+    warn_known_issues(&report.results);
     if global.json {
         messages::json(&report);
     } else {
@@ -53,8 +77,35 @@ fn verdict(ok: bool) -> Exit {
     if ok { Exit::Success } else { Exit::Problem }
 }
 
-/// One result as a row of cells: verdict, what, platform, handler, level, time, error.
+/// A warning on stderr for each known problem of a handler's QEMU version.
+fn warn_known_issues(results: &[TestResult]) {
+    for r in results {
+        let (Some(handler), Some(version)) = (&r.handler, &r.qemu.qemu_version) else {
+            continue;
+        };
+        for w in &r.qemu.known_issues {
+            messages::warn(&w.sentence(handler, version));
+        }
+    }
+}
+
+/// One result as a row of cells: verdict, what, platform, handler, level, instruction-set
+/// level (and the `QEMU_CPU` value that lifts it), QEMU version, time, error.
 fn row(r: &TestResult, label: &str) -> Vec<String> {
+    let isa = match &r.levels {
+        Some(p) => {
+            let mut s = p.highest.unwrap_or("none").to_string();
+            if let Some(l) = &p.lift {
+                s.push_str(&format!(
+                    " ({} with QEMU_CPU={})",
+                    l.highest.unwrap_or("none"),
+                    l.qemu_cpu
+                ));
+            }
+            s
+        }
+        None => "-".to_string(),
+    };
     vec![
         (if r.ok { "ok" } else { "FAIL" }).to_string(),
         printable(label),
@@ -64,6 +115,11 @@ fn row(r: &TestResult, label: &str) -> Vec<String> {
             "level {}",
             r.level.map_or("-".to_string(), |l| l.to_string())
         ),
+        isa,
+        r.qemu
+            .qemu_version
+            .as_deref()
+            .map_or("-".to_string(), |v| format!("QEMU {v}")),
         format!("{:>6.1} ms", r.ms),
         r.error.as_deref().map(printable).unwrap_or_default(),
     ]

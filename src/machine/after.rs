@@ -1,20 +1,13 @@
-//! The live machine's answers for what happens at and after exec: which processes hold a
-//! file open for writing (exec then fails with ETXTBSY), and which instruction-set levels a
-//! level probe proves here.
+//! The live machine's answer for what happens at exec: which processes hold a file open for
+//! writing (exec then fails with ETXTBSY).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::Duration;
 
-use super::{ProbeError, Writer};
-use crate::arch::Arch;
-use crate::probe::{levels, runner};
-use crate::sys::exec::{self, Ending, Spec};
+use super::Writer;
 
 /// File descriptors looked at, in all, before the scan gives up.
 const MAX_FDS: usize = 1 << 20;
-/// How long a level probe may take (one emulator start).
-const LEVELS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every process (that this one may look at) with a descriptor open for writing on the file
 /// `path` names: /proc/PID/fd/N resolves to the same device and inode, and
@@ -71,28 +64,6 @@ fn opened_for_writing(fdinfo: &str) -> bool {
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         .is_some_and(|f| f & 0o3 != 0)
-}
-
-/// Run `arch`'s level probe the way any program of that architecture runs here, and decode
-/// its exit status.
-pub(super) fn levels(arch: &Arch) -> Result<Option<u32>, ProbeError> {
-    let Some(probe) = levels::program(arch) else {
-        return Ok(None);
-    };
-    let fail = |what: String| ProbeError(format!("the {} level probe {what}", arch.name));
-    let dir = runner::RunDir::new("binfmt-setup-levels").map_err(|e| fail(e.to_string()))?;
-    let path = dir
-        .write("level-probe", &probe.image)
-        .map_err(|e| fail(e.to_string()))?;
-    let out =
-        exec::run(&Spec::new(&path), Some(LEVELS_TIMEOUT)).map_err(|e| fail(e.to_string()))?;
-    match out.ending {
-        Ending::Exited(code) => probe
-            .decode(code)
-            .map(|f| Some(f.mask))
-            .ok_or_else(|| fail(format!("exited with {code}, not a level report"))),
-        other => Err(fail(format!("did not run its course: {other:?}"))),
-    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use super::{Answered, Ask, AskProgram, Probe, ProbeError, Replies, Reply};
 use super::{Answers, Credentials, Handle, Kind, Known, Machine, Meta, Mount, MountsError};
-use super::{Probe, ProbeError};
 use crate::arch::Arch;
 use crate::binfmt::{BinfmtError, Entry, Snapshot};
 use crate::fileio::{Follow, OpenError};
@@ -108,7 +108,29 @@ pub struct Fake {
     argv0: BTreeMap<PathBuf, bool>,
     self_exe: Option<Vec<u8>>,
     writers: BTreeMap<PathBuf, Vec<super::Writer>>,
-    levels: BTreeMap<String, u32>,
+    replies: Vec<(Asked, Reply)>,
+    /// Every ask made, in order (shared by clones, so a test can count a run's asks).
+    asked: Arc<std::sync::Mutex<Vec<Asked>>>,
+}
+
+/// An [`Ask`] as the fake machine keys its replies: everything but the chroot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub arch: String,
+    pub program: AskProgram,
+    pub extension: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Asked {
+    fn of(a: &Ask<'_>) -> Asked {
+        Asked {
+            arch: a.arch.name.clone(),
+            program: a.program,
+            extension: a.extension.map(str::to_string),
+            env: a.env.clone(),
+        }
+    }
 }
 
 impl Default for Fake {
@@ -147,7 +169,8 @@ impl Fake {
             argv0: BTreeMap::new(),
             self_exe: None,
             writers: BTreeMap::new(),
-            levels: BTreeMap::new(),
+            replies: Vec::new(),
+            asked: Arc::default(),
         }
     }
 
@@ -285,9 +308,47 @@ impl Fake {
     }
 
     /// What `arch`'s level probe proves here: its mask of checks that ran.
-    pub fn levels(mut self, arch: &str, mask: u32) -> Fake {
-        self.levels.insert(arch.into(), mask);
+    pub fn levels(self, arch: &str, mask: u32) -> Fake {
+        let exit = crate::probe::levels::EXIT_BASE + i32::try_from(mask).unwrap_or(0);
+        self.reply(
+            arch,
+            AskProgram::Levels,
+            None,
+            &[],
+            Reply {
+                exit: Some(exit),
+                ..Reply::default()
+            },
+        )
+    }
+
+    /// How running `program` of `arch` through the kernel ends, with `env` its whole
+    /// environment (`[("QEMU_VERSION", "1")]`) and, when given, `extension` on its name.
+    /// An ask without a reply here never ran.
+    pub fn reply(
+        mut self,
+        arch: &str,
+        program: AskProgram,
+        extension: Option<&str>,
+        env: &[(&str, &str)],
+        reply: Reply,
+    ) -> Fake {
+        let key = Asked {
+            arch: arch.into(),
+            program,
+            extension: extension.map(str::to_string),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        self.replies.push((key, reply));
         self
+    }
+
+    /// Every ask made of this machine (and its clones) so far, in order.
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// The bytes /proc/self/exe starts with.
@@ -475,6 +536,27 @@ impl Machine for Fake {
         Box::new(Known(answers))
     }
 
+    fn start_asking(&self, asks: &[Ask<'_>], _timeout: std::time::Duration) -> Box<dyn Replies> {
+        let replies = asks
+            .iter()
+            .map(|a| {
+                let key = Asked::of(a);
+                if let Ok(mut log) = self.asked.lock() {
+                    log.push(key.clone());
+                }
+                self.replies
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_else(|| Reply {
+                        failure: Some("exec: Exec format error".into()),
+                        ..Reply::default()
+                    })
+            })
+            .collect();
+        Box::new(Answered(replies))
+    }
+
     fn self_exe_head(&self, max: usize) -> Option<Vec<u8>> {
         self.self_exe
             .as_ref()
@@ -550,17 +632,6 @@ impl Machine for Fake {
             return Vec::new();
         };
         self.writers.get(&at).cloned().unwrap_or_default()
-    }
-
-    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError> {
-        match self.levels.get(&arch.name) {
-            Some(mask) => Ok(Some(*mask)),
-            None if crate::probe::levels::family(arch).is_some() => Err(ProbeError(format!(
-                "no level answer for {} on this fake",
-                arch.name
-            ))),
-            None => Ok(None),
-        }
     }
 
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError> {

@@ -10,11 +10,12 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 use super::{Answers, Credentials, Handle, Machine, Meta, Mount, MountsError, Probe, ProbeError};
+use super::{Ask, AskProgram, Replies, Reply};
 use crate::arch::Arch;
 use crate::binfmt::{BinfmtError, Registration, Registry, Snapshot};
 use crate::fileio::{self, Follow, OpenError};
 use crate::probe::{self, runner};
-use crate::sys::exec::{Ending, Step};
+use crate::sys::exec::{Ending, Step, signal_name};
 
 /// How long a probe asked for by [`Machine::runs_natively`] may take.
 const NATIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -127,10 +128,6 @@ impl Machine for Live {
         super::after::writers(path)
     }
 
-    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError> {
-        super::after::levels(arch)
-    }
-
     fn self_exe_head(&self, max: usize) -> Option<Vec<u8>> {
         let (file, _) = fileio::open_regular(Path::new("/proc/self/exe"), Follow::Yes).ok()?;
         fileio::read_prefix(&file, max).ok()
@@ -186,6 +183,86 @@ impl Machine for Live {
         let (file, meta) = fileio::open_regular(path, follow)?;
         Ok((Handle::Disk(file), Meta::of(&meta)))
     }
+
+    fn start_asking(&self, asks: &[Ask<'_>], timeout: Duration) -> Box<dyn Replies> {
+        use runner::{Job, Place};
+        let mut jobs = Vec::new();
+        // Per ask: the index of its job; None: there is no such program for its arch.
+        let mut index = Vec::new();
+        for (i, a) in asks.iter().enumerate() {
+            let image = match a.program {
+                AskProgram::Echo => probe::program(a.arch),
+                AskProgram::Levels => probe::levels::program(a.arch).map(|p| p.image),
+            };
+            let Some(image) = image else {
+                index.push(None);
+                continue;
+            };
+            // One name per ask; the extension, when there is one, comes after the only dot.
+            let mut file = format!("ask-{i}-{}", a.arch.name.replace(['/', '.'], "_"));
+            if let Some(ext) = a.extension {
+                file.push('.');
+                file.push_str(ext);
+            }
+            index.push(Some(jobs.len()));
+            jobs.push(Job {
+                file,
+                image,
+                argv0: "binfmt-setup-ask".into(),
+                args: Vec::new(),
+                place: if a.chroot { Place::Chroot } else { Place::Here },
+                env: Some(a.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            });
+        }
+        let batch = runner::start(&jobs)
+            .map_err(|e| tracing::debug!("asks could not start: {e}"))
+            .ok();
+        Box::new(Asking {
+            batch,
+            index,
+            timeout,
+        })
+    }
+}
+
+/// Asks running in the background.
+struct Asking {
+    batch: Option<runner::Batch>,
+    index: Vec<Option<usize>>,
+    timeout: Duration,
+}
+
+impl Replies for Asking {
+    fn collect(self: Box<Self>) -> Vec<Reply> {
+        let outcomes = self.batch.map(|b| b.wait(self.timeout)).unwrap_or_default();
+        self.index
+            .iter()
+            .map(|i| match i.and_then(|i| outcomes.get(i)) {
+                None => Reply {
+                    failure: Some("there is no such program for this architecture".into()),
+                    ..Reply::default()
+                },
+                Some(o) => Reply {
+                    exit: match o.ending {
+                        Ending::Exited(c) => Some(c),
+                        _ => None,
+                    },
+                    stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                    failure: match &o.ending {
+                        Ending::Exited(_) => None,
+                        Ending::Signaled(s) => Some(format!("killed by {}", signal_name(*s))),
+                        Ending::TimedOut => Some(format!(
+                            "no answer within {:.1} s",
+                            self.timeout.as_secs_f64()
+                        )),
+                        Ending::Failed { step, errno } => {
+                            Some(format!("{}: {}", step.as_str(), errno.desc()))
+                        }
+                    },
+                },
+            })
+            .collect()
+    }
 }
 
 /// The program and place that answer one probe.
@@ -198,6 +275,7 @@ fn job_for(p: &Probe<'_>) -> Option<runner::Job> {
             argv0: "native".into(),
             args: vec!["yes".into()],
             place: Place::PrivateInstance(None),
+            env: None,
         }),
         Probe::PreserveArgv0 { arch, interpreter } => {
             let reg = Registration::for_arch(arch, interpreter.display().to_string(), "P".into());
@@ -208,6 +286,7 @@ fn job_for(p: &Probe<'_>) -> Option<runner::Job> {
                 argv0: ARGV0.into(),
                 args: vec!["p".into()],
                 place: Place::PrivateInstance(Some(reg.register_string())),
+                env: None,
             })
         }
     }
@@ -250,6 +329,7 @@ fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
         argv0: "probe".into(),
         args: vec!["native".into()],
         place: Place::PrivateInstance(None),
+        env: None,
     };
     let out = run_all(&[job], NATIVE_TIMEOUT).map_err(|e| ProbeError(e.to_string()))?;
     let out = out

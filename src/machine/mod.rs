@@ -28,6 +28,9 @@ use crate::elf::ReadAt;
 use crate::error::{Class, Classify};
 use crate::fileio::{Follow, OpenError};
 
+/// How long one level probe may take ([`Machine::levels`]: one emulator start).
+const LEVELS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Every question the checks ask of the machine they run on.
 pub trait Machine: Send + Sync + fmt::Debug {
     /// `uname -m`.
@@ -71,11 +74,44 @@ pub trait Machine: Send + Sync + fmt::Debug {
     fn writers(&self, path: &Path) -> Vec<Writer>;
     /// The checks of `arch`'s level probe that run here, as the probe's mask: natively for
     /// the host's own architecture, else through whatever binfmt_misc handler this process's
-    /// exec reaches. `Ok(None)`: `arch` has no level probe.
-    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError>;
+    /// exec reaches, with the default CPU (an empty environment). `Ok(None)`: `arch` has no
+    /// level probe. One [`Machine::start_asking`] of the level probe.
+    fn levels(&self, arch: &Arch) -> Result<Option<u32>, ProbeError> {
+        let Some(family) = crate::probe::levels::family(arch) else {
+            return Ok(None);
+        };
+        let ask = Ask {
+            arch,
+            program: AskProgram::Levels,
+            extension: None,
+            chroot: false,
+            env: Vec::new(),
+        };
+        let reply = self
+            .start_asking(&[ask], LEVELS_TIMEOUT)
+            .collect()
+            .pop()
+            .unwrap_or_default();
+        let fail = |what: String| ProbeError(format!("the {} level probe {what}", arch.name));
+        match reply.exit {
+            Some(code) => family
+                .decode(code)
+                .map(|f| Some(f.mask))
+                .ok_or_else(|| fail(format!("exited with {code}, not a level report"))),
+            None => Err(fail(
+                reply
+                    .failure
+                    .unwrap_or_else(|| "did not run its course".into()),
+            )),
+        }
+    }
     /// Open a regular file for reading with `fileio`'s rules: never a FIFO or a device,
     /// symlinks followed only as `follow` allows. The metadata is the open file's.
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError>;
+    /// Start running `asks` through the kernel, all at once, and return at once; the caller
+    /// collects one reply per ask, in order.
+    /// Each is bounded by `timeout` from its start.
+    fn start_asking(&self, asks: &[Ask<'_>], timeout: std::time::Duration) -> Box<dyn Replies>;
 }
 
 /// The host as the arch table names it, from the machine's `uname -m`. MIPS and ppc names say
@@ -288,6 +324,59 @@ pub enum Probe<'a> {
 pub trait Answers {
     /// Wait for them: one answer per probe, in the order asked.
     fn collect(self: Box<Self>) -> Vec<bool>;
+}
+
+/// A program run through the kernel the way `test` runs its probes, to learn what the
+/// emulator behind a handler does: its version, its CPU models, the levels it reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask<'a> {
+    /// The architecture whose program runs.
+    pub arch: &'a Arch,
+    pub program: AskProgram,
+    /// The file name's extension, so that an extension (`E`) rule takes it; `None`: a plain
+    /// name, which only magic rules (or the kernel itself) take.
+    pub extension: Option<&'a str>,
+    /// As the only file of an empty chroot (as `test` runs probes), or from a directory of
+    /// its own.
+    pub chroot: bool,
+    /// The program's whole environment (`QEMU_CPU=power10`, `QEMU_VERSION=1`, or nothing).
+    pub env: Vec<(String, String)>,
+}
+
+/// Which program an [`Ask`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskProgram {
+    /// The echo probe (`probe::program`), run without arguments.
+    Echo,
+    /// The level probe (`probe::levels::program`).
+    Levels,
+}
+
+/// How an [`Ask`] ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Its exit status; `None` when it did not exit by itself (a signal, the timeout) or
+    /// never ran.
+    pub exit: Option<i32>,
+    pub stdout: String,
+    /// What went wrong, in words, when it did not exit: `killed by SIGILL`, `exec: …`.
+    pub failure: Option<String>,
+}
+
+/// Asks started by [`Machine::start_asking`].
+pub trait Replies {
+    /// Wait for them: one reply per ask, in the order asked.
+    fn collect(self: Box<Self>) -> Vec<Reply>;
+}
+
+/// Replies known already.
+#[derive(Debug)]
+pub struct Answered(pub Vec<Reply>);
+
+impl Replies for Answered {
+    fn collect(self: Box<Self>) -> Vec<Reply> {
+        self.0
+    }
 }
 
 /// Answers known already.

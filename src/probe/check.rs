@@ -7,15 +7,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod extras;
+
+use super::levels::proof::{self, Proven};
 use super::runner::{self, Job, Place};
 use super::{EXIT_CODE, program};
 use crate::arch::{Arch, ArchTable, Host};
-use crate::binfmt::Snapshot;
+use crate::binfmt::{Rule, Snapshot};
 use crate::diagnose;
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow, OpenError};
 use crate::inspect::Inspector;
+use crate::machine::Machine;
 use crate::messages::printable;
+use crate::qemu::Facts;
+use crate::qemu::known::IssueTable;
 use crate::sys::exec::{Ending, Outcome, Step, signal_name};
 
 /// Why the checks could not run.
@@ -61,6 +67,26 @@ pub struct TestResult {
     pub level: Option<u8>,
     pub error: Option<String>,
     pub ms: f64,
+    /// The instruction-set levels its level probe proved through the same handler (or on the
+    /// host's own CPU); `null` when its arch has no level probe or the probe did not run.
+    pub levels: Option<Proven>,
+    /// What QEMU the handler runs (`qemu_version`, `qemu_package`, `cpu_models`,
+    /// `cpu_default`, `known_issues`); nulls and empty lists when it is native or not QEMU.
+    #[serde(flatten)]
+    pub qemu: Facts,
+}
+
+/// How `test` runs its probes.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// Each probe as the only file of an empty chroot (only `F` handlers serve it).
+    pub chroot: bool,
+    pub timeout: Duration,
+    /// Ask each handler's interpreter what QEMU it is and warn of the rows of this table it
+    /// falls in; `None`: levels only, as `platforms` needs.
+    pub issues: Option<&'a IssueTable>,
+    /// Ask for each interpreter's CPU models too (one more start each): what JSON shows.
+    pub cpu_models: bool,
 }
 
 /// argv[0] every probe gets; a handler without `P` replaces it by the program's path.
@@ -83,29 +109,136 @@ pub fn default_set<'t>(table: &'t ArchTable, snap: &Snapshot) -> Vec<&'t Arch> {
         .collect()
 }
 
-/// Run the probes of `arches` and judge each.
+/// One probe to run: an architecture's, under a plain name or one with an extension (for
+/// a handler under an extension rule).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub arch: &'a Arch,
+    pub extension: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// The arch's plain probe.
+    pub fn plain(arch: &'a Arch) -> Target<'a> {
+        Target {
+            arch,
+            extension: None,
+        }
+    }
+}
+
+/// The probe that goes through the binfmt_misc entry `name`, or why there is none. The arch
+/// is the one whose probe the entry's magic rule takes, or, for an extension rule, the one
+/// its interpreter is QEMU for by its name (`qemu-x86_64-static` → amd64); the kernel must
+/// hand that probe to this very entry (not disabled, no newer entry taking it first).
+pub fn entry_target<'a>(
+    table: &'a ArchTable,
+    snap: &'a Snapshot,
+    name: &str,
+) -> Result<Target<'a>, String> {
+    let entry = snap.find(name).ok_or_else(|| {
+        let names: Vec<&str> = snap.entries.iter().map(|e| e.name.as_str()).collect();
+        format!(
+            "no binfmt_misc entry '{name}' (there are: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    })?;
+    let (arch, extension) = match &entry.rule {
+        Rule::Extension(x) => (
+            table.by_interpreter(&entry.interpreter).ok_or_else(|| {
+                format!(
+                    "entry '{name}' is an extension rule whose interpreter {} is not named like QEMU (qemu-<cpu>[-static]), so which architecture it runs is unknown",
+                    entry.interpreter
+                )
+            })?,
+            Some(x.as_str()),
+        ),
+        Rule::Magic { .. } => (
+            table
+                .iter()
+                .find(|a| {
+                    program(a).is_some_and(|p| {
+                        entry
+                            .rule
+                            .matches(Path::new("probe"), &crate::rule::kernel_buffer(&p))
+                    })
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "entry '{name}' takes no architecture's programs that binfmt-setup has a probe for"
+                    )
+                })?,
+            None,
+        ),
+    };
+    let target = Target { arch, extension };
+    let image = program(arch).unwrap_or_default();
+    match snap.handler_for(Path::new(&file_name(&target)), &image) {
+        Some(e) if e.name == entry.name => Ok(target),
+        Some(e) => Err(format!(
+            "the kernel hands the {} probe to entry '{}', not to '{name}'{}",
+            arch.name,
+            e.name,
+            if entry.enabled {
+                ""
+            } else {
+                ", which is disabled"
+            }
+        )),
+        None => Err(format!(
+            "entry '{name}' would take no probe: {}",
+            if snap.enabled {
+                "it is disabled"
+            } else {
+                "binfmt_misc is disabled"
+            }
+        )),
+    }
+}
+
+/// The probe's file name: the arch's, and the extension after the only dot.
+fn file_name(t: &Target<'_>) -> String {
+    let base = t.arch.name.replace(['/', '.'], "_");
+    match t.extension {
+        Some(x) => format!("{base}.{x}"),
+        None => base,
+    }
+}
+
+/// Run the probes of `targets` and judge each. Beside each probe, all at once: the arch's
+/// level probe through the same handler and, with `settings.issues`, the questions to its
+/// interpreter.
 pub fn test_arches(
+    machine: &dyn Machine,
     table: &ArchTable,
     snap: &Snapshot,
-    arches: &[&Arch],
-    chroot: bool,
-    timeout: Duration,
+    targets: &[Target<'_>],
+    settings: Settings<'_>,
 ) -> Result<Report, CheckError> {
-    let host = Host::detect(table);
+    let Settings {
+        chroot, timeout, ..
+    } = settings;
+    let host = crate::machine::host(machine, table);
     let mut results = Vec::new();
     let mut jobs = Vec::new();
     let mut tested = Vec::new();
-    for &a in arches {
+    for t in targets {
+        let a = t.arch;
         match program(a) {
             Some(image) => {
                 jobs.push(Job {
-                    file: a.name.replace('/', "_"),
+                    file: file_name(t),
                     image,
                     argv0: ARGV0.to_string(),
                     args: vec![token(a)],
                     place: place(chroot),
+                    env: None,
                 });
-                tested.push(a);
+                tested.push((a, t.extension));
             }
             None => results.push(TestResult {
                 arch: a.name.clone(),
@@ -118,6 +251,8 @@ pub fn test_arches(
                     a.name
                 )),
                 ms: 0.0,
+                levels: None,
+                qemu: Facts::default(),
             }),
         }
     }
@@ -130,9 +265,17 @@ pub fn test_arches(
             ""
         }
     );
-    let outcomes = runner::run_all(&jobs, timeout).map_err(CheckError::Probes)?;
+    let batch = runner::start(&jobs).map_err(CheckError::Probes)?;
+    let extras = extras::start(machine, snap, &tested, &jobs, settings);
+    let outcomes = batch.wait(timeout);
     refuse_unrunnable(&tested, &outcomes, &host)?;
-    for ((a, job), out) in tested.iter().zip(&jobs).zip(&outcomes) {
+    let (levels, facts) = extras.finish();
+    for ((((a, _), job), out), (levels, qemu)) in tested
+        .iter()
+        .zip(&jobs)
+        .zip(&outcomes)
+        .zip(levels.into_iter().zip(facts))
+    {
         tracing::debug!(
             "{}: {:?} after {:.1} ms, stdout {:?}",
             a.name,
@@ -141,7 +284,10 @@ pub fn test_arches(
             String::from_utf8_lossy(&out.stdout)
         );
         let native = host.arch.as_deref() == Some(a.name.as_str());
-        results.push(judge(a, job, out, snap, native, chroot, timeout));
+        let mut r = judge(a, job, out, snap, native, chroot, timeout);
+        r.levels = levels;
+        r.qemu = qemu;
+        results.push(r);
     }
     // Table order, whatever order they finished in.
     let order = |name: &str| table.iter().position(|a| a.name == name);
@@ -149,7 +295,15 @@ pub fn test_arches(
     let mut supported: Vec<String> = Vec::new();
     for r in results.iter().filter(|r| r.ok) {
         if let Some(a) = table.find(&r.arch) {
-            supported.extend(a.platforms());
+            let platforms = match &r.levels {
+                Some(p) => proof::platforms(a, p),
+                None => a.platforms(),
+            };
+            for p in platforms {
+                if !supported.contains(&p) {
+                    supported.push(p);
+                }
+            }
         }
     }
     Ok(Report { results, supported })
@@ -159,15 +313,15 @@ pub fn test_arches(
 /// ELOOP): when the host's own probe, or every probe, gets it, programs may not run from the
 /// temporary directory at all (a noexec mount), and no verdict about handlers can be made.
 fn refuse_unrunnable(
-    tested: &[&Arch],
+    tested: &[(&Arch, Option<&str>)],
     outcomes: &[Outcome],
     host: &Host,
 ) -> Result<(), CheckError> {
     let denied = |o: &Outcome| o.ending.exec_errno() == Some(nix::errno::Errno::EACCES);
-    let host_denied = tested
-        .iter()
-        .zip(outcomes)
-        .any(|(a, o)| host.arch.as_deref() == Some(a.name.as_str()) && denied(o));
+    // The host's plain probe: the kernel runs it itself, whatever handlers there are.
+    let host_denied = tested.iter().zip(outcomes).any(|((a, ext), o)| {
+        ext.is_none() && host.arch.as_deref() == Some(a.name.as_str()) && denied(o)
+    });
     if host_denied || (!outcomes.is_empty() && outcomes.iter().all(denied)) {
         return Err(CheckError::NoExec(std::env::temp_dir()));
     }
@@ -278,6 +432,8 @@ fn judge(
         level,
         error,
         ms: millis(out.elapsed),
+        levels: None,
+        qemu: Facts::default(),
     }
 }
 
@@ -367,6 +523,7 @@ pub fn check_binary(
         argv0: name,
         args: Vec::new(),
         place: place(chroot),
+        env: None,
     };
     let out = runner::run_all(std::slice::from_ref(&job), timeout)
         .map_err(CheckError::Probes)?
@@ -390,6 +547,8 @@ pub fn check_binary(
         level: matches!(out.ending, Ending::Exited(_) | Ending::Signaled(_)).then_some(0),
         error,
         ms: millis(out.elapsed),
+        levels: None,
+        qemu: Facts::default(),
     };
     Ok(BinaryRun {
         path: crate::names::escape(file.as_os_str().as_encoded_bytes()).into_owned(),

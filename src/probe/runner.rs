@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sys::exec::{self, ChrootFallback, Ending, Outcome, Spec};
+use crate::sys::exec::{self, ChrootFallback, Ending, Env, Outcome, Spec};
 
 /// How much of a program's stdout and stderr is kept.
 const KEEP_OUTPUT: usize = 64 * 1024;
@@ -22,6 +22,8 @@ pub struct Job {
     pub argv0: String,
     pub args: Vec<String>,
     pub place: Place,
+    /// Its whole environment (`KEY=value`); `None`: ours.
+    pub env: Option<Vec<String>>,
 }
 
 /// Where programs run: a directory of our own, removed when dropped.
@@ -145,6 +147,10 @@ fn spec(dir: &RunDir, j: &Job) -> Spec {
         .argv(std::iter::once(&j.argv0).chain(&j.args))
         .output(exec::Output::Capture { limit: KEEP_OUTPUT })
         .new_process_group();
+    let spec = match &j.env {
+        Some(env) => spec.env(Env::Exactly(env.iter().map(Into::into).collect())),
+        None => spec,
+    };
     match &j.place {
         Place::Here => spec,
         Place::Chroot => spec.chroot(dir.path(), ChrootFallback::UserNamespace),

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use binfmt_setup::arch::ArchTable;
 use binfmt_setup::config::Config;
+use binfmt_setup::qemu::known::IssueTable;
 use serde_norway::Value;
 
 use crate::util::{Run, bin, repo};
@@ -39,6 +40,12 @@ fn every_file_under_configs_is_checked() {
             Some("toml") if name == "arches.toml" => {
                 let table = ArchTable::load(Some(&path)).expect("arches.toml");
                 assert!(!table.is_empty());
+            }
+            Some("toml") if name == "qemu-issues.toml" => {
+                let arches = ArchTable::embedded();
+                let table =
+                    IssueTable::load(Some(&path), &arches).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!table.issues().is_empty());
             }
             Some("toml") => {
                 Config::load(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -2,6 +2,7 @@
 //! instances only; the host's is read, never written).
 
 mod after_exec;
+mod arm64_host;
 mod builders;
 mod configs;
 mod credential;
@@ -20,6 +21,7 @@ mod install;
 mod isolation;
 mod kernel;
 mod layout;
+mod levels;
 mod mutate;
 mod needs;
 mod preflight;

@@ -28,13 +28,12 @@
 pub mod aarch64;
 pub mod arm;
 pub mod power;
+pub mod proof;
 pub mod riscv;
 pub mod s390x;
 pub mod x86;
 
-use std::time::Duration;
-
-use crate::arch::{Arch, ArchTable};
+use crate::arch::Arch;
 
 /// What a level probe adds its mask to for its exit status.
 pub const EXIT_BASE: i32 = 100;
@@ -192,47 +191,6 @@ pub fn qemu_cpu(arch: &Arch, level: &str) -> Option<&'static str> {
     family(arch)?.level(level)?.qemu_cpu
 }
 
-/// Why [`native_levels`] found nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum NativeError {
-    #[error("no level probe for this host's architecture ({0})")]
-    NoProbe(&'static str),
-    #[error("cannot run the level probe: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the level probe did not run its course: {0}")]
-    Ended(String),
-}
-
-/// The levels this host's own CPU executes, by running its family's probe natively.
-pub fn native_levels() -> Result<Found, NativeError> {
-    use crate::sys::exec::{self, Ending, Spec};
-    let host = std::env::consts::ARCH;
-    let name = match host {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        _ => return Err(NativeError::NoProbe(host)),
-    };
-    let table = ArchTable::embedded();
-    let arch = table
-        .iter()
-        .find(|a| a.name == name)
-        .ok_or(NativeError::NoProbe(host))?;
-    let probe = program(arch).ok_or(NativeError::NoProbe(host))?;
-    let dir = super::runner::RunDir::new("binfmt-setup-levels")?;
-    let path = dir.write("level-probe", &probe.image)?;
-    let out = exec::run(&Spec::new(&path), Some(Duration::from_secs(30)))?;
-    match out.ending {
-        Ending::Exited(code) => probe
-            .decode(code)
-            .ok_or_else(|| NativeError::Ended(format!("exit status {code}"))),
-        other => Err(NativeError::Ended(format!("{other:?}"))),
-    }
-}
-
 /// The slots of a program: each check's bytes, then `filler` up to `exit`, which ends the
 /// slot. Panics (a build defect) when a check does not fit or the filler does not tile.
 fn slots(checks: &[&[u8]], filler: &[u8], exit: &[u8]) -> Vec<u8> {
@@ -265,6 +223,7 @@ fn wrap(arch: &Arch, code: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::arch::ArchTable;
 
     pub(crate) fn arch(name: &str) -> Arch {
         ArchTable::embedded()
@@ -432,7 +391,12 @@ mod tests {
                 }
             }
         }
-        let found = native_levels().expect("native run");
+        use crate::machine::{Live, Machine};
+        let mask = Live::new()
+            .levels(&arch("amd64"))
+            .expect("native run")
+            .expect("amd64 has a level probe");
+        let found = x86::FAMILY.decode(EXIT_BASE + mask as i32).expect("a mask");
         assert_eq!(found.levels(), want);
     }
 }

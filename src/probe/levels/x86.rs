@@ -20,7 +20,7 @@
 //! - `Haswell`: x86-64-v3 (QEMU 7.2 is the first with AVX, AVX2 and FMA in TCG).
 //! - `Skylake-Server`, `Icelake-Server`, `max` (user mode's default): x86-64-v3. TCG has no
 //!   AVX-512 (QEMU warns and drops the features), so no QEMU 7.2 model reaches x86-64-v4;
-//!   the host CPU does, natively ([`super::native_levels`]).
+//!   the host CPU does, natively (`Machine::levels` on the host's own architecture).
 
 use super::{Family, Level, LevelProbe, slots, wrap};
 use crate::arch::Arch;

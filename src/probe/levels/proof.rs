@@ -1,0 +1,247 @@
+//! What a handler, or the host's own CPU, is proven to reach: its family's level probe run
+//! through the kernel the way `test` runs probes, once with the emulator's default CPU (one
+//! start: the probe tries every level itself), and, where that stops below the family's top
+//! and a `QEMU_CPU` value is known for a level above, once more with that value in the
+//! environment. Only what a run showed is reported.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Family, Found, Level, family};
+use crate::arch::Arch;
+use crate::machine::{Ask, AskProgram, Machine, Replies, Reply};
+
+/// One thing to prove the levels of.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub arch: &'a Arch,
+    /// On the file's name, for a handler under an extension rule.
+    pub extension: Option<&'a str>,
+    /// Run by an emulator (a handler), so `QEMU_CPU` may change what it reaches; `false` for
+    /// the host's own CPU.
+    pub emulated: bool,
+}
+
+/// The levels one run proved, as JSON shows them (`levels` of a test result or an entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Proven {
+    /// The highest level proven; `null` when not even the family's first one ran.
+    pub highest: Option<&'static str>,
+    /// Every level proven, lowest first.
+    pub proven: Vec<&'static str>,
+    /// Every check that ran, levels or not (`sve`, `zba`, `v`).
+    pub checks: Vec<&'static str>,
+    /// The family's highest level, to read `highest` against.
+    pub top: &'static str,
+    /// A `QEMU_CPU` value proven, by a second run, to reach higher than the default.
+    pub lift: Option<Lift>,
+}
+
+/// What a second run with `QEMU_CPU` proved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lift {
+    pub qemu_cpu: &'static str,
+    pub highest: Option<&'static str>,
+    pub proven: Vec<&'static str>,
+}
+
+impl Proven {
+    fn of(found: &Found) -> Proven {
+        Proven {
+            highest: found.highest().map(|l| l.name),
+            proven: found.levels(),
+            checks: found.checks(),
+            top: found.family.levels.last().map_or("", |l| l.name),
+            lift: None,
+        }
+    }
+}
+
+/// The level worth a second run: the highest one the default did not reach that has a
+/// `QEMU_CPU` value. None when the default reaches the family's top.
+pub fn lift_candidate(found: &Found) -> Option<&'static Level> {
+    let reached = found.levels().len();
+    let levels = found.family.levels;
+    if reached >= levels.len() {
+        return None;
+    }
+    levels[reached..]
+        .iter()
+        .rev()
+        .find(|l| l.qemu_cpu.is_some())
+}
+
+/// The platforms a proof lets `arch` claim, as containerd and BuildKit write them: each
+/// proven level's (`levels::platform`), each once, the table's own platforms first in its
+/// order (`linux/arm/v7` before `v6`), the rest lowest level first (`linux/amd64`,
+/// `linux/amd64/v2`, …). The bare platform when no level was proven (the echo probe still
+/// ran); levels reached only with `QEMU_CPU` are not claimed.
+pub fn platforms(arch: &Arch, proven: &Proven) -> Vec<String> {
+    let mut by_level: Vec<String> = Vec::new();
+    for l in &proven.proven {
+        if let Some(p) = super::platform(arch, l) {
+            if !by_level.contains(&p) {
+                by_level.push(p);
+            }
+        }
+    }
+    if by_level.is_empty() {
+        return vec![arch.platform.clone()];
+    }
+    let mut out: Vec<String> = arch
+        .platforms()
+        .into_iter()
+        .filter(|p| by_level.contains(p))
+        .collect();
+    for p in by_level {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Level probes started by [`start`].
+pub struct Proving<'m> {
+    machine: &'m dyn Machine,
+    /// Per subject: its family and the index of its ask; None: nothing to prove.
+    plan: Vec<Option<(&'static Family, usize)>>,
+    subjects: Vec<(Arch, Option<String>, bool)>,
+    first: Box<dyn Replies>,
+    chroot: bool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Proving<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proving").field("plan", &self.plan).finish()
+    }
+}
+
+/// Start the default runs: one level probe per subject whose arch has a family, all at once.
+pub fn start<'m>(
+    machine: &'m dyn Machine,
+    subjects: &[Subject<'_>],
+    chroot: bool,
+    timeout: Duration,
+) -> Proving<'m> {
+    let mut asks = Vec::new();
+    let mut plan = Vec::new();
+    for s in subjects {
+        match family(s.arch) {
+            Some(f) => {
+                plan.push(Some((f, asks.len())));
+                asks.push(ask(s.arch, s.extension, chroot, None));
+            }
+            None => plan.push(None),
+        }
+    }
+    let first = machine.start_asking(&asks, timeout);
+    Proving {
+        machine,
+        plan,
+        subjects: subjects
+            .iter()
+            .map(|s| (s.arch.clone(), s.extension.map(str::to_string), s.emulated))
+            .collect(),
+        first,
+        chroot,
+        timeout,
+    }
+}
+
+fn ask<'a>(arch: &'a Arch, extension: Option<&'a str>, chroot: bool, cpu: Option<&str>) -> Ask<'a> {
+    Ask {
+        arch,
+        program: AskProgram::Levels,
+        extension,
+        chroot,
+        env: cpu
+            .map(|c| vec![("QEMU_CPU".to_string(), c.to_string())])
+            .unwrap_or_default(),
+    }
+}
+
+/// What a reply proves for `family`, or why nothing.
+fn read(family: &'static Family, reply: &Reply) -> Result<Found, String> {
+    match reply.exit {
+        Some(code) => family
+            .decode(code)
+            .ok_or_else(|| format!("the level probe exited {code}, which it never does")),
+        None => Err(reply
+            .failure
+            .clone()
+            .unwrap_or_else(|| "the level probe did not run".into())),
+    }
+}
+
+impl Proving<'_> {
+    /// Wait for the default runs, make the second runs that may lift a level (all at once),
+    /// and report: one entry per subject, `None` where its arch has no level probe or the
+    /// probe did not run its course (logged).
+    pub fn finish(self) -> Vec<Option<Proven>> {
+        let replies = self.first.collect();
+        let mut out: Vec<Option<(Found, Proven)>> = Vec::new();
+        for (i, p) in self.plan.iter().enumerate() {
+            out.push(p.and_then(|(f, at)| {
+                let reply = replies.get(at).cloned().unwrap_or_default();
+                match read(f, &reply) {
+                    Ok(found) => Some((found, Proven::of(&found))),
+                    Err(why) => {
+                        tracing::info!("{}: levels not proven: {why}", self.subjects[i].0.name);
+                        None
+                    }
+                }
+            }));
+        }
+        // Second runs, for emulated subjects that stopped below a level with a QEMU_CPU value.
+        let mut lifts: Vec<(usize, &'static Level)> = Vec::new();
+        for (i, o) in out.iter().enumerate() {
+            if let Some((found, _)) = o {
+                if self.subjects[i].2 {
+                    if let Some(l) = lift_candidate(found) {
+                        lifts.push((i, l));
+                    }
+                }
+            }
+        }
+        if !lifts.is_empty() {
+            let asks: Vec<Ask<'_>> = lifts
+                .iter()
+                .map(|(i, l)| {
+                    let (arch, ext, _) = &self.subjects[*i];
+                    ask(arch, ext.as_deref(), self.chroot, l.qemu_cpu)
+                })
+                .collect();
+            let replies = self.machine.start_asking(&asks, self.timeout).collect();
+            for ((i, level), reply) in lifts.iter().zip(&replies) {
+                let Some((found, proven)) = out[*i].as_mut() else {
+                    continue;
+                };
+                let cpu = level.qemu_cpu.unwrap_or_default();
+                match read(found.family, reply) {
+                    Ok(lifted) if lifted.levels().len() > found.levels().len() => {
+                        proven.lift = Some(Lift {
+                            qemu_cpu: cpu,
+                            highest: lifted.highest().map(|l| l.name),
+                            proven: lifted.levels(),
+                        });
+                    }
+                    Ok(lifted) => tracing::info!(
+                        "{}: QEMU_CPU={cpu} reached {:?}, no higher than the default",
+                        self.subjects[*i].0.name,
+                        lifted.highest().map(|l| l.name)
+                    ),
+                    Err(why) => {
+                        tracing::info!("{}: QEMU_CPU={cpu}: {why}", self.subjects[*i].0.name)
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|o| o.map(|(_, p)| p)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
