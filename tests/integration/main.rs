@@ -8,6 +8,7 @@ mod export;
 mod fleet_util;
 mod harden;
 mod hostile;
+mod image;
 mod init;
 mod inspect;
 mod install;
