@@ -50,6 +50,11 @@ packages=(
 	clang-16 lld-16 llvm-16
 	binutils-s390x-linux-gnu binutils-powerpc64-linux-gnu
 	binutils-m68k-linux-gnu binutils-aarch64-linux-gnu
+	# The image tests (tests/integration/image.rs): scripts/image.sh builds the image with
+	# umoci (above), and runc runs it. runc is a plain program: installing it starts and
+	# enables nothing. (busybox-static for the image is fetched, not installed, and the
+	# musl Rust target is added by scripts/build-static.sh.)
+	runc # the OCI runtime under Docker and containerd, run directly
 )
 
 missing=()

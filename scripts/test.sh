@@ -21,5 +21,10 @@ cargo clippy --locked --all-targets -- -D warnings
 step "shellcheck"
 shellcheck scripts/*.sh .ci/run
 
+# Built before the tests, which find it up to date: a static build inside the test run would
+# compete for the CPU with tests whose probes have time limits.
+step "image (scripts/image.sh)"
+scripts/image.sh --tag ci --profile quick-release >/dev/null
+
 step "cargo test"
 cargo test --locked
