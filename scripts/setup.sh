@@ -37,6 +37,11 @@ packages=(
 	hyperfine        # benchmark timing
 	shellcheck       # lint for these scripts
 	util-linux       # unshare and nsenter for private binfmt_misc instances
+	# The image tests (tests/integration/image.rs): scripts/image.sh builds the image with
+	# umoci (below) and runc runs it. runc is a plain program: installing it starts and
+	# enables nothing. (busybox-static for the image is fetched, not installed; the musl
+	# Rust target is added by scripts/build-static.sh.)
+	runc # the OCI runtime under Docker and containerd, run directly by the image tests
 	python3          # scripts/bench.sh reads JSON reports with it
 	systemd          # systemd-binfmt, the peer that loads `export --format systemd` files
 	libpipeline1     # a library update-binfmts (unpacked below) links against
@@ -50,11 +55,6 @@ packages=(
 	clang-16 lld-16 llvm-16
 	binutils-s390x-linux-gnu binutils-powerpc64-linux-gnu
 	binutils-m68k-linux-gnu binutils-aarch64-linux-gnu
-	# The image tests (tests/integration/image.rs): scripts/image.sh builds the image with
-	# umoci (above), and runc runs it. runc is a plain program: installing it starts and
-	# enables nothing. (busybox-static for the image is fetched, not installed, and the
-	# musl Rust target is added by scripts/build-static.sh.)
-	runc # the OCI runtime under Docker and containerd, run directly
 )
 
 missing=()
