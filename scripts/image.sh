@@ -40,7 +40,7 @@ me=image.sh
 entrypoint=(/usr/local/bin/binfmt-setup init)
 env_path=PATH=/usr/local/bin:/usr/bin
 
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 bad() {
 	echo "$me: $*" >&2
 	exit 2
