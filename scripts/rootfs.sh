@@ -7,9 +7,8 @@
 #                                           OUT default target/rootfs/ARCH; nothing is done
 #                                           when it is already built
 #
-# The package is fetched with apt-get using a private list and cache directory under
-# target/rootfs/apt and ARCH added for that call only: the machine's apt configuration is
-# not changed (no dpkg --add-architecture) and nothing is installed. Everything stays under
+# The package is fetched by scripts/fetch-deb.sh: the machine's apt configuration is not
+# changed (no dpkg --add-architecture) and nothing is installed. Everything stays under
 # target/. The result is readable by every user: the tests run `binfmt-setup run` in it as
 # an unprivileged one.
 set -euo pipefail
@@ -62,32 +61,14 @@ if [[ -x $out/bin/busybox && -f $stamp ]]; then
 	exit 0
 fi
 
-for tool in apt-get dpkg-deb "$qemu"; do
+for tool in dpkg-deb "$qemu"; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "rootfs.sh: $tool is missing (scripts/setup.sh installs it)" >&2
 		exit 3
 	fi
 done
 
-apt_dir=$root/target/rootfs/apt
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
-# apt fetches as its _apt user where the directory lets it.
-chmod -R 0777 "$apt_dir"
-apt_opts=(
-	-q
-	-o "APT::Architectures::=$arch"
-	-o "Dir::State::Lists=$apt_dir/lists"
-	-o "Dir::Cache=$apt_dir/cache"
-	-o "Dir::State::status=/dev/null"
-)
-debs=$apt_dir/debs
-if ! compgen -G "$debs/busybox-static_*_$arch.deb" >/dev/null; then
-	echo "rootfs.sh: fetching $package" >&2
-	apt-get "${apt_opts[@]}" update >/dev/null
-	(cd "$debs" && apt-get "${apt_opts[@]}" download "$package" >/dev/null)
-fi
-debs_found=("$debs"/busybox-static_*_"$arch".deb)
-deb=${debs_found[-1]}
+deb=$("$root/scripts/fetch-deb.sh" "$package" "$root/target/rootfs/debs")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

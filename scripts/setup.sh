@@ -39,6 +39,12 @@ packages=(
 	hyperfine        # benchmark timing
 	shellcheck       # lint for these scripts
 	util-linux       # unshare and nsenter for private binfmt_misc instances
+	# The image tests (tests/integration/image.rs): scripts/image.sh builds the image with
+	# umoci (below) and runc runs it. runc is a plain program: installing it starts and
+	# enables nothing. (busybox-static for the image is fetched, not installed; the musl
+	# Rust target is added by scripts/build-static.sh.)
+	runc # the OCI runtime under Docker and containerd, run directly by the image tests
+	musl-tools # musl-gcc: the static build's C (the TLS library) against musl's headers
 	python3          # scripts/bench.sh reads JSON reports with it
 	systemd          # systemd-binfmt, the peer that loads `export --format systemd` files
 	libpipeline1     # a library update-binfmts (unpacked below) links against
@@ -58,7 +64,7 @@ packages=(
 	man-db           # man -l: the tests render the generated manual pages
 	# The builders the end-to-end tests build foreign images with (tests/integration/builders.rs,
 	# docker.rs; docker.io and skopeo are listed above).
-	buildah podman runc
+	buildah podman
 	uidmap # newuidmap/newgidmap: `run` maps a user's subordinate ids with them
 	# Toolchains that build the test fixtures: clang/lld for most targets, GNU binutils
 	# where lld 16 has no backend (s390x, m68k, ppc64 ELFv1, arm64 ILP32).

@@ -15,6 +15,7 @@ mod export;
 mod fleet_util;
 mod harden;
 mod hostile;
+mod image;
 mod init;
 mod inspect;
 mod install;
