@@ -4,11 +4,10 @@
 //! names are only names. Plain, gzip and zstd streams are recognised by their first bytes;
 //! every stream is capped, so a decompression bomb ends in an error.
 
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use ::tar::{Archive, EntryType};
-use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
 
 use super::layers::LayerEntry;
 use super::{HEAD, Progress, ScanError, Sniff, identify, image_path};
@@ -38,7 +37,7 @@ pub fn decompress<'a, R: BufRead + 'a>(
             Some("gzip"),
         )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        (Box::new(Zstd::new(r)), Some("zstd"))
+        (Box::new(zstd_reader(r)?), Some("zstd"))
     } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         return Err(ScanError::new(format!(
             "{what} is bzip2- or xz-compressed; scan reads plain, gzip and zstd tar streams (decompress it first)"
@@ -77,74 +76,15 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
-/// One frame's decoder, over the frame's magic (already read) and the rest of the stream.
-type ZstdFrame<R> = StreamingDecoder<io::Chain<Cursor<[u8; 4]>, R>, FrameDecoder>;
-
-/// A zstd stream of one or more frames (ruzstd decodes one frame at a time), skippable
-/// frames passed over, as zstd(1) does.
-enum Zstd<R: Read> {
-    Frame(Box<ZstdFrame<R>>),
-    Between(R),
-    Done,
-}
-
-impl<R: Read> Zstd<R> {
-    fn new(r: R) -> Zstd<R> {
-        Zstd::Between(r)
-    }
-}
-
-impl<R: Read> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match std::mem::replace(self, Zstd::Done) {
-                Zstd::Done => return Ok(0),
-                Zstd::Frame(mut d) => {
-                    let n = d.read(buf)?;
-                    if n > 0 {
-                        *self = Zstd::Frame(d);
-                        return Ok(n);
-                    }
-                    let (chain, _) = d.into_parts();
-                    *self = Zstd::Between(chain.into_inner().1);
-                }
-                Zstd::Between(mut r) => {
-                    let mut magic = [0u8; 4];
-                    let got = read_full(&mut r, &mut magic)?;
-                    if got == 0 {
-                        return Ok(0);
-                    }
-                    if got < 4 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "zstd stream ends inside a frame header",
-                        ));
-                    }
-                    let m = u32::from_le_bytes(magic);
-                    if m & 0xffff_fff0 == 0x184d_2a50 {
-                        let mut len = [0u8; 4];
-                        r.read_exact(&mut len)?;
-                        let len = u64::from(u32::from_le_bytes(len));
-                        let skipped = io::copy(&mut (&mut r).take(len), &mut io::sink())?;
-                        if skipped < len {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "zstd stream ends inside a skippable frame",
-                            ));
-                        }
-                        *self = Zstd::Between(r);
-                        continue;
-                    }
-                    let d = StreamingDecoder::new(Cursor::new(magic).chain(r))
-                        .map_err(|e| io::Error::other(format!("zstd: {e}")))?;
-                    *self = Zstd::Frame(Box::new(d));
-                }
-            }
-        }
-    }
+/// libzstd's streaming decoder: every frame in turn, skippable frames passed over, as
+/// zstd(1) does. A frame may ask for a window of up to 2^27 bytes, zstd(1)'s own default
+/// limit (frames of levels up to 19 use at most 8 MiB).
+fn zstd_reader<'a, R: BufRead + 'a>(r: R) -> Result<impl Read + 'a, ScanError> {
+    let mut d = zstd::stream::read::Decoder::with_buffer(r)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    d.window_log_max(27)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    Ok(d)
 }
 
 /// Read until `buf` is full or the stream ends; how many bytes came.
@@ -430,15 +370,14 @@ mod tests {
 
     #[test]
     fn zstd_frames_are_read_one_after_another_and_skippable_ones_skipped() {
-        use ruzstd::encoding::{CompressionLevel, compress_to_vec};
         let first: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let second = b"the second frame".repeat(1000);
-        let mut stream = compress_to_vec(&first[..], CompressionLevel::Fastest);
+        let mut stream = zstd::encode_all(&first[..], 1).expect("encode");
         // A skippable frame (as zstd:chunked writes its table of contents).
         stream.extend_from_slice(&0x184d_2a5e_u32.to_le_bytes());
         stream.extend_from_slice(&5u32.to_le_bytes());
         stream.extend_from_slice(b"toc!!");
-        stream.extend_from_slice(&compress_to_vec(&second[..], CompressionLevel::Fastest));
+        stream.extend_from_slice(&zstd::encode_all(&second[..], 1).expect("encode"));
         let (mut r, c) = decompress(&stream[..], "x").expect("zstd");
         assert_eq!(c, Some("zstd"));
         let mut out = Vec::new();
