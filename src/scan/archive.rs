@@ -3,31 +3,174 @@
 //! read in order from the stream and nothing is ever extracted, so `../` and absolute member
 //! names are only names. Plain, gzip and zstd streams are recognised by their first bytes;
 //! every stream is capped, so a decompression bomb ends in an error.
+//!
+//! Only what a verdict needs is looked at: each header, and a member's first bytes (and, for
+//! a 32-bit ARM program, its attributes section). A decompressed stream is read into one
+//! buffer that headers are parsed in and the rest of each member is passed over in, with no
+//! further copy, so a scan costs little more than the decompression; a plain tar file is
+//! read by position, and the data of members that cannot be programs is never read at all.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use ::tar::{Archive, EntryType};
+use ::tar::{EntryType, Header};
 
 use super::layers::LayerEntry;
-use super::{HEAD, Progress, ScanError, Sniff, identify, image_path};
+use super::{HEAD, Progress, ScanError, Sniff, arm, identify, image_path};
 use crate::arch::ArchTable;
+use crate::elf::ReadAt;
 use crate::fileio::{self, Follow};
 
 /// A stream may expand to at most this many bytes.
 pub const MAX_EXPANDED: u64 = 64 << 30;
 /// GNU long-name and pax headers longer than this are not names but an attack.
 const MAX_NAME_HEADER: u64 = 1 << 20;
-/// 32-bit ARM members up to this size are held in memory to read their attributes section
-/// (it lies near the end); a bigger one is named from the float ABI in its header.
-const MAX_ARM_MEMBER: u64 = 32 << 20;
 const EM_ARM: u16 = 40;
+const BLOCK: u64 = 512;
+/// The buffer a decompressed stream is read into: large enough that a decompressor call
+/// fills it with many members at once.
+const STREAM_BUFFER: usize = 256 * 1024;
+/// The buffer a plain tar file is read through: small, since what follows a header is
+/// mostly passed over (by seeking, when the member is larger).
+const FILE_BUFFER: usize = 32 * 1024;
+/// Compressed bytes read at a time.
+const COMPRESSED_BUFFER: usize = 256 * 1024;
+
+/// A tar stream to walk: decompressed bytes read through a buffer, or a plain tar file.
+pub struct Input<'a> {
+    source: Source<'a>,
+    /// Bytes consumed so far: the offset of the next byte in the tar stream.
+    pos: u64,
+}
+
+impl std::fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.source {
+            Source::Stream(_) => "stream",
+            Source::File { .. } => "file",
+        };
+        f.debug_struct("Input")
+            .field("source", &kind)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+enum Source<'a> {
+    Stream(BufReader<Box<dyn Read + 'a>>),
+    /// A regular file of `len` bytes (when opened), read by position where that helps.
+    File {
+        reader: BufReader<File>,
+        len: u64,
+    },
+}
+
+impl<'a> Input<'a> {
+    /// A tar stream from any reader (already decompressed).
+    pub fn reader(r: impl Read + 'a) -> Input<'a> {
+        Input {
+            source: Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(r))),
+            pos: 0,
+        }
+    }
+
+    fn file(file: File, len: u64) -> Input<'a> {
+        Input {
+            source: Source::File {
+                reader: BufReader::with_capacity(FILE_BUFFER, file),
+                len,
+            },
+            pos: 0,
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        match &mut self.source {
+            Source::Stream(r) => r.fill_buf(),
+            Source::File { reader, .. } => reader.fill_buf(),
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        match &mut self.source {
+            Source::Stream(r) => r.consume(n),
+            Source::File { reader, .. } => reader.consume(n),
+        }
+        self.pos += n as u64;
+    }
+
+    /// Pass over up to `n` bytes without reading them where that can be avoided; how many
+    /// there were (fewer only where the stream ends).
+    fn skip(&mut self, n: u64) -> io::Result<u64> {
+        if let Source::File { reader, len } = &mut self.source {
+            let there = n.min(len.saturating_sub(self.pos));
+            // A file is at most i64::MAX bytes long.
+            reader.seek_relative(there as i64)?;
+            self.pos += there;
+            return Ok(there);
+        }
+        let mut done = 0;
+        while done < n {
+            let got = self.fill()?.len();
+            if got == 0 {
+                break;
+            }
+            let step = got.min(usize::try_from(n - done).unwrap_or(usize::MAX));
+            self.consume(step);
+            done += step as u64;
+        }
+        Ok(done)
+    }
+
+    /// Read until `buf` is full or the stream ends; how many bytes came.
+    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            let have = match self.fill() {
+                Ok(h) => h,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if have.is_empty() {
+                break;
+            }
+            let n = have.len().min(buf.len() - got);
+            buf[got..got + n].copy_from_slice(&have[..n]);
+            self.consume(n);
+            got += n;
+        }
+        Ok(got)
+    }
+
+    /// A plain file that ends before the length it had when opened has changed under us.
+    fn check_length(&self, what: &str) -> Result<(), ScanError> {
+        match &self.source {
+            Source::File { len, .. } if self.pos < *len => Err(ScanError::new(format!(
+                "{what}: not a readable tar stream: the file became shorter while it was read"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The stream's bytes, for a reader that wants them (a stream inside a stream).
+impl Read for Input<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let have = self.fill()?;
+        let n = have.len().min(buf.len());
+        buf[..n].copy_from_slice(&have[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
 
 /// Wrap `r` in the decompressor its first bytes call for. `what` names it in errors.
 pub fn decompress<'a, R: BufRead + 'a>(
     mut r: R,
     what: &str,
-) -> Result<(Box<dyn Read + 'a>, Option<&'static str>), ScanError> {
+) -> Result<(Input<'a>, Option<&'static str>), ScanError> {
     let head = r
         .fill_buf()
         .map_err(|e| ScanError::new(format!("cannot read {what}: {e}")))?;
@@ -45,14 +188,23 @@ pub fn decompress<'a, R: BufRead + 'a>(
     } else {
         (Box::new(r), None)
     };
-    Ok((
-        Box::new(Capped {
-            inner: reader,
-            left: MAX_EXPANDED,
-            what: what.to_string(),
-        }),
-        compression,
-    ))
+    let capped = Capped {
+        inner: reader,
+        left: MAX_EXPANDED,
+        what: what.to_string(),
+    };
+    Ok((Input::reader(capped), compression))
+}
+
+/// libzstd's streaming decoder: every frame in turn, skippable frames passed over, as
+/// zstd(1) does. A frame may ask for a window of up to 2^27 bytes, zstd(1)'s own default
+/// limit (frames of levels up to 19 use at most 8 MiB).
+fn zstd_reader<'a, R: BufRead + 'a>(r: R) -> Result<impl Read + 'a, ScanError> {
+    let mut d = zstd::stream::read::Decoder::with_buffer(r)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    d.window_log_max(27)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    Ok(d)
 }
 
 /// A reader that fails once more than its cap has come through.
@@ -74,17 +226,6 @@ impl<R: Read> Read for Capped<R> {
         })?;
         Ok(n)
     }
-}
-
-/// libzstd's streaming decoder: every frame in turn, skippable frames passed over, as
-/// zstd(1) does. A frame may ask for a window of up to 2^27 bytes, zstd(1)'s own default
-/// limit (frames of levels up to 19 use at most 8 MiB).
-fn zstd_reader<'a, R: BufRead + 'a>(r: R) -> Result<impl Read + 'a, ScanError> {
-    let mut d = zstd::stream::read::Decoder::with_buffer(r)
-        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
-    d.window_log_max(27)
-        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
-    Ok(d)
 }
 
 /// Read until `buf` is full or the stream ends; how many bytes came.
@@ -115,77 +256,167 @@ fn read_bounded(r: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, Sc
     Ok(data)
 }
 
+/// One member's data, as [`members`] hands it over: read what is needed, and pass over the
+/// rest with [`Data::finish`] (or let the walk do it).
+pub(super) struct Data<'i, 'a> {
+    input: &'i mut Input<'a>,
+    /// Where the data begins in the stream.
+    at: u64,
+    size: u64,
+    /// Bytes neither read nor passed over yet.
+    left: u64,
+}
+
+impl Read for Data<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let have = self.input.fill()?;
+        let n = have.len().min(want);
+        buf[..n].copy_from_slice(&have[..n]);
+        self.input.consume(n);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl Data<'_, '_> {
+    /// Pass over what is left of the member; how many of its bytes the stream held in all
+    /// (fewer than its size only when the stream ends inside it).
+    pub fn finish(&mut self) -> io::Result<u64> {
+        let there = self.input.skip(self.left)?;
+        let missing = self.left - there;
+        self.left = 0;
+        Ok(self.size - missing)
+    }
+
+    /// The member as a file read by position, when the archive is a plain file.
+    fn positional(&self) -> Option<Slice<'_>> {
+        match &self.input.source {
+            Source::File { reader, .. } => Some(Slice {
+                file: reader.get_ref(),
+                at: self.at,
+            }),
+            Source::Stream(_) => None,
+        }
+    }
+}
+
+/// A member of a plain tar file, read by position (the ELF reader checks its reads against
+/// the member's size).
+struct Slice<'f> {
+    file: &'f File,
+    at: u64,
+}
+
+impl ReadAt for Slice<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let at = self
+            .at
+            .checked_add(offset)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        FileExt::read_exact_at(self.file, buf, at)
+    }
+}
+
 /// One member of a tar stream, as [`members`] hands it over.
-pub(super) struct Member<'a> {
+pub(super) struct Member<'d, 'i, 'a> {
     /// The path inside the image (`/usr/bin/x`), from a bounded long name where there is one.
     pub path: String,
     pub kind: EntryType,
     /// The size its header gives.
     pub size: u64,
-    /// Its data; what is left unread is read to the end after the visit.
-    pub data: &'a mut dyn Read,
+    pub data: &'d mut Data<'i, 'a>,
 }
 
 /// Walk a tar stream, handing each member (long-name and pax headers resolved) to `visit`.
-/// `what` names the stream in errors.
-pub(super) fn members<R: Read>(
-    reader: R,
+/// `what` names the stream in errors. Headers are read as the tar crate reads them (its
+/// `Header` parses each); what a visit leaves of a member's data is passed over unread.
+pub(super) fn members(
+    mut input: Input<'_>,
     what: &str,
-    mut visit: impl FnMut(Member<'_>) -> Result<(), ScanError>,
+    mut visit: impl FnMut(Member<'_, '_, '_>) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
     let broken = |e: io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
-    let mut archive = Archive::new(reader);
-    // Raw: long names and pax headers are read here, bounded, not by the tar crate unbounded.
-    let entries = archive.entries().map_err(broken)?.raw(true);
     let mut long_name: Option<Vec<u8>> = None;
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            // Every member's data is read to its end below, so what the tar crate still
-            // skips is the padding to a 512-byte block. Some writers (umoci 0.4) end a
-            // layer right after the last member's data, without that padding and the two
-            // zero blocks; Go's archive/tar, and so Docker, accept it, and so do we.
-            Err(e) if e.to_string().contains("EOF during skip") => break,
-            Err(e) => return Err(broken(e)),
+    let mut block = [0u8; BLOCK as usize];
+    loop {
+        let got = input.read_into(&mut block).map_err(broken)?;
+        if got == 0 {
+            input.check_length(what)?;
+            return Ok(());
+        }
+        if got < block.len() {
+            return Err(broken(io::Error::other("failed to read entire block")));
+        }
+        // A zero block ends the archive.
+        if block.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let header = Header::from_byte_slice(&block);
+        let sum = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .fold(0u32, |a, b| a + u32::from(*b))
+            + 8 * 32;
+        if header.cksum().map_err(broken)? != sum {
+            return Err(broken(io::Error::other("archive header checksum mismatch")));
+        }
+        let kind = header.entry_type();
+        let size = header.entry_size().map_err(broken)?;
+        let padded = size
+            .checked_add(BLOCK - 1)
+            .ok_or_else(|| broken(io::Error::other("size overflow")))?
+            & !(BLOCK - 1);
+        let mut data = Data {
+            at: input.pos,
+            input: &mut input,
+            size,
+            left: size,
         };
-        let kind = entry.header().entry_type();
         match kind {
             EntryType::GNULongName => {
-                let mut name = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
+                let mut name = read_bounded(&mut data, MAX_NAME_HEADER, what)?;
                 while name.last() == Some(&0) {
                     name.pop();
                 }
                 long_name = Some(name);
-                continue;
             }
             EntryType::XHeader => {
-                let data = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
-                if let Some(p) = ::tar::PaxExtensions::new(&data)
+                let ext = read_bounded(&mut data, MAX_NAME_HEADER, what)?;
+                if let Some(p) = ::tar::PaxExtensions::new(&ext)
                     .filter_map(Result::ok)
                     .find(|x| x.key_bytes() == b"path")
                 {
                     long_name = Some(p.value_bytes().to_vec());
                 }
-                continue;
             }
-            EntryType::XGlobalHeader | EntryType::GNULongLink => {
-                io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
-                continue;
-            }
-            _ => {}
+            EntryType::XGlobalHeader | EntryType::GNULongLink => {}
+            _ => visit(Member {
+                path: image_path(
+                    &long_name
+                        .take()
+                        .unwrap_or_else(|| header.path_bytes().into_owned()),
+                ),
+                kind,
+                size,
+                data: &mut data,
+            })?,
         }
-        let raw = long_name
-            .take()
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        visit(Member {
-            path: image_path(&raw),
-            kind,
-            size: entry.header().entry_size().unwrap_or(0),
-            data: &mut entry,
-        })?;
-        io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
+        // Pass over the rest and the padding to the next block. Some writers (umoci 0.4) end
+        // a layer right after the last member's data, without that padding and the two zero
+        // blocks; Go's archive/tar, and so Docker, accept it, and so do we. A member whose
+        // data is cut short is the visit's to refuse (`Data::finish`).
+        let rest = data.left + (padded - size);
+        if input.skip(rest).map_err(broken)? < rest {
+            input.check_length(what)?;
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// A layer's entries, its stream decompressed as its first bytes say. `what` names it in
@@ -212,14 +443,14 @@ pub(super) fn is_regular(kind: EntryType) -> bool {
 
 /// Read one tar stream, handing each member to `sink` as a layer entry. Regular files are
 /// identified from their first bytes. `what` names the stream in errors.
-pub fn read_entries<R: Read>(
+pub fn read_entries(
     table: &ArchTable,
-    reader: R,
+    input: Input<'_>,
     what: &str,
     progress: &Progress,
     mut sink: impl FnMut(LayerEntry),
 ) -> Result<(), ScanError> {
-    members(reader, what, |m| {
+    members(input, what, |m| {
         if is_regular(m.kind) {
             match whiteout(&m.path) {
                 Some(w) => sink(w),
@@ -247,10 +478,10 @@ pub(super) fn whiteout(path: &str) -> Option<LayerEntry> {
         .map(|name| LayerEntry::Whiteout(join(dir, name)))
 }
 
-/// Identify one regular member and read the rest of it, to know it is whole.
+/// Identify one regular member and pass over the rest of it, knowing it is whole.
 fn file(
     table: &ArchTable,
-    data: &mut dyn Read,
+    data: &mut Data<'_, '_>,
     path: &str,
     size: u64,
     what: &str,
@@ -259,11 +490,8 @@ fn file(
     let cannot = |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
     let mut head = [0u8; HEAD];
     let got = read_full(data, &mut head).map_err(cannot)?;
-    let (sniff, more) = sniff(table, &head[..got], data, size).map_err(cannot)?;
-    // Read the rest here rather than let the tar crate skip it, to know that the
-    // member is whole (see `members`).
-    let rest = io::copy(data, &mut io::sink()).map_err(cannot)?;
-    check_whole(got as u64 + more + rest, size, path, what)?;
+    let sniff = sniff(table, &head[..got], data, size).map_err(cannot)?;
+    check_whole(data.finish().map_err(cannot)?, size, path, what)?;
     progress.file(!matches!(sniff, Sniff::NotElf));
     Ok(sniff)
 }
@@ -278,29 +506,36 @@ pub(super) fn check_whole(read: u64, size: u64, path: &str, what: &str) -> Resul
     Ok(())
 }
 
-/// Identify a member of `size` bytes from its first bytes, `head`, reading on from `rest`
-/// only for a 32-bit ARM program; also how many bytes of `rest` that took.
-pub(super) fn sniff<R: Read + ?Sized>(
-    table: &ArchTable,
-    head: &[u8],
-    rest: &mut R,
-    size: u64,
-) -> io::Result<(Sniff, u64)> {
-    if !head.starts_with(b"\x7fELF") {
-        return Ok((Sniff::NotElf, 0));
-    }
+/// Whether naming a member with these first bytes takes more of it: a 32-bit ARM program,
+/// whose variant is in its attributes section.
+pub(super) fn reads_on(head: &[u8]) -> bool {
     let machine = match head.get(5) {
         Some(2) => head.get(18..20).map(|b| u16::from_be_bytes([b[0], b[1]])),
         _ => head.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]])),
     };
-    if head.get(4) == Some(&1) && machine == Some(EM_ARM) && size <= MAX_ARM_MEMBER {
-        let mut all = head.to_vec();
-        rest.take(size.saturating_sub(head.len() as u64))
-            .read_to_end(&mut all)?;
-        let more = (all.len() - head.len()) as u64;
-        return Ok((identify(table, head, &all.as_slice(), size), more));
+    head.starts_with(b"\x7fELF") && head.get(4) == Some(&1) && machine == Some(EM_ARM)
+}
+
+/// Identify a member of `size` bytes from its first bytes, `head`, reading on from `data`
+/// only for a 32-bit ARM program: by position in a plain file, else as the stream passes
+/// (keeping only the spans that name it, `arm`).
+pub(super) fn sniff(
+    table: &ArchTable,
+    head: &[u8],
+    data: &mut Data<'_, '_>,
+    size: u64,
+) -> io::Result<Sniff> {
+    if !head.starts_with(b"\x7fELF") {
+        return Ok(Sniff::NotElf);
     }
-    Ok((identify(table, head, &head, size), 0))
+    if !reads_on(head) {
+        return Ok(identify(table, head, &head, size));
+    }
+    if let Some(slice) = data.positional() {
+        return Ok(identify(table, head, &slice, size));
+    }
+    let (kept, _) = arm::read(head, data, size)?;
+    Ok(identify(table, head, &kept, size))
 }
 
 /// `/a/b` → (`/a`, `b`); `/b` → (`/`, `b`).
@@ -321,19 +556,32 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Open a file and its decompressor. An uncompressed file must look like a tar: every
-/// tar writer of the last thirty years puts `ustar` in the first header. Only a regular
-/// file is opened (a FIFO or a device is refused without blocking); `follow` says whether a
-/// symlink may lead there (the path the user gave) or not (a blob inside a layout).
+/// tar writer of the last thirty years puts `ustar` in the first header; it is then read by
+/// position. Only a regular file is opened (a FIFO or a device is refused without
+/// blocking); `follow` says whether a symlink may lead there (the path the user gave) or not
+/// (a blob inside a layout).
 pub fn open(
     path: &Path,
     follow: Follow,
-) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
-    let (file, _) = fileio::open_regular(path, follow)
+) -> Result<(Input<'static>, Option<&'static str>), ScanError> {
+    let (file, meta) = fileio::open_regular(path, follow)
         .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let head = reader
-        .fill_buf()
+    let mut head = [0u8; 262];
+    let got = file
+        .read_at(&mut head, 0)
+        .and_then(|n| {
+            // A short first read of a regular file: read on until the 262 bytes or the end.
+            let mut got = n;
+            while got < head.len() {
+                match file.read_at(&mut head[got..], got as u64)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            Ok(got)
+        })
         .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+    let head = &head[..got];
     let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     if !compressed && !head.is_empty() && head.get(257..262) != Some(b"ustar") {
         return Err(ScanError::new(format!(
@@ -341,7 +589,14 @@ pub fn open(
             path.display()
         )));
     }
-    decompress(reader, &path.display().to_string())
+    if compressed {
+        let mut file = file;
+        file.rewind()
+            .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+        let reader = BufReader::with_capacity(COMPRESSED_BUFFER, file);
+        return decompress(reader, &path.display().to_string());
+    }
+    Ok((Input::file(file, meta.len()), None))
 }
 
 #[cfg(test)]
@@ -368,6 +623,20 @@ mod tests {
         assert!(e.to_string().contains("decompression bomb"), "{e}");
     }
 
+    fn all_of(input: Input<'_>) -> io::Result<Vec<u8>> {
+        let mut input = input;
+        let mut out = Vec::new();
+        loop {
+            let have = input.fill()?;
+            if have.is_empty() {
+                return Ok(out);
+            }
+            let n = have.len();
+            out.extend_from_slice(have);
+            input.consume(n);
+        }
+    }
+
     #[test]
     fn zstd_frames_are_read_one_after_another_and_skippable_ones_skipped() {
         let first: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -378,18 +647,14 @@ mod tests {
         stream.extend_from_slice(&5u32.to_le_bytes());
         stream.extend_from_slice(b"toc!!");
         stream.extend_from_slice(&zstd::encode_all(&second[..], 1).expect("encode"));
-        let (mut r, c) = decompress(&stream[..], "x").expect("zstd");
+        let (r, c) = decompress(&stream[..], "x").expect("zstd");
         assert_eq!(c, Some("zstd"));
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).expect("decode");
+        let out = all_of(r).expect("decode");
         assert_eq!(out.len(), first.len() + second.len());
         assert!(out.starts_with(&first) && out.ends_with(&second));
         let cut = &stream[..stream.len() - 3];
-        let (mut r, _) = decompress(cut, "x").expect("zstd");
-        assert!(
-            r.read_to_end(&mut Vec::new()).is_err(),
-            "a cut stream is an error"
-        );
+        let (r, _) = decompress(cut, "x").expect("zstd");
+        assert!(all_of(r).is_err(), "a cut stream is an error");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! section that names the variant).
 
 pub mod archive;
+mod arm;
 pub mod layers;
 pub mod oci;
 pub mod tar;

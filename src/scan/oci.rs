@@ -8,7 +8,6 @@
 //! before they become paths, and nested indexes are followed only a few levels deep.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -519,7 +518,7 @@ impl Blobs for LayoutDir {
 
 fn read_layer(
     table: &ArchTable,
-    reader: impl Read,
+    reader: archive::Input<'_>,
     what: &str,
     digest: &Arc<str>,
     progress: &Progress,

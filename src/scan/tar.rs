@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ::tar::EntryType;
 
-use super::archive::{self, Member};
+use super::archive::{self, Data, Member};
 use super::layers::{Layer, LayerEntry};
 use super::oci::{self, Blobs, MAX_JSON};
 use super::{
@@ -20,8 +20,9 @@ use super::{
 };
 use crate::arch::ArchTable;
 
-/// What all small documents of a `docker save` archive may add up to.
-const MAX_JSON_TOTAL: u64 = 64 << 20;
+/// What all small documents of a `docker save` archive may add up to (real ones: KiBs per
+/// image).
+const MAX_JSON_TOTAL: u64 = 16 << 20;
 
 /// Scan a tar file: a root filesystem or a single layer, or, when it turns out to hold
 /// `manifest.json` and layers (`docker save`) or an OCI layout, the image inside.
@@ -73,7 +74,7 @@ struct Pass<'a> {
 impl Pass<'_> {
     /// Read one member once: identified for the tally, and kept as a document or read as a
     /// layer where an image archive would have one.
-    fn member(&mut self, m: Member<'_>) -> Result<(), ScanError> {
+    fn member(&mut self, m: Member<'_, '_, '_>) -> Result<(), ScanError> {
         let name = m.path.trim_start_matches('/').to_string();
         let at_layer = is_layer_location(&name);
         if !archive::is_regular(m.kind) {
@@ -88,28 +89,26 @@ impl Pass<'_> {
         let cannot =
             |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
         let mut tap = Tap {
-            inner: m.data,
-            read: 0,
+            inner: &mut *m.data,
             kept: None,
             failed: None,
         };
         let mut head = [0u8; HEAD];
         let got = archive::read_full(&mut tap, &mut head).map_err(cannot)?;
         let head = &head[..got];
-        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(m.size);
+        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(&name, m.size);
         if doc && matches!(head.first(), Some(b'{' | b'[')) {
             tap.kept = Some(head.to_vec());
         }
-        let (sniff, more) = archive::sniff(self.table, head, &mut tap, m.size).map_err(cannot)?;
         if at_layer {
             let member = format!("{what}: {name}");
-            let layer = if more == 0 {
-                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
-                archive::layer_entries(self.table, replayed, &member, self.progress)
-            } else {
-                // Read whole to name a 32-bit ARM program: a program, not a tar stream.
+            let layer = if archive::reads_on(head) {
+                // A 32-bit ARM program: a program, not a tar stream.
                 let e = format!("{member}: not a readable tar stream: an ARM program");
                 Err(ScanError::new(e))
+            } else {
+                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
+                archive::layer_entries(self.table, replayed, &member, self.progress)
             };
             // The archive's own failure is the archive's error, not a bad layer.
             if let Some(e) = tap.failed.take() {
@@ -117,36 +116,42 @@ impl Pass<'_> {
             }
             self.blobs.add_layer(name.clone(), layer);
         }
-        io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        if tap.kept.is_some() {
+            // A document is kept whole (it is small: `doc_fits`).
+            io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        }
+        let kept = tap.kept.take();
+        // Named from its first bytes, which a layer's are not; only a 32-bit ARM program
+        // (never read as a layer, nor kept as a document) reads on from right after them.
+        let sniff = archive::sniff(self.table, head, m.data, m.size).map_err(cannot)?;
+        let whole = m.data.finish().map_err(cannot)?;
         // Whiteouts act on layers below; a tar alone has none.
         if archive::whiteout(path).is_none() {
-            archive::check_whole(tap.read, m.size, path, what)?;
+            archive::check_whole(whole, m.size, path, what)?;
             self.progress.file(!matches!(sniff, Sniff::NotElf));
             self.seen.note(path);
             self.tally.add(path, sniff, None);
         }
-        if let Some(doc) = tap.kept {
+        if let Some(doc) = kept {
             self.blobs.add_doc(name, doc);
         }
         Ok(())
     }
 }
 
-/// A member's data as the pass reads it: counted (a member cut short is an error), kept
-/// whole when it may be a document, and its read error remembered, so that a layer read
-/// through it cannot pass the archive's own failure off as a bad layer.
-struct Tap<'a> {
-    inner: &'a mut dyn Read,
-    read: u64,
+/// A member's data as the pass reads it: kept whole when it may be a document, and its read
+/// error remembered, so that a layer read through it cannot pass the archive's own failure
+/// off as a bad layer.
+struct Tap<'t, 'i, 'a> {
+    inner: &'t mut Data<'i, 'a>,
     kept: Option<Vec<u8>>,
     failed: Option<io::Error>,
 }
 
-impl Read for Tap<'_> {
+impl Read for Tap<'_, '_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                self.read += n as u64;
                 if let Some(kept) = &mut self.kept {
                     kept.extend_from_slice(&buf[..n]);
                 }
@@ -192,10 +197,13 @@ impl ArchiveBlobs {
         }
     }
 
-    /// Whether a member of `size` bytes may be kept as a document: MAX_JSON each,
-    /// MAX_JSON_TOTAL in all.
-    fn doc_fits(&self, size: u64) -> bool {
-        size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
+    /// Whether a member of `size` bytes may be kept as a document: only where an image
+    /// archive has its documents (at the top, `manifest.json`, `index.json`, docker save's
+    /// `<id>.json`; and blobs), MAX_JSON each, MAX_JSON_TOTAL in all. A root filesystem's
+    /// own JSON files are not kept.
+    fn doc_fits(&self, member: &str, size: u64) -> bool {
+        let place = !member.contains('/') || member.starts_with("blobs/");
+        place && size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
     }
 
     fn add_doc(&mut self, member: String, data: Vec<u8>) {
