@@ -17,7 +17,7 @@ use std::path::Path;
 
 use ::tar::{EntryType, Header};
 
-use super::layers::LayerEntry;
+use super::layers::{Entries, LayerEntry};
 use super::{HEAD, Progress, ScanError, Sniff, arm, identify, image_path};
 use crate::arch::ArchTable;
 use crate::elf::ReadAt;
@@ -426,10 +426,11 @@ pub(super) fn layer_entries(
     reader: impl BufRead,
     what: &str,
     progress: &Progress,
-) -> Result<Vec<LayerEntry>, ScanError> {
+) -> Result<Entries, ScanError> {
     let (stream, _) = decompress(reader, what)?;
-    let mut entries = Vec::new();
+    let mut entries = Entries::default();
     read_entries(table, stream, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
     Ok(entries)
 }
 

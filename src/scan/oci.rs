@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::layers::{Layer, stack};
+use super::layers::{Entries, Layer, stack};
 use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, archive};
 use crate::arch::ArchTable;
 use crate::fileio::{self, Follow};
@@ -523,8 +523,9 @@ fn read_layer(
     digest: &Arc<str>,
     progress: &Progress,
 ) -> Result<Layer, ScanError> {
-    let mut entries = Vec::new();
+    let mut entries = Entries::default();
     archive::read_entries(table, reader, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
     tracing::info!("layer {digest}: {} entries", entries.len());
     Ok(Layer {
         digest: Arc::clone(digest),

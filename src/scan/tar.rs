@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ::tar::EntryType;
 
 use super::archive::{self, Data, Member};
-use super::layers::{Layer, LayerEntry};
+use super::layers::{Entries, Layer};
 use super::oci::{self, Blobs, MAX_JSON};
 use super::{
     Expected, ExpectedFrom, HEAD, Kind, Progress, Report, ScanError, Sniff, Tally, Verdict,
@@ -80,7 +80,7 @@ impl Pass<'_> {
         if !archive::is_regular(m.kind) {
             // The tar crate read a link or directory as no data: an empty layer.
             if at_layer {
-                self.blobs.add_layer(name, Ok(Vec::new()));
+                self.blobs.add_layer(name, Ok(Entries::default()));
             }
             return Ok(());
         }
@@ -181,7 +181,7 @@ struct ArchiveBlobs {
     docs: HashMap<String, Vec<u8>>,
     docs_total: u64,
     /// Member name → its place in the archive, and its entries or why it is no layer.
-    layers: HashMap<String, (usize, Result<Vec<LayerEntry>, ScanError>)>,
+    layers: HashMap<String, (usize, Result<Entries, ScanError>)>,
     /// Members offered as layers so far: the next one's place.
     offered: usize,
 }
@@ -213,7 +213,7 @@ impl ArchiveBlobs {
 
     /// A member where a layer may be. A failure is kept over a later member of the same
     /// name, as reading the members in turn would have stopped at it.
-    fn add_layer(&mut self, member: String, layer: Result<Vec<LayerEntry>, ScanError>) {
+    fn add_layer(&mut self, member: String, layer: Result<Entries, ScanError>) {
         self.offered += 1;
         if !matches!(self.layers.get(&member), Some((_, Err(_)))) {
             self.layers.insert(member, (self.offered, layer));
