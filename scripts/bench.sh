@@ -4,6 +4,7 @@
 #   scripts/bench.sh              run every benchmark
 #   scripts/bench.sh inspect      run the named ones
 #   BENCH_RUNS=3 scripts/bench.sh change the number of timed runs (default 7)
+#   BENCH_BIN=PATH scripts/bench.sh  measure another build (say, the commit before a change)
 #
 # To add a benchmark, define a function named bench_NAME; main finds it by that prefix.
 set -euo pipefail
@@ -14,7 +15,8 @@ export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 
-readonly BIN=target/release/binfmt-setup
+BIN=$(realpath -m "${BENCH_BIN:-target/release/binfmt-setup}")
+readonly BIN
 readonly BENCH_DIR=target/bench
 RUNS=${BENCH_RUNS:-7}
 
@@ -43,6 +45,11 @@ make_temp() {
 BUILT=0
 build_release() {
     ((BUILT)) && return 0
+    if [[ -n ${BENCH_BIN:-} ]]; then
+        log "measuring $BIN (BENCH_BIN), not building"
+        BUILT=1
+        return 0
+    fi
     log "building $BIN"
     cargo build --release --quiet
     BUILT=1
@@ -287,11 +294,11 @@ bench_test() {
 #!/bin/sh
 set -e
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-$PWD/$BIN -q install --arch all
+$BIN -q install --arch all
 echo "arch-test finds: \$($work/arch-test | tr '\n' ' ')" >&2
 hyperfine --warmup 1 --runs $RUNS --export-json $json \
     --command-name 'binfmt-setup test --arch all' --command-name 'arch-test' \
-    '$PWD/$BIN test --arch all' '$work/arch-test' >&2
+    '$BIN test --arch all' '$work/arch-test' >&2
 EOF
     chmod +x "$work/inside.sh"
     log "timing with hyperfine ($RUNS runs each) inside a private binfmt_misc"
@@ -385,6 +392,147 @@ bench_scan() {
         printf "  ELF files, scan minus scanelf: %+d (goal: 0); scan minus file: %+d\n", oe - se_elf, oe - fe
         printf "BENCH scan_vs_scanelf ratio=%.2f ours_ms=%.1f scanelf_ms=%.1f file_ms=%.1f ours_mb=%.1f elf_diff=%d\n",
             ours / se, ours, se, fi, omb, oe - se_elf
+    }'
+}
+
+# The compressed-image corpus, built once into $CORPUS and reused while its stamp (the trees
+# it was made from) is unchanged: a tar of BENCH_ARCHIVE_TREE (default /usr) plain, gzip -6
+# and zstd -3, and an OCI image (umoci) of 4 equal gzip layers, each BENCH_LAYER_TREE
+# (default /usr/share) under /l1 … /l4. Takes several minutes the first time.
+readonly CORPUS=$BENCH_DIR/corpus
+build_corpus() {
+    local tree=${BENCH_ARCHIVE_TREE:-/usr} layer_tree=${BENCH_LAYER_TREE:-/usr/share}
+    local stamp="tree=$tree layers=$layer_tree v1"
+    if [[ -f $CORPUS/stamp && "$(cat "$CORPUS/stamp")" == "$stamp" ]]; then
+        return 0
+    fi
+    local tool
+    for tool in gzip zstd umoci tar python3; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    rm -rf "$CORPUS"
+    mkdir -p "$CORPUS"
+    log "building the corpus in $CORPUS from $tree and $layer_tree (once; several minutes)"
+    tar -C "$(dirname "$tree")" --sort=name --numeric-owner -cf "$CORPUS/tree.tar" \
+        "$(basename "$tree")" 2>/dev/null || true
+    gzip -6 -c "$CORPUS/tree.tar" >"$CORPUS/tree.tar.gz"
+    zstd -q -T1 -3 -c "$CORPUS/tree.tar" >"$CORPUS/tree.tar.zst"
+    local image=$CORPUS/layers4 i
+    umoci init --layout "$image"
+    umoci new --image "$image:bench"
+    for i in 1 2 3 4; do
+        tar -C "$layer_tree" --sort=name --numeric-owner --transform "s,^\\.,l$i," \
+            -cf "$CORPUS/layer.tar" . 2>/dev/null || true
+        umoci raw add-layer --image "$image:bench" "$CORPUS/layer.tar"
+    done
+    rm -f "$CORPUS/layer.tar"
+    printf '%s\n' "$stamp" >"$CORPUS/stamp"
+}
+
+# The blobs of the corpus image's layers, lowest first, one path a line.
+corpus_layers() {
+    python3 - "$CORPUS/layers4" <<'PY'
+import json, sys
+root = sys.argv[1]
+def blob(d):
+    alg, hexdigest = d.split(":")
+    return f"{root}/blobs/{alg}/{hexdigest}"
+index = json.load(open(f"{root}/index.json"))
+manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+for layer in manifest["layers"]:
+    print(blob(layer["digest"]))
+PY
+}
+
+# interleaved RUNS NAME CMD NAME CMD ...: RUNS rounds, each running every command once in
+# turn (so a change in the machine's load falls on all of them alike), the page cache warmed
+# with the files named in $WARM before each; prints each command's median in ms, one a line.
+interleaved() {
+    local runs=$1 i j start end
+    shift
+    local -a names=() cmds=()
+    while (($# > 0)); do
+        names+=("$1")
+        cmds+=("$2")
+        shift 2
+    done
+    local times
+    make_temp times interleaved
+    for ((i = 0; i < runs; i++)); do
+        for j in "${!cmds[@]}"; do
+            # shellcheck disable=SC2086 # WARM is a list of paths without spaces
+            cat $WARM >/dev/null
+            start=$(now_ns)
+            bash -c "${cmds[$j]}" >/dev/null 2>&1 || true
+            end=$(now_ns)
+            printf '%s %s\n' "$j" "$((end - start))" >>"$times"
+            log "  ${names[$j]}: $(((end - start) / 1000000)) ms"
+        done
+    done
+    for j in "${!cmds[@]}"; do
+        awk -v j="$j" '$1 == j { print $2 }' "$times" | median | awk '{ printf "%.1f\n", $1 / 1e6 }'
+    done
+}
+
+# scan of compressed images against the decompressor alone on the same file: a tar.zst
+# against zstd -dc, a tar.gz against gzip -dc, a plain tar against cat, and the 4-layer OCI
+# image against gzip -dc over its layers one after another. Runs interleaved, warm cache;
+# BENCH_ARCHIVE_RUNS rounds (default 3). Peak memory of each scan from GNU time.
+bench_archives() {
+    local runs=${BENCH_ARCHIVE_RUNS:-3} tool
+    for tool in zstd gzip /usr/bin/time; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    build_release
+    build_corpus
+    local bin=$BIN c=$CORPUS
+    local -a blobs
+    mapfile -t blobs < <(corpus_layers)
+    log "load before: $(cat /proc/loadavg)"
+    local zs zd gs gd ps pc os od
+    log "tar.zst ($runs rounds)"
+    { read -r zs; read -r zd; } < <(WARM="$c/tree.tar.zst" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar.zst" 'zstd -dc' "zstd -dc $c/tree.tar.zst")
+    log "tar.gz ($runs rounds)"
+    { read -r gs; read -r gd; } < <(WARM="$c/tree.tar.gz" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar.gz" 'gzip -dc' "gzip -dc $c/tree.tar.gz")
+    log "plain tar ($runs rounds)"
+    { read -r ps; read -r pc; } < <(WARM="$c/tree.tar" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar" cat "cat $c/tree.tar")
+    log "OCI image, 4 gzip layers ($runs rounds)"
+    { read -r os; read -r od; } < <(WARM="${blobs[*]}" interleaved "$runs" \
+        scan "$bin scan --json $c/layers4" 'gzip -dc, layer after layer' "gzip -dc ${blobs[*]}")
+    log "load after: $(cat /proc/loadavg)"
+    local zm gm pm om
+    zm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.zst")
+    gm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.gz")
+    pm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar")
+    om=$(peak_rss_mb "$bin" scan --json "$c/layers4")
+    awk -v runs="$runs" -v cores="$(nproc)" -v size="$(stat -c %s "$c/tree.tar")" \
+        -v zs="$zs" -v zd="$zd" -v gs="$gs" -v gd="$gd" -v ps="$ps" -v pc="$pc" \
+        -v os="$os" -v od="$od" -v zm="$zm" -v gm="$gm" -v pm="$pm" -v om="$om" 'BEGIN {
+        printf "scan compressed images against decompression alone (median of %d interleaved rounds, %d cores,\n", runs, cores
+        printf "warm cache; the tar is %.1f GB)\n", size / 1e9
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar.zst", zs, zm
+        printf "  %-34s %9.1f ms\n", "zstd -dc", zd
+        printf "  %-34s %9.2fx   (goal: <= 1.1x)\n", "ratio scan / zstd -dc", zs / zd
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar.gz", gs, gm
+        printf "  %-34s %9.1f ms\n", "gzip -dc", gd
+        printf "  %-34s %9.2fx   (goal: <= 1.1x)\n", "ratio scan / gzip -dc", gs / gd
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar (plain)", ps, pm
+        printf "  %-34s %9.1f ms\n", "cat", pc
+        printf "  %-34s %9.2fx\n", "ratio scan / cat", ps / pc
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan OCI image, 4 gzip layers", os, om
+        printf "  %-34s %9.1f ms\n", "gzip -dc, layer after layer", od
+        printf "  %-34s %9.2fx   (goal: <= 0.35x)\n", "ratio scan / serial gzip -dc", os / od
+        printf "BENCH archives zst_ratio=%.2f gz_ratio=%.2f tar_ratio=%.2f oci_ratio=%.2f zst_ms=%.0f zstd_ms=%.0f gz_ms=%.0f gzip_ms=%.0f tar_ms=%.0f cat_ms=%.0f oci_ms=%.0f oci_gzip_ms=%.0f peak_mb=%.1f,%.1f,%.1f,%.1f\n",
+            zs / zd, gs / gd, ps / pc, os / od, zs, zd, gs, gd, ps, pc, os, od, zm, gm, pm, om
     }'
 }
 
