@@ -9,6 +9,7 @@
 
 pub mod fake;
 pub mod live;
+pub mod proofs;
 #[cfg(test)]
 pub mod testing;
 
