@@ -10,18 +10,22 @@
 //! further copy, so a scan costs little more than the decompression; a plain tar file is
 //! read by position, and the data of members that cannot be programs is never read at all.
 
-use std::fs::File;
+mod input;
+
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use ::tar::{EntryType, Header};
 
 use super::layers::{Entries, LayerEntry};
 use super::{HEAD, Progress, ScanError, Sniff, arm, identify, image_path};
 use crate::arch::ArchTable;
-use crate::elf::ReadAt;
 use crate::fileio::{self, Follow};
+pub(super) use input::Data;
+pub use input::Input;
+use input::Range;
 
 /// A stream may expand to at most this many bytes.
 pub const MAX_EXPANDED: u64 = 64 << 30;
@@ -29,143 +33,8 @@ pub const MAX_EXPANDED: u64 = 64 << 30;
 const MAX_NAME_HEADER: u64 = 1 << 20;
 const EM_ARM: u16 = 40;
 const BLOCK: u64 = 512;
-/// The buffer a decompressed stream is read into: large enough that a decompressor call
-/// fills it with many members at once.
-const STREAM_BUFFER: usize = 256 * 1024;
-/// The buffer a plain tar file is read through: small, since what follows a header is
-/// mostly passed over (by seeking, when the member is larger).
-const FILE_BUFFER: usize = 32 * 1024;
 /// Compressed bytes read at a time.
 const COMPRESSED_BUFFER: usize = 256 * 1024;
-
-/// A tar stream to walk: decompressed bytes read through a buffer, or a plain tar file.
-pub struct Input<'a> {
-    source: Source<'a>,
-    /// Bytes consumed so far: the offset of the next byte in the tar stream.
-    pos: u64,
-}
-
-impl std::fmt::Debug for Input<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.source {
-            Source::Stream(_) => "stream",
-            Source::File { .. } => "file",
-        };
-        f.debug_struct("Input")
-            .field("source", &kind)
-            .field("pos", &self.pos)
-            .finish()
-    }
-}
-
-enum Source<'a> {
-    Stream(BufReader<Box<dyn Read + 'a>>),
-    /// A regular file of `len` bytes (when opened), read by position where that helps.
-    File {
-        reader: BufReader<File>,
-        len: u64,
-    },
-}
-
-impl<'a> Input<'a> {
-    /// A tar stream from any reader (already decompressed).
-    pub fn reader(r: impl Read + 'a) -> Input<'a> {
-        Input {
-            source: Source::Stream(BufReader::with_capacity(STREAM_BUFFER, Box::new(r))),
-            pos: 0,
-        }
-    }
-
-    fn file(file: File, len: u64) -> Input<'a> {
-        Input {
-            source: Source::File {
-                reader: BufReader::with_capacity(FILE_BUFFER, file),
-                len,
-            },
-            pos: 0,
-        }
-    }
-
-    fn fill(&mut self) -> io::Result<&[u8]> {
-        match &mut self.source {
-            Source::Stream(r) => r.fill_buf(),
-            Source::File { reader, .. } => reader.fill_buf(),
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        match &mut self.source {
-            Source::Stream(r) => r.consume(n),
-            Source::File { reader, .. } => reader.consume(n),
-        }
-        self.pos += n as u64;
-    }
-
-    /// Pass over up to `n` bytes without reading them where that can be avoided; how many
-    /// there were (fewer only where the stream ends).
-    fn skip(&mut self, n: u64) -> io::Result<u64> {
-        if let Source::File { reader, len } = &mut self.source {
-            let there = n.min(len.saturating_sub(self.pos));
-            // A file is at most i64::MAX bytes long.
-            reader.seek_relative(there as i64)?;
-            self.pos += there;
-            return Ok(there);
-        }
-        let mut done = 0;
-        while done < n {
-            let got = self.fill()?.len();
-            if got == 0 {
-                break;
-            }
-            let step = got.min(usize::try_from(n - done).unwrap_or(usize::MAX));
-            self.consume(step);
-            done += step as u64;
-        }
-        Ok(done)
-    }
-
-    /// Read until `buf` is full or the stream ends; how many bytes came.
-    fn read_into(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut got = 0;
-        while got < buf.len() {
-            let have = match self.fill() {
-                Ok(h) => h,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if have.is_empty() {
-                break;
-            }
-            let n = have.len().min(buf.len() - got);
-            buf[got..got + n].copy_from_slice(&have[..n]);
-            self.consume(n);
-            got += n;
-        }
-        Ok(got)
-    }
-
-    /// A plain file that ends before the length it had when opened has changed under us.
-    fn check_length(&self, what: &str) -> Result<(), ScanError> {
-        match &self.source {
-            Source::File { len, .. } if self.pos < *len => Err(ScanError::new(format!(
-                "{what}: not a readable tar stream: the file became shorter while it was read"
-            ))),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The stream's bytes, for a reader that wants them (a stream inside a stream).
-impl Read for Input<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let have = self.fill()?;
-        let n = have.len().min(buf.len());
-        buf[..n].copy_from_slice(&have[..n]);
-        self.consume(n);
-        Ok(n)
-    }
-}
-
 /// Wrap `r` in the decompressor its first bytes call for. `what` names it in errors.
 pub fn decompress<'a, R: BufRead + 'a>(
     mut r: R,
@@ -256,73 +125,6 @@ fn read_bounded(r: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, Sc
     Ok(data)
 }
 
-/// One member's data, as [`members`] hands it over: read what is needed, and pass over the
-/// rest with [`Data::finish`] (or let the walk do it).
-pub(super) struct Data<'i, 'a> {
-    input: &'i mut Input<'a>,
-    /// Where the data begins in the stream.
-    at: u64,
-    size: u64,
-    /// Bytes neither read nor passed over yet.
-    left: u64,
-}
-
-impl Read for Data<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let have = self.input.fill()?;
-        let n = have.len().min(want);
-        buf[..n].copy_from_slice(&have[..n]);
-        self.input.consume(n);
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-impl Data<'_, '_> {
-    /// Pass over what is left of the member; how many of its bytes the stream held in all
-    /// (fewer than its size only when the stream ends inside it).
-    pub fn finish(&mut self) -> io::Result<u64> {
-        let there = self.input.skip(self.left)?;
-        let missing = self.left - there;
-        self.left = 0;
-        Ok(self.size - missing)
-    }
-
-    /// The member as a file read by position, when the archive is a plain file.
-    fn positional(&self) -> Option<Slice<'_>> {
-        match &self.input.source {
-            Source::File { reader, .. } => Some(Slice {
-                file: reader.get_ref(),
-                at: self.at,
-            }),
-            Source::Stream(_) => None,
-        }
-    }
-}
-
-/// A member of a plain tar file, read by position (the ELF reader checks its reads against
-/// the member's size).
-struct Slice<'f> {
-    file: &'f File,
-    at: u64,
-}
-
-impl ReadAt for Slice<'_> {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let at = self
-            .at
-            .checked_add(offset)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        FileExt::read_exact_at(self.file, buf, at)
-    }
-}
-
 /// One member of a tar stream, as [`members`] hands it over.
 pub(super) struct Member<'d, 'i, 'a> {
     /// The path inside the image (`/usr/bin/x`), from a bounded long name where there is one.
@@ -372,12 +174,7 @@ pub(super) fn members(
             .checked_add(BLOCK - 1)
             .ok_or_else(|| broken(io::Error::other("size overflow")))?
             & !(BLOCK - 1);
-        let mut data = Data {
-            at: input.pos,
-            input: &mut input,
-            size,
-            left: size,
-        };
+        let mut data = Data::new(&mut input, size);
         match kind {
             EntryType::GNULongName => {
                 let mut name = read_bounded(&mut data, MAX_NAME_HEADER, what)?;
@@ -411,7 +208,7 @@ pub(super) fn members(
         // a layer right after the last member's data, without that padding and the two zero
         // blocks; Go's archive/tar, and so Docker, accept it, and so do we. A member whose
         // data is cut short is the visit's to refuse (`Data::finish`).
-        let rest = data.left + (padded - size);
+        let rest = data.left() + (padded - size);
         if input.skip(rest).map_err(broken)? < rest {
             input.check_length(what)?;
             return Ok(());
@@ -430,6 +227,43 @@ pub(super) fn layer_entries(
     let (stream, _) = decompress(reader, what)?;
     let mut entries = Entries::default();
     read_entries(table, stream, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
+    Ok(entries)
+}
+
+/// The entries of a layer stored whole as `size` bytes at `at` in a plain archive file, read
+/// by position on its own (so layers are read side by side): decompressed as it is read when
+/// its first bytes say so, else only what a verdict needs is read. `what` names it in errors.
+pub(super) fn stored_layer_entries(
+    table: &ArchTable,
+    file: Arc<std::fs::File>,
+    at: u64,
+    size: u64,
+    what: &str,
+    progress: &Progress,
+) -> Result<Entries, ScanError> {
+    let mut head = [0u8; 6];
+    let got = file
+        .read_at(&mut head[..size.min(6) as usize], at)
+        .map_err(|e| ScanError::new(format!("cannot read {what}: {e}")))?;
+    let head = &head[..got];
+    let compressed = [
+        &[0x1f, 0x8b][..],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        b"BZh",
+        b"\xfd7zXZ\0",
+    ]
+    .iter()
+    .any(|magic| head.starts_with(magic));
+    let range = Range::new(file, at, size);
+    let input = if compressed {
+        let reader = BufReader::with_capacity(COMPRESSED_BUFFER, range);
+        decompress(reader, what)?.0
+    } else {
+        Input::file(range)
+    };
+    let mut entries = Entries::default();
+    read_entries(table, input, what, progress, |e| entries.push(e))?;
     entries.shrink_to_fit();
     Ok(entries)
 }
@@ -597,7 +431,8 @@ pub fn open(
         let reader = BufReader::with_capacity(COMPRESSED_BUFFER, file);
         return decompress(reader, &path.display().to_string());
     }
-    Ok((Input::file(file, meta.len()), None))
+    let range = Range::new(Arc::new(file), 0, meta.len());
+    Ok((Input::file(range), None))
 }
 
 #[cfg(test)]
