@@ -466,6 +466,14 @@ build_corpus() {
     printf '%s\n' "$stamp" >"$CORPUS/stamp"
 }
 
+# The corpus image packed in a tar, as an OCI archive (docker save writes one like it).
+corpus_image_tar() {
+    if [[ ! -f $CORPUS/layers4.tar ]]; then
+        tar -C "$CORPUS/layers4" -cf "$CORPUS/layers4.tar.tmp" .
+        mv "$CORPUS/layers4.tar.tmp" "$CORPUS/layers4.tar"
+    fi
+}
+
 # The blobs of the corpus image's layers, lowest first, one path a line.
 corpus_layers() {
     python3 - "$CORPUS/layers4" <<'PY'
@@ -513,7 +521,7 @@ interleaved() {
 
 # scan of compressed images against the decompressor alone on the same file: a tar.zst
 # against zstd -dc, a tar.gz against gzip -dc, a plain tar against cat, and the 4-layer OCI
-# image against gzip -dc over its layers one after another. Runs interleaved, warm cache;
+# image, as a layout and packed in a tar, against gzip -dc over its layers one after another. Runs interleaved, warm cache;
 # BENCH_ARCHIVE_RUNS rounds (default 3). Peak memory of each scan from GNU time.
 bench_archives() {
     local runs=${BENCH_ARCHIVE_RUNS:-3} tool
@@ -525,11 +533,12 @@ bench_archives() {
     done
     build_release
     build_corpus
+    corpus_image_tar
     local bin=$BIN c=$CORPUS
     local -a blobs
     mapfile -t blobs < <(corpus_layers)
     log "load before: $(cat /proc/loadavg)"
-    local zs zd gs gd ps pc os od
+    local zs zd gs gd ps pc os od as ad
     log "tar.zst ($runs rounds)"
     { read -r zs; read -r zd; } < <(WARM="$c/tree.tar.zst" interleaved "$runs" \
         scan "$bin scan --json $c/tree.tar.zst" 'zstd -dc' "zstd -dc $c/tree.tar.zst")
@@ -542,15 +551,20 @@ bench_archives() {
     log "OCI image, 4 gzip layers ($runs rounds)"
     { read -r os; read -r od; } < <(WARM="${blobs[*]}" interleaved "$runs" \
         scan "$bin scan --json $c/layers4" 'gzip -dc, layer after layer' "gzip -dc ${blobs[*]}")
+    log "the same image packed in a tar ($runs rounds)"
+    { read -r as; read -r ad; } < <(WARM="$c/layers4.tar" interleaved "$runs" \
+        scan "$bin scan --json $c/layers4.tar" 'gzip -dc, layer after layer' "gzip -dc ${blobs[*]}")
     log "load after: $(cat /proc/loadavg)"
-    local zm gm pm om
+    local zm gm pm om am
+    am=$(peak_rss_mb "$bin" scan --json "$c/layers4.tar")
     zm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.zst")
     gm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.gz")
     pm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar")
     om=$(peak_rss_mb "$bin" scan --json "$c/layers4")
     awk -v runs="$runs" -v cores="$(nproc)" -v size="$(stat -c %s "$c/tree.tar")" \
         -v zs="$zs" -v zd="$zd" -v gs="$gs" -v gd="$gd" -v ps="$ps" -v pc="$pc" \
-        -v os="$os" -v od="$od" -v zm="$zm" -v gm="$gm" -v pm="$pm" -v om="$om" 'BEGIN {
+        -v os="$os" -v od="$od" -v as="$as" -v ad="$ad" \
+        -v zm="$zm" -v gm="$gm" -v pm="$pm" -v om="$om" -v am="$am" 'BEGIN {
         printf "scan compressed images against decompression alone (median of %d interleaved rounds, %d cores,\n", runs, cores
         printf "warm cache; the tar is %.1f GB)\n", size / 1e9
         printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar.zst", zs, zm
@@ -565,8 +579,11 @@ bench_archives() {
         printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan OCI image, 4 gzip layers", os, om
         printf "  %-34s %9.1f ms\n", "gzip -dc, layer after layer", od
         printf "  %-34s %9.2fx   (goal: <= 0.35x)\n", "ratio scan / serial gzip -dc", os / od
-        printf "BENCH archives zst_ratio=%.2f gz_ratio=%.2f tar_ratio=%.2f oci_ratio=%.2f zst_ms=%.0f zstd_ms=%.0f gz_ms=%.0f gzip_ms=%.0f tar_ms=%.0f cat_ms=%.0f oci_ms=%.0f oci_gzip_ms=%.0f peak_mb=%.1f,%.1f,%.1f,%.1f\n",
-            zs / zd, gs / gd, ps / pc, os / od, zs, zd, gs, gd, ps, pc, os, od, zm, gm, pm, om
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan the image packed in a tar", as, am
+        printf "  %-34s %9.1f ms\n", "gzip -dc, layer after layer", ad
+        printf "  %-34s %9.2fx\n", "ratio scan / serial gzip -dc", as / ad
+        printf "BENCH archives zst_ratio=%.2f gz_ratio=%.2f tar_ratio=%.2f oci_ratio=%.2f oci_tar_ratio=%.2f zst_ms=%.0f zstd_ms=%.0f gz_ms=%.0f gzip_ms=%.0f tar_ms=%.0f cat_ms=%.0f oci_ms=%.0f oci_gzip_ms=%.0f oci_tar_ms=%.0f peak_mb=%.1f,%.1f,%.1f,%.1f,%.1f\n",
+            zs / zd, gs / gd, ps / pc, os / od, as / ad, zs, zd, gs, gd, ps, pc, os, od, as, zm, gm, pm, om, am
     }'
 }
 
