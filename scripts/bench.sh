@@ -4,6 +4,7 @@
 #   scripts/bench.sh              run every benchmark
 #   scripts/bench.sh inspect      run the named ones
 #   BENCH_RUNS=3 scripts/bench.sh change the number of timed runs (default 7)
+#   BENCH_BIN=PATH scripts/bench.sh  measure another build (say, the commit before a change)
 #
 # To add a benchmark, define a function named bench_NAME; main finds it by that prefix.
 set -euo pipefail
@@ -14,7 +15,8 @@ export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 
-readonly BIN=target/release/binfmt-setup
+BIN=$(realpath -m "${BENCH_BIN:-target/release/binfmt-setup}")
+readonly BIN
 readonly BENCH_DIR=target/bench
 RUNS=${BENCH_RUNS:-7}
 
@@ -50,6 +52,11 @@ make_temp() {
 BUILT=0
 build_release() {
     ((BUILT)) && return 0
+    if [[ -n ${BENCH_BIN:-} ]]; then
+        log "measuring $BIN (BENCH_BIN), not building"
+        BUILT=1
+        return 0
+    fi
     log "building $BIN"
     cargo build --release --quiet
     BUILT=1
@@ -202,7 +209,10 @@ PY
 
 # Each timed run registers every handler in a fresh private binfmt_misc (a new user and
 # mount namespace, as the tests use), so no run finds the previous one's entries. The
-# namespace set-up is the same for all three tools and is part of every measurement.
+# namespace set-up is the same for all the tools and is part of every measurement.
+# binfmt-setup is measured with its proofs kept from an earlier run (the warm-up run makes
+# them; machine::proofs) and with them forgotten before every run (removed by hyperfine's
+# --prepare, outside the measurement), so that the P probe's QEMU start is in each run.
 bench_install() {
     local systemd_binfmt=/lib/systemd/systemd-binfmt
     local update_binfmts=target/peers/root/usr/sbin/update-binfmts
@@ -237,45 +247,58 @@ test "\$(ls /proc/sys/fs/binfmt_misc | grep -c '^qemu-')" -eq $count
 EOF
     chmod +x "$work/fresh.sh"
     local fresh="unshare --user --map-root-user --mount $work/fresh.sh"
+    # Where the proofs are kept: root's (the namespace's root is root here), or the user's.
+    local proofs=/run/binfmt-setup
+    ((EUID == 0)) || proofs=${XDG_RUNTIME_DIR:-/nonexistent}/binfmt-setup
     local -a confs
     mapfile -t confs < <(find "$work/binfmt.d" -name '*.conf' | sort)
     local json
     make_temp json install-json
+    log "load before: $(cat /proc/loadavg)"
     log "timing with hyperfine ($RUNS runs each, $count handlers each run)"
     hyperfine --shell=none --warmup 1 --runs "$RUNS" --export-json "$json" \
+        --prepare true --prepare "rm -rf $proofs" --prepare true --prepare true --prepare true \
         --command-name 'binfmt-setup install --arch all' \
+        --command-name '... proofs forgotten before each run' \
         --command-name 'binfmt-setup install --arch all --no-preserve-argv0' \
         --command-name 'systemd-binfmt on the binfmt.d files' \
         --command-name 'update-binfmts --enable' \
         "$fresh $BIN -q install --arch all" \
+        "$fresh $BIN -q install --arch all" \
         "$fresh $BIN -q install --arch all --no-preserve-argv0" \
         "$fresh $systemd_binfmt ${confs[*]}" \
         "$fresh $update_binfmts --admindir $work/admin --importdir $work/binfmts --enable" >&2
-    local ours nop systemd debian
+    log "load after: $(cat /proc/loadavg)"
+    local ours cold nop systemd debian
     {
         read -r ours
+        read -r cold
         read -r nop
         read -r systemd
         read -r debian
     } < <(medians_ms "$json")
-    awk -v n="$count" -v runs="$RUNS" -v ours="$ours" -v nop="$nop" -v sd="$systemd" -v deb="$debian" 'BEGIN {
+    awk -v n="$count" -v runs="$RUNS" -v ours="$ours" -v cold="$cold" -v nop="$nop" -v sd="$systemd" -v deb="$debian" 'BEGIN {
         printf "install %d handlers into a fresh binfmt_misc (median of %d runs; each includes\n", n, runs
         printf "the same new namespace and mount)\n"
-        printf "  %-38s %8.1f ms\n", "binfmt-setup install --arch all", ours
-        printf "  %-38s %8.1f ms\n", "  ... --no-preserve-argv0 (no P probe)", nop
-        printf "  %-38s %8.1f ms\n", "systemd-binfmt (binfmt.d files)", sd
-        printf "  %-38s %8.1f ms\n", "update-binfmts --enable", deb
-        printf "  %-38s %8.2fx   (goal: <= 0.5x)\n", "ratio binfmt-setup / systemd-binfmt", ours / sd
-        printf "  %-38s %8.2fx\n", "ratio without the P probe", nop / sd
-        printf "  %-38s %8.2fx\n", "ratio binfmt-setup / update-binfmts", ours / deb
-        printf "BENCH install_vs_systemd ratio=%.2f ours_ms=%.1f no_p_ms=%.1f systemd_ms=%.1f update_binfmts_ms=%.1f\n", ours / sd, ours, nop, sd, deb
+        printf "  %-44s %8.1f ms\n", "binfmt-setup install --arch all (proofs kept)", ours
+        printf "  %-44s %8.1f ms\n", "  ... proofs forgotten before each run", cold
+        printf "  %-44s %8.1f ms\n", "  ... --no-preserve-argv0 (no P proof)", nop
+        printf "  %-44s %8.1f ms\n", "systemd-binfmt (binfmt.d files)", sd
+        printf "  %-44s %8.1f ms\n", "update-binfmts --enable", deb
+        printf "  %-44s %8.2fx   (goal: <= 1.0x)\n", "ratio binfmt-setup / systemd-binfmt", ours / sd
+        printf "  %-44s %8.2fx\n", "ratio with the proofs made in each run", cold / sd
+        printf "  %-44s %8.2fx\n", "ratio binfmt-setup / update-binfmts", ours / deb
+        printf "BENCH install_vs_systemd ratio=%.2f cold_ratio=%.2f ours_ms=%.1f cold_ms=%.1f no_p_ms=%.1f systemd_ms=%.1f update_binfmts_ms=%.1f\n", ours / sd, cold / sd, ours, cold, nop, sd, deb
     }'
 }
 
-# test --arch all against Debian's arch-test, both on the same registrations (install --arch
-# all) in one private binfmt_misc; hyperfine runs inside that namespace.
+# test against Debian's arch-test, both on the same registrations (install --arch all) in one
+# private binfmt_misc: binfmt-setup on the architectures arch-test checks (its names, which
+# --arch takes; armel and armhf are arm), and on all of them. hyperfine runs inside that
+# namespace, in BENCH_TEST_ROUNDS rounds (default 5) of RUNS runs of each command, so that a
+# change in a shared machine's load falls on every command alike; medians are of all runs.
 bench_test() {
-    local peer=$PWD/target/peers/root
+    local peer=$PWD/target/peers/root rounds=${BENCH_TEST_ROUNDS:-5}
     if [[ ! -x $peer/usr/bin/arch-test ]] || ! command -v hyperfine >/dev/null 2>&1; then
         log "error: arch-test or hyperfine is missing; run scripts/setup.sh, which unpacks or installs them"
         exit 3
@@ -287,33 +310,51 @@ bench_test() {
     # arch-test looks for its helpers in /usr/lib/arch-test; point it at the unpacked ones.
     sed "s|^HELPERS=.*|HELPERS=$peer/usr/lib/arch-test/|" "$peer/usr/bin/arch-test" >"$work/arch-test"
     chmod +x "$work/arch-test"
-    local json
-    make_temp json test-json
-    json=$PWD/$json
     cat >"$work/inside.sh" <<EOF
 #!/bin/sh
 set -e
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-$PWD/$BIN -q install --arch all
-echo "arch-test finds: \$($work/arch-test | tr '\n' ' ')" >&2
-hyperfine --warmup 1 --runs $RUNS --export-json $json \
-    --command-name 'binfmt-setup test --arch all' --command-name 'arch-test' \
-    '$PWD/$BIN test --arch all' '$work/arch-test' >&2
+$BIN -q install --arch all
+found=\$($work/arch-test | tr '\n' ' ')
+echo "arch-test finds: \$found" >&2
+same=\$(echo \$found | tr ' ' ',')
+echo "\$same" >$work/same
+for round in \$(seq $rounds); do
+    hyperfine --warmup 1 --runs $RUNS --export-json $work/round-\$round.json \\
+        --command-name 'binfmt-setup test (arch-test architectures)' \\
+        --command-name 'binfmt-setup test --arch all' --command-name 'arch-test' \\
+        "$BIN test --arch \$same" '$BIN test --arch all' '$work/arch-test' >&2
+done
 EOF
     chmod +x "$work/inside.sh"
-    log "timing with hyperfine ($RUNS runs each) inside a private binfmt_misc"
+    log "load before: $(cat /proc/loadavg)"
+    log "timing with hyperfine ($rounds rounds of $RUNS runs each) inside a private binfmt_misc"
     unshare --user --map-root-user --mount "$work/inside.sh"
-    local ours peer_ms
+    log "load after: $(cat /proc/loadavg)"
+    local same all peer_ms arches
     {
-        read -r ours
+        read -r same
+        read -r all
         read -r peer_ms
-    } < <(medians_ms "$json")
-    awk -v runs="$RUNS" -v ours="$ours" -v at="$peer_ms" 'BEGIN {
-        printf "test every architecture (median of %d runs)\n", runs
-        printf "  %-34s %8.1f ms\n", "binfmt-setup test --arch all", ours
-        printf "  %-34s %8.1f ms\n", "arch-test", at
-        printf "  %-34s %8.2fx   (goal: <= 0.3x)\n", "ratio binfmt-setup / arch-test", ours / at
-        printf "BENCH test_vs_arch_test ratio=%.2f ours_ms=%.1f arch_test_ms=%.1f\n", ours / at, ours, at
+    } < <(python3 - "$work" <<'PY'
+import glob, json, statistics, sys
+times = {}
+for path in sorted(glob.glob(f"{sys.argv[1]}/round-*.json")):
+    for i, result in enumerate(json.load(open(path))["results"]):
+        times.setdefault(i, []).extend(result["times"])
+for i in sorted(times):
+    print(f"{statistics.median(times[i]) * 1000:.3f}")
+PY
+    )
+    arches=$(tr ',' '\n' <"$work/same" | grep -c .)
+    awk -v runs="$((RUNS * rounds))" -v n="$arches" -v same="$same" -v all="$all" -v at="$peer_ms" 'BEGIN {
+        printf "test against arch-test on the same registrations (median of %d runs in rounds)\n", runs
+        printf "  %-46s %8.1f ms\n", sprintf("binfmt-setup test, arch-test'"'"'s %d names", n), same
+        printf "  %-46s %8.1f ms\n", "binfmt-setup test --arch all", all
+        printf "  %-46s %8.1f ms\n", "arch-test", at
+        printf "  %-46s %8.2fx   (goal: <= 0.3x)\n", "ratio on the same architectures", same / at
+        printf "  %-46s %8.2fx\n", "ratio with --arch all", all / at
+        printf "BENCH test_vs_arch_test ratio=%.2f all_ratio=%.2f ours_ms=%.1f all_ms=%.1f arch_test_ms=%.1f\n", same / at, all / at, same, all, at
     }'
 }
 
@@ -489,6 +530,164 @@ bench_registry() {
         printf "BENCH registry_vs_skopeo ratio=%.2f ours_ms=%.1f skopeo_ms=%.1f mb=%d\n", ours / sk, ours, sk, mb
     }'
     rm -rf "$work/copy"
+}
+
+# The compressed-image corpus, built once into $CORPUS and reused while its stamp (the trees
+# it was made from) is unchanged: a tar of BENCH_ARCHIVE_TREE (default /usr) plain, gzip -6
+# and zstd -3, and an OCI image (umoci) of 4 equal gzip layers, each BENCH_LAYER_TREE
+# (default /usr/share) under /l1 … /l4. Takes several minutes the first time.
+readonly CORPUS=$BENCH_DIR/corpus
+build_corpus() {
+    local tree=${BENCH_ARCHIVE_TREE:-/usr} layer_tree=${BENCH_LAYER_TREE:-/usr/share}
+    local stamp="tree=$tree layers=$layer_tree v1"
+    if [[ -f $CORPUS/stamp && "$(cat "$CORPUS/stamp")" == "$stamp" ]]; then
+        return 0
+    fi
+    local tool
+    for tool in gzip zstd umoci tar python3; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    rm -rf "$CORPUS"
+    mkdir -p "$CORPUS"
+    log "building the corpus in $CORPUS from $tree and $layer_tree (once; several minutes)"
+    tar -C "$(dirname "$tree")" --sort=name --numeric-owner -cf "$CORPUS/tree.tar" \
+        "$(basename "$tree")" 2>/dev/null || true
+    gzip -6 -c "$CORPUS/tree.tar" >"$CORPUS/tree.tar.gz"
+    zstd -q -T1 -3 -c "$CORPUS/tree.tar" >"$CORPUS/tree.tar.zst"
+    local image=$CORPUS/layers4 i
+    umoci init --layout "$image"
+    umoci new --image "$image:bench"
+    for i in 1 2 3 4; do
+        tar -C "$layer_tree" --sort=name --numeric-owner --transform "s,^\\.,l$i," \
+            -cf "$CORPUS/layer.tar" . 2>/dev/null || true
+        umoci raw add-layer --image "$image:bench" "$CORPUS/layer.tar"
+    done
+    rm -f "$CORPUS/layer.tar"
+    printf '%s\n' "$stamp" >"$CORPUS/stamp"
+}
+
+# The corpus image packed in a tar, as an OCI archive (docker save writes one like it).
+corpus_image_tar() {
+    if [[ ! -f $CORPUS/layers4.tar ]]; then
+        tar -C "$CORPUS/layers4" -cf "$CORPUS/layers4.tar.tmp" .
+        mv "$CORPUS/layers4.tar.tmp" "$CORPUS/layers4.tar"
+    fi
+}
+
+# The blobs of the corpus image's layers, lowest first, one path a line.
+corpus_layers() {
+    python3 - "$CORPUS/layers4" <<'PY'
+import json, sys
+root = sys.argv[1]
+def blob(d):
+    alg, hexdigest = d.split(":")
+    return f"{root}/blobs/{alg}/{hexdigest}"
+index = json.load(open(f"{root}/index.json"))
+manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+for layer in manifest["layers"]:
+    print(blob(layer["digest"]))
+PY
+}
+
+# interleaved RUNS NAME CMD NAME CMD ...: RUNS rounds, each running every command once in
+# turn (so a change in the machine's load falls on all of them alike), the page cache warmed
+# with the files named in $WARM before each; prints each command's median in ms, one a line.
+interleaved() {
+    local runs=$1 i j start end
+    shift
+    local -a names=() cmds=()
+    while (($# > 0)); do
+        names+=("$1")
+        cmds+=("$2")
+        shift 2
+    done
+    local times
+    make_temp times interleaved
+    for ((i = 0; i < runs; i++)); do
+        for j in "${!cmds[@]}"; do
+            # shellcheck disable=SC2086 # WARM is a list of paths without spaces
+            cat $WARM >/dev/null
+            start=$(now_ns)
+            bash -c "${cmds[$j]}" >/dev/null 2>&1 || true
+            end=$(now_ns)
+            printf '%s %s\n' "$j" "$((end - start))" >>"$times"
+            log "  ${names[$j]}: $(((end - start) / 1000000)) ms"
+        done
+    done
+    for j in "${!cmds[@]}"; do
+        awk -v j="$j" '$1 == j { print $2 }' "$times" | median | awk '{ printf "%.1f\n", $1 / 1e6 }'
+    done
+}
+
+# scan of compressed images against the decompressor alone on the same file: a tar.zst
+# against zstd -dc, a tar.gz against gzip -dc, a plain tar against cat, and the 4-layer OCI
+# image, as a layout and packed in a tar, against gzip -dc over its layers one after another. Runs interleaved, warm cache;
+# BENCH_ARCHIVE_RUNS rounds (default 3). Peak memory of each scan from GNU time.
+bench_archives() {
+    local runs=${BENCH_ARCHIVE_RUNS:-3} tool
+    for tool in zstd gzip /usr/bin/time; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "error: $tool is not installed; run scripts/setup.sh, which installs it"
+            exit 3
+        fi
+    done
+    build_release
+    build_corpus
+    corpus_image_tar
+    local bin=$BIN c=$CORPUS
+    local -a blobs
+    mapfile -t blobs < <(corpus_layers)
+    log "load before: $(cat /proc/loadavg)"
+    local zs zd gs gd ps pc os od as ad
+    log "tar.zst ($runs rounds)"
+    { read -r zs; read -r zd; } < <(WARM="$c/tree.tar.zst" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar.zst" 'zstd -dc' "zstd -dc $c/tree.tar.zst")
+    log "tar.gz ($runs rounds)"
+    { read -r gs; read -r gd; } < <(WARM="$c/tree.tar.gz" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar.gz" 'gzip -dc' "gzip -dc $c/tree.tar.gz")
+    log "plain tar ($runs rounds)"
+    { read -r ps; read -r pc; } < <(WARM="$c/tree.tar" interleaved "$runs" \
+        scan "$bin scan --json $c/tree.tar" cat "cat $c/tree.tar")
+    log "OCI image, 4 gzip layers ($runs rounds)"
+    { read -r os; read -r od; } < <(WARM="${blobs[*]}" interleaved "$runs" \
+        scan "$bin scan --json $c/layers4" 'gzip -dc, layer after layer' "gzip -dc ${blobs[*]}")
+    log "the same image packed in a tar ($runs rounds)"
+    { read -r as; read -r ad; } < <(WARM="$c/layers4.tar" interleaved "$runs" \
+        scan "$bin scan --json $c/layers4.tar" 'gzip -dc, layer after layer' "gzip -dc ${blobs[*]}")
+    log "load after: $(cat /proc/loadavg)"
+    local zm gm pm om am
+    am=$(peak_rss_mb "$bin" scan --json "$c/layers4.tar")
+    zm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.zst")
+    gm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar.gz")
+    pm=$(peak_rss_mb "$bin" scan --json "$c/tree.tar")
+    om=$(peak_rss_mb "$bin" scan --json "$c/layers4")
+    awk -v runs="$runs" -v cores="$(nproc)" -v size="$(stat -c %s "$c/tree.tar")" \
+        -v zs="$zs" -v zd="$zd" -v gs="$gs" -v gd="$gd" -v ps="$ps" -v pc="$pc" \
+        -v os="$os" -v od="$od" -v as="$as" -v ad="$ad" \
+        -v zm="$zm" -v gm="$gm" -v pm="$pm" -v om="$om" -v am="$am" 'BEGIN {
+        printf "scan compressed images against decompression alone (median of %d interleaved rounds, %d cores,\n", runs, cores
+        printf "warm cache; the tar is %.1f GB)\n", size / 1e9
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar.zst", zs, zm
+        printf "  %-34s %9.1f ms\n", "zstd -dc", zd
+        printf "  %-34s %9.2fx   (goal: <= 1.1x)\n", "ratio scan / zstd -dc", zs / zd
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar.gz", gs, gm
+        printf "  %-34s %9.1f ms\n", "gzip -dc", gd
+        printf "  %-34s %9.2fx   (goal: <= 1.1x)\n", "ratio scan / gzip -dc", gs / gd
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan tar (plain)", ps, pm
+        printf "  %-34s %9.1f ms\n", "cat", pc
+        printf "  %-34s %9.2fx\n", "ratio scan / cat", ps / pc
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan OCI image, 4 gzip layers", os, om
+        printf "  %-34s %9.1f ms\n", "gzip -dc, layer after layer", od
+        printf "  %-34s %9.2fx   (goal: <= 0.35x)\n", "ratio scan / serial gzip -dc", os / od
+        printf "  %-34s %9.1f ms  %6.1f MiB peak\n", "scan the image packed in a tar", as, am
+        printf "  %-34s %9.1f ms\n", "gzip -dc, layer after layer", ad
+        printf "  %-34s %9.2fx\n", "ratio scan / serial gzip -dc", as / ad
+        printf "BENCH archives zst_ratio=%.2f gz_ratio=%.2f tar_ratio=%.2f oci_ratio=%.2f oci_tar_ratio=%.2f zst_ms=%.0f zstd_ms=%.0f gz_ms=%.0f gzip_ms=%.0f tar_ms=%.0f cat_ms=%.0f oci_ms=%.0f oci_gzip_ms=%.0f oci_tar_ms=%.0f peak_mb=%.1f,%.1f,%.1f,%.1f,%.1f\n",
+            zs / zd, gs / gd, ps / pc, os / od, as / ad, zs, zd, gs, gd, ps, pc, os, od, as, zm, gm, pm, om, am
+    }'
 }
 
 known_benchmarks() {

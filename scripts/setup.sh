@@ -50,6 +50,7 @@ packages=(
 	libpipeline1     # a library update-binfmts (unpacked below) links against
 	umoci            # builds the OCI images the scan tests read
 	zstd             # the scan tests' .tar.zst (GNU tar --zstd)
+	cmake            # builds zlib-ng, the inflate scan's gzip reading goes through
 	pax-utils        # scanelf, the peer `scan` is benchmarked against
 	time             # GNU time: peak memory in the scan benchmark
 	# scan's registry and Docker tests (tests/integration/registry.rs, daemon.rs,

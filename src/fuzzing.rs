@@ -160,7 +160,8 @@ pub fn tar_stream(data: &[u8]) {
     use std::io::Read;
     let progress = crate::scan::Progress::default();
     let mut entries = 0usize;
-    let _ = crate::scan::archive::read_entries(table(), data, "fuzz", &progress, |e| {
+    let plain = crate::scan::archive::Input::reader(data);
+    let _ = crate::scan::archive::read_entries(table(), plain, "fuzz", &progress, |e| {
         entries += 1;
         if let crate::scan::layers::LayerEntry::File(p, _)
         | crate::scan::layers::LayerEntry::Dir(p) = &e
@@ -175,7 +176,7 @@ pub fn tar_stream(data: &[u8]) {
     if let Ok((reader, _)) = crate::scan::archive::decompress(data, "fuzz") {
         let _ = crate::scan::archive::read_entries(
             table(),
-            reader.take(1 << 20),
+            crate::scan::archive::Input::reader(reader.take(1 << 20)),
             "fuzz",
             &progress,
             |_| {},
@@ -379,7 +380,7 @@ mod tests {
         let mut files = Vec::new();
         crate::scan::archive::read_entries(
             table(),
-            &tar_seed()[..],
+            crate::scan::archive::Input::reader(&tar_seed()[..]),
             "seed",
             &crate::scan::Progress::default(),
             |e| files.push(format!("{e:?}")),

@@ -4,18 +4,19 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::errno::Errno;
 
+use super::proofs::{Key, Proofs};
 use super::{Answers, Credentials, Handle, Machine, Meta, Mount, MountsError, Probe, ProbeError};
 use super::{Ask, AskProgram, Replies, Reply};
 use crate::arch::Arch;
 use crate::binfmt::{BinfmtError, Registration, Registry, Snapshot};
 use crate::fileio::{self, Follow, OpenError};
 use crate::probe::{self, runner};
-use crate::sys::exec::{Ending, Step, signal_name};
+use crate::sys::exec::{Ending, Outcome, Step, signal_name};
 
 /// How long a probe asked for by [`Machine::runs_natively`] may take.
 const NATIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,15 +25,22 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// argv[0] given to a preserve-argv0 probe; a handler without a working P replaces it.
 const ARGV0: &str = "binfmt-setup-argv0";
 
-/// This machine. Native-probe answers are kept, so each arch is probed once per process.
+/// This machine. Native-probe answers are kept, so each arch is probed once per process, and
+/// proofs made to the end are kept for later runs too (`proofs`).
 #[derive(Debug, Default)]
 pub struct Live {
     native: Mutex<HashMap<String, Result<bool, ProbeError>>>,
+    proofs: OnceLock<Arc<Proofs>>,
 }
 
 impl Live {
     pub fn new() -> Live {
         Live::default()
+    }
+
+    /// Where proofs are kept, opened (made) on first use.
+    fn proofs(&self) -> Arc<Proofs> {
+        Arc::clone(self.proofs.get_or_init(|| Arc::new(Proofs::open())))
     }
 }
 
@@ -95,7 +103,22 @@ impl Machine for Live {
         if let Some(known) = cached {
             return known;
         }
-        let verdict = probe_natively(arch);
+        let proofs = self.proofs();
+        let key = probe::program(arch).and_then(|image| Key::native(arch, &image));
+        let kept = key.as_ref().and_then(|k| proofs.get(k));
+        let verdict = match kept {
+            Some(answer) => {
+                tracing::debug!("{}: native {answer} (proven earlier this boot)", arch.name);
+                Ok(answer)
+            }
+            None => {
+                let (verdict, proven) = probe_natively(arch);
+                if let (Some(k), Ok(answer), true) = (&key, &verdict, proven) {
+                    proofs.put(k, *answer);
+                }
+                verdict
+            }
+        };
         if let Ok(mut cache) = self.native.lock() {
             cache.insert(arch.name.clone(), verdict.clone());
         }
@@ -103,25 +126,44 @@ impl Machine for Live {
     }
 
     fn start_probes(&self, probes: &[Probe<'_>]) -> Box<dyn Answers> {
+        let proofs = self.proofs();
         let mut jobs = Vec::new();
-        // Per probe: the index of its job and the output that means yes; None: it cannot run.
-        let mut expect: Vec<Option<(usize, String)>> = Vec::new();
+        let mut expect = Vec::new();
         for p in probes {
-            let Some(job) = job_for(p) else {
-                expect.push(None);
+            let Some((job, key)) = job_for(p) else {
+                expect.push(Expect::Known(false));
                 continue;
             };
+            if let Some(answer) = key.as_ref().and_then(|k| proofs.get(k)) {
+                tracing::debug!("{}: {answer} (proven earlier this boot)", job.file);
+                expect.push(Expect::Known(answer));
+                continue;
+            }
             let want = match p {
                 Probe::Native(_) => probe::expected_output("yes", "native"),
                 Probe::PreserveArgv0 { .. } => probe::expected_output("p", ARGV0),
             };
-            expect.push(Some((jobs.len(), want)));
+            let native = matches!(p, Probe::Native(_));
+            expect.push(Expect::Run {
+                job: jobs.len(),
+                want,
+                key,
+                native,
+            });
             jobs.push(job);
         }
-        let batch = runner::start(&jobs)
-            .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
-            .ok();
-        Box::new(Running { batch, expect })
+        let batch = if jobs.is_empty() {
+            None
+        } else {
+            runner::start(&jobs)
+                .map_err(|e| tracing::debug!("probes in private instances could not start: {e}"))
+                .ok()
+        };
+        Box::new(Running {
+            batch,
+            expect,
+            proofs,
+        })
     }
 
     fn writers(&self, path: &Path) -> Vec<super::Writer> {
@@ -265,37 +307,61 @@ impl Replies for Asking {
     }
 }
 
-/// The program and place that answer one probe.
-fn job_for(p: &Probe<'_>) -> Option<runner::Job> {
+/// The program and place that answer one probe, and the key its answer is kept under (none
+/// when it may not be kept).
+fn job_for(p: &Probe<'_>) -> Option<(runner::Job, Option<Key>)> {
     use runner::{Job, Place};
     match *p {
-        Probe::Native(a) => Some(Job {
-            file: format!("native-{}", a.name),
-            image: probe::program(a)?,
-            argv0: "native".into(),
-            args: vec!["yes".into()],
-            place: Place::PrivateInstance(None),
-            env: None,
-        }),
+        Probe::Native(a) => {
+            let image = probe::program(a)?;
+            let key = Key::native(a, &image);
+            let job = Job {
+                file: format!("native-{}", a.name),
+                image,
+                argv0: "native".into(),
+                args: vec!["yes".into()],
+                place: Place::PrivateInstance(None),
+                env: None,
+            };
+            Some((job, key))
+        }
         Probe::PreserveArgv0 { arch, interpreter } => {
             let reg = Registration::for_arch(arch, interpreter.display().to_string(), "P".into());
             reg.validate().ok()?;
-            Some(Job {
+            let image = probe::program(arch)?;
+            let register = reg.register_string();
+            let key = Key::argv0(arch, &image, &register, interpreter);
+            let job = Job {
                 file: format!("argv0-{}", arch.name),
-                image: probe::program(arch)?,
+                image,
                 argv0: ARGV0.into(),
                 args: vec!["p".into()],
-                place: Place::PrivateInstance(Some(reg.register_string())),
+                place: Place::PrivateInstance(Some(register)),
                 env: None,
-            })
+            };
+            Some((job, key))
         }
     }
+}
+
+/// How one probe is answered.
+enum Expect {
+    /// Without running it: it cannot run, or was proven before.
+    Known(bool),
+    /// By job `job`, which proves yes by printing `want`.
+    Run {
+        job: usize,
+        want: String,
+        key: Option<Key>,
+        native: bool,
+    },
 }
 
 /// Probes running in the background.
 struct Running {
     batch: Option<runner::Batch>,
-    expect: Vec<Option<(usize, String)>>,
+    expect: Vec<Expect>,
+    proofs: Arc<Proofs>,
 }
 
 impl Answers for Running {
@@ -306,23 +372,58 @@ impl Answers for Running {
             .unwrap_or_default();
         self.expect
             .iter()
-            .map(|e| {
-                e.as_ref().is_some_and(|(i, want)| {
-                    outcomes.get(*i).is_some_and(|o| {
-                        o.ending == Ending::Exited(probe::EXIT_CODE) && o.stdout == want.as_bytes()
-                    })
-                })
+            .map(|e| match e {
+                Expect::Known(answer) => *answer,
+                Expect::Run {
+                    job,
+                    want,
+                    key,
+                    native,
+                } => {
+                    let Some(o) = outcomes.get(*job) else {
+                        return false;
+                    };
+                    let yes =
+                        o.ending == Ending::Exited(probe::EXIT_CODE) && o.stdout == want.as_bytes();
+                    if let Some(k) = key {
+                        if proven(o, *native, want) {
+                            self.proofs.put(k, yes);
+                        }
+                    }
+                    yes
+                }
             })
             .collect()
     }
 }
 
+/// Whether a probe's outcome proves its answer, either way, so it may be kept: it ran to its
+/// end and echoed its token (whatever argv[0] it got), or, asked whether the kernel runs it,
+/// the kernel refused it (ENOEXEC). Failing to start, a timeout or a crash prove nothing.
+fn proven(o: &Outcome, native: bool, want: &str) -> bool {
+    let token = want.split('\n').next().unwrap_or_default();
+    let echoed = o.ending == Ending::Exited(probe::EXIT_CODE)
+        && o.stdout.starts_with(format!("{token}\n").as_bytes());
+    let refused = native
+        && o.ending
+            == Ending::Failed {
+                step: Step::Exec,
+                errno: Errno::ENOEXEC,
+            };
+    echoed || refused
+}
+
 /// Run the arch's probe against a private, empty binfmt_misc: exit 42 with its token echoed
-/// means the kernel ran it itself, as no handler exists there.
-fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
+/// means the kernel ran it itself, as no handler exists there. Also whether the answer is a
+/// proof that may be kept ([`proven`]).
+fn probe_natively(arch: &Arch) -> (Result<bool, ProbeError>, bool) {
     use runner::{Job, Place, run_all};
-    let image =
-        probe::program(arch).ok_or_else(|| ProbeError(format!("no probe for {}", arch.name)))?;
+    let Some(image) = probe::program(arch) else {
+        return (
+            Err(ProbeError(format!("no probe for {}", arch.name))),
+            false,
+        );
+    };
     let job = Job {
         file: "probe".into(),
         image,
@@ -331,11 +432,15 @@ fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
         place: Place::PrivateInstance(None),
         env: None,
     };
-    let out = run_all(&[job], NATIVE_TIMEOUT).map_err(|e| ProbeError(e.to_string()))?;
-    let out = out
-        .first()
-        .ok_or_else(|| ProbeError("the probe did not run".into()))?;
-    match &out.ending {
+    let out = match run_all(&[job], NATIVE_TIMEOUT) {
+        Ok(out) => out,
+        Err(e) => return (Err(ProbeError(e.to_string())), false),
+    };
+    let Some(out) = out.first() else {
+        return (Err(ProbeError("the probe did not run".into())), false);
+    };
+    let proof = proven(out, true, &probe::expected_output("native", "probe"));
+    let verdict = match &out.ending {
         Ending::Exited(code) => {
             Ok(*code == probe::EXIT_CODE && out.stdout.starts_with(b"native\n"))
         }
@@ -350,7 +455,8 @@ fn probe_natively(arch: &Arch) -> Result<bool, ProbeError> {
             errno.desc()
         ))),
         other => Err(ProbeError(format!("the probe ended with {other:?}"))),
-    }
+    };
+    (verdict, proof)
 }
 /// The uid that files of ids this user namespace does not map show as, when the parent's
 /// root is among those ids (see [`Credentials::outside`]). A namespace that maps the parent's

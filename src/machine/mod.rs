@@ -10,6 +10,7 @@
 mod after;
 pub mod fake;
 pub mod live;
+pub mod proofs;
 #[cfg(test)]
 pub mod testing;
 

@@ -3,32 +3,43 @@
 //! read in order from the stream and nothing is ever extracted, so `../` and absolute member
 //! names are only names. Plain, gzip and zstd streams are recognised by their first bytes;
 //! every stream is capped, so a decompression bomb ends in an error.
+//!
+//! Only what a verdict needs is looked at: each header, and a member's first bytes (and, for
+//! a 32-bit ARM program, its attributes section). A decompressed stream is read into one
+//! buffer that headers are parsed in and the rest of each member is passed over in, with no
+//! further copy, so a scan costs little more than the decompression; a plain tar file is
+//! read by position, and the data of members that cannot be programs is never read at all.
 
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+mod input;
+
+use std::io::{self, BufRead, BufReader, Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
-use ::tar::{Archive, EntryType};
-use ruzstd::decoding::{FrameDecoder, StreamingDecoder};
+use ::tar::{EntryType, Header};
 
-use super::layers::LayerEntry;
-use super::{HEAD, Progress, ScanError, Sniff, identify, image_path};
+use super::layers::{Entries, LayerEntry};
+use super::{HEAD, Progress, ScanError, Sniff, arm, identify, image_path};
 use crate::arch::ArchTable;
 use crate::fileio::{self, Follow};
+pub(super) use input::Data;
+pub use input::Input;
+use input::Range;
 
 /// A stream may expand to at most this many bytes.
 pub const MAX_EXPANDED: u64 = 64 << 30;
 /// GNU long-name and pax headers longer than this are not names but an attack.
 const MAX_NAME_HEADER: u64 = 1 << 20;
-/// 32-bit ARM members up to this size are held in memory to read their attributes section
-/// (it lies near the end); a bigger one is named from the float ABI in its header.
-const MAX_ARM_MEMBER: u64 = 32 << 20;
 const EM_ARM: u16 = 40;
-
+const BLOCK: u64 = 512;
+/// Compressed bytes read at a time.
+const COMPRESSED_BUFFER: usize = 256 * 1024;
 /// Wrap `r` in the decompressor its first bytes call for. `what` names it in errors.
 pub fn decompress<'a, R: BufRead + 'a>(
     mut r: R,
     what: &str,
-) -> Result<(Box<dyn Read + 'a>, Option<&'static str>), ScanError> {
+) -> Result<(Input<'a>, Option<&'static str>), ScanError> {
     let head = r
         .fill_buf()
         .map_err(|e| ScanError::new(format!("cannot read {what}: {e}")))?;
@@ -38,7 +49,7 @@ pub fn decompress<'a, R: BufRead + 'a>(
             Some("gzip"),
         )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        (Box::new(Zstd::new(r)), Some("zstd"))
+        (Box::new(zstd_reader(r)?), Some("zstd"))
     } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         return Err(ScanError::new(format!(
             "{what} is bzip2- or xz-compressed; scan reads plain, gzip and zstd tar streams (decompress it first)"
@@ -46,14 +57,23 @@ pub fn decompress<'a, R: BufRead + 'a>(
     } else {
         (Box::new(r), None)
     };
-    Ok((
-        Box::new(Capped {
-            inner: reader,
-            left: MAX_EXPANDED,
-            what: what.to_string(),
-        }),
-        compression,
-    ))
+    let capped = Capped {
+        inner: reader,
+        left: MAX_EXPANDED,
+        what: what.to_string(),
+    };
+    Ok((Input::reader(capped), compression))
+}
+
+/// libzstd's streaming decoder: every frame in turn, skippable frames passed over, as
+/// zstd(1) does. A frame may ask for a window of up to 2^27 bytes, zstd(1)'s own default
+/// limit (frames of levels up to 19 use at most 8 MiB).
+fn zstd_reader<'a, R: BufRead + 'a>(r: R) -> Result<impl Read + 'a, ScanError> {
+    let mut d = zstd::stream::read::Decoder::with_buffer(r)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    d.window_log_max(27)
+        .map_err(|e| ScanError::new(format!("zstd: {e}")))?;
+    Ok(d)
 }
 
 /// A reader that fails once more than its cap has come through.
@@ -74,76 +94,6 @@ impl<R: Read> Read for Capped<R> {
             ))
         })?;
         Ok(n)
-    }
-}
-
-/// One frame's decoder, over the frame's magic (already read) and the rest of the stream.
-type ZstdFrame<R> = StreamingDecoder<io::Chain<Cursor<[u8; 4]>, R>, FrameDecoder>;
-
-/// A zstd stream of one or more frames (ruzstd decodes one frame at a time), skippable
-/// frames passed over, as zstd(1) does.
-enum Zstd<R: Read> {
-    Frame(Box<ZstdFrame<R>>),
-    Between(R),
-    Done,
-}
-
-impl<R: Read> Zstd<R> {
-    fn new(r: R) -> Zstd<R> {
-        Zstd::Between(r)
-    }
-}
-
-impl<R: Read> Read for Zstd<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match std::mem::replace(self, Zstd::Done) {
-                Zstd::Done => return Ok(0),
-                Zstd::Frame(mut d) => {
-                    let n = d.read(buf)?;
-                    if n > 0 {
-                        *self = Zstd::Frame(d);
-                        return Ok(n);
-                    }
-                    let (chain, _) = d.into_parts();
-                    *self = Zstd::Between(chain.into_inner().1);
-                }
-                Zstd::Between(mut r) => {
-                    let mut magic = [0u8; 4];
-                    let got = read_full(&mut r, &mut magic)?;
-                    if got == 0 {
-                        return Ok(0);
-                    }
-                    if got < 4 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "zstd stream ends inside a frame header",
-                        ));
-                    }
-                    let m = u32::from_le_bytes(magic);
-                    if m & 0xffff_fff0 == 0x184d_2a50 {
-                        let mut len = [0u8; 4];
-                        r.read_exact(&mut len)?;
-                        let len = u64::from(u32::from_le_bytes(len));
-                        let skipped = io::copy(&mut (&mut r).take(len), &mut io::sink())?;
-                        if skipped < len {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "zstd stream ends inside a skippable frame",
-                            ));
-                        }
-                        *self = Zstd::Between(r);
-                        continue;
-                    }
-                    let d = StreamingDecoder::new(Cursor::new(magic).chain(r))
-                        .map_err(|e| io::Error::other(format!("zstd: {e}")))?;
-                    *self = Zstd::Frame(Box::new(d));
-                }
-            }
-        }
     }
 }
 
@@ -176,76 +126,94 @@ fn read_bounded(r: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, Sc
 }
 
 /// One member of a tar stream, as [`members`] hands it over.
-pub(super) struct Member<'a> {
+pub(super) struct Member<'d, 'i, 'a> {
     /// The path inside the image (`/usr/bin/x`), from a bounded long name where there is one.
     pub path: String,
     pub kind: EntryType,
     /// The size its header gives.
     pub size: u64,
-    /// Its data; what is left unread is read to the end after the visit.
-    pub data: &'a mut dyn Read,
+    pub data: &'d mut Data<'i, 'a>,
 }
 
 /// Walk a tar stream, handing each member (long-name and pax headers resolved) to `visit`.
-/// `what` names the stream in errors.
-pub(super) fn members<R: Read>(
-    reader: R,
+/// `what` names the stream in errors. Headers are read as the tar crate reads them (its
+/// `Header` parses each); what a visit leaves of a member's data is passed over unread.
+pub(super) fn members(
+    mut input: Input<'_>,
     what: &str,
-    mut visit: impl FnMut(Member<'_>) -> Result<(), ScanError>,
+    mut visit: impl FnMut(Member<'_, '_, '_>) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
     let broken = |e: io::Error| ScanError::new(format!("{what}: not a readable tar stream: {e}"));
-    let mut archive = Archive::new(reader);
-    // Raw: long names and pax headers are read here, bounded, not by the tar crate unbounded.
-    let entries = archive.entries().map_err(broken)?.raw(true);
     let mut long_name: Option<Vec<u8>> = None;
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(e) => e,
-            // Every member's data is read to its end below, so what the tar crate still
-            // skips is the padding to a 512-byte block. Some writers (umoci 0.4) end a
-            // layer right after the last member's data, without that padding and the two
-            // zero blocks; Go's archive/tar, and so Docker, accept it, and so do we.
-            Err(e) if e.to_string().contains("EOF during skip") => break,
-            Err(e) => return Err(broken(e)),
-        };
-        let kind = entry.header().entry_type();
+    let mut block = [0u8; BLOCK as usize];
+    loop {
+        let got = input.read_into(&mut block).map_err(broken)?;
+        if got == 0 {
+            input.check_length(what)?;
+            return Ok(());
+        }
+        if got < block.len() {
+            return Err(broken(io::Error::other("failed to read entire block")));
+        }
+        // A zero block ends the archive.
+        if block.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let header = Header::from_byte_slice(&block);
+        let sum = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .fold(0u32, |a, b| a + u32::from(*b))
+            + 8 * 32;
+        if header.cksum().map_err(broken)? != sum {
+            return Err(broken(io::Error::other("archive header checksum mismatch")));
+        }
+        let kind = header.entry_type();
+        let size = header.entry_size().map_err(broken)?;
+        let padded = size
+            .checked_add(BLOCK - 1)
+            .ok_or_else(|| broken(io::Error::other("size overflow")))?
+            & !(BLOCK - 1);
+        let mut data = Data::new(&mut input, size);
         match kind {
             EntryType::GNULongName => {
-                let mut name = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
+                let mut name = read_bounded(&mut data, MAX_NAME_HEADER, what)?;
                 while name.last() == Some(&0) {
                     name.pop();
                 }
                 long_name = Some(name);
-                continue;
             }
             EntryType::XHeader => {
-                let data = read_bounded(&mut entry, MAX_NAME_HEADER, what)?;
-                if let Some(p) = ::tar::PaxExtensions::new(&data)
+                let ext = read_bounded(&mut data, MAX_NAME_HEADER, what)?;
+                if let Some(p) = ::tar::PaxExtensions::new(&ext)
                     .filter_map(Result::ok)
                     .find(|x| x.key_bytes() == b"path")
                 {
                     long_name = Some(p.value_bytes().to_vec());
                 }
-                continue;
             }
-            EntryType::XGlobalHeader | EntryType::GNULongLink => {
-                io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
-                continue;
-            }
-            _ => {}
+            EntryType::XGlobalHeader | EntryType::GNULongLink => {}
+            _ => visit(Member {
+                path: image_path(
+                    &long_name
+                        .take()
+                        .unwrap_or_else(|| header.path_bytes().into_owned()),
+                ),
+                kind,
+                size,
+                data: &mut data,
+            })?,
         }
-        let raw = long_name
-            .take()
-            .unwrap_or_else(|| entry.path_bytes().into_owned());
-        visit(Member {
-            path: image_path(&raw),
-            kind,
-            size: entry.header().entry_size().unwrap_or(0),
-            data: &mut entry,
-        })?;
-        io::copy(&mut entry, &mut io::sink()).map_err(broken)?;
+        // Pass over the rest and the padding to the next block. Some writers (umoci 0.4) end
+        // a layer right after the last member's data, without that padding and the two zero
+        // blocks; Go's archive/tar, and so Docker, accept it, and so do we. A member whose
+        // data is cut short is the visit's to refuse (`Data::finish`).
+        let rest = data.left() + (padded - size);
+        if input.skip(rest).map_err(broken)? < rest {
+            input.check_length(what)?;
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// A layer's entries, its stream decompressed as its first bytes say. `what` names it in
@@ -255,10 +223,48 @@ pub(super) fn layer_entries(
     reader: impl BufRead,
     what: &str,
     progress: &Progress,
-) -> Result<Vec<LayerEntry>, ScanError> {
+) -> Result<Entries, ScanError> {
     let (stream, _) = decompress(reader, what)?;
-    let mut entries = Vec::new();
+    let mut entries = Entries::default();
     read_entries(table, stream, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
+    Ok(entries)
+}
+
+/// The entries of a layer stored whole as `size` bytes at `at` in a plain archive file, read
+/// by position on its own (so layers are read side by side): decompressed as it is read when
+/// its first bytes say so, else only what a verdict needs is read. `what` names it in errors.
+pub(super) fn stored_layer_entries(
+    table: &ArchTable,
+    file: Arc<std::fs::File>,
+    at: u64,
+    size: u64,
+    what: &str,
+    progress: &Progress,
+) -> Result<Entries, ScanError> {
+    let mut head = [0u8; 6];
+    let got = file
+        .read_at(&mut head[..size.min(6) as usize], at)
+        .map_err(|e| ScanError::new(format!("cannot read {what}: {e}")))?;
+    let head = &head[..got];
+    let compressed = [
+        &[0x1f, 0x8b][..],
+        &[0x28, 0xb5, 0x2f, 0xfd],
+        b"BZh",
+        b"\xfd7zXZ\0",
+    ]
+    .iter()
+    .any(|magic| head.starts_with(magic));
+    let range = Range::new(file, at, size);
+    let input = if compressed {
+        let reader = BufReader::with_capacity(COMPRESSED_BUFFER, range);
+        decompress(reader, what)?.0
+    } else {
+        Input::file(range)
+    };
+    let mut entries = Entries::default();
+    read_entries(table, input, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
     Ok(entries)
 }
 
@@ -272,14 +278,14 @@ pub(super) fn is_regular(kind: EntryType) -> bool {
 
 /// Read one tar stream, handing each member to `sink` as a layer entry. Regular files are
 /// identified from their first bytes. `what` names the stream in errors.
-pub fn read_entries<R: Read>(
+pub fn read_entries(
     table: &ArchTable,
-    reader: R,
+    input: Input<'_>,
     what: &str,
     progress: &Progress,
     mut sink: impl FnMut(LayerEntry),
 ) -> Result<(), ScanError> {
-    members(reader, what, |m| {
+    members(input, what, |m| {
         if is_regular(m.kind) {
             match whiteout(&m.path) {
                 Some(w) => sink(w),
@@ -307,10 +313,10 @@ pub(super) fn whiteout(path: &str) -> Option<LayerEntry> {
         .map(|name| LayerEntry::Whiteout(join(dir, name)))
 }
 
-/// Identify one regular member and read the rest of it, to know it is whole.
+/// Identify one regular member and pass over the rest of it, knowing it is whole.
 fn file(
     table: &ArchTable,
-    data: &mut dyn Read,
+    data: &mut Data<'_, '_>,
     path: &str,
     size: u64,
     what: &str,
@@ -319,11 +325,8 @@ fn file(
     let cannot = |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
     let mut head = [0u8; HEAD];
     let got = read_full(data, &mut head).map_err(cannot)?;
-    let (sniff, more) = sniff(table, &head[..got], data, size).map_err(cannot)?;
-    // Read the rest here rather than let the tar crate skip it, to know that the
-    // member is whole (see `members`).
-    let rest = io::copy(data, &mut io::sink()).map_err(cannot)?;
-    check_whole(got as u64 + more + rest, size, path, what)?;
+    let sniff = sniff(table, &head[..got], data, size).map_err(cannot)?;
+    check_whole(data.finish().map_err(cannot)?, size, path, what)?;
     progress.file(!matches!(sniff, Sniff::NotElf));
     Ok(sniff)
 }
@@ -338,29 +341,36 @@ pub(super) fn check_whole(read: u64, size: u64, path: &str, what: &str) -> Resul
     Ok(())
 }
 
-/// Identify a member of `size` bytes from its first bytes, `head`, reading on from `rest`
-/// only for a 32-bit ARM program; also how many bytes of `rest` that took.
-pub(super) fn sniff<R: Read + ?Sized>(
-    table: &ArchTable,
-    head: &[u8],
-    rest: &mut R,
-    size: u64,
-) -> io::Result<(Sniff, u64)> {
-    if !head.starts_with(b"\x7fELF") {
-        return Ok((Sniff::NotElf, 0));
-    }
+/// Whether naming a member with these first bytes takes more of it: a 32-bit ARM program,
+/// whose variant is in its attributes section.
+pub(super) fn reads_on(head: &[u8]) -> bool {
     let machine = match head.get(5) {
         Some(2) => head.get(18..20).map(|b| u16::from_be_bytes([b[0], b[1]])),
         _ => head.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]])),
     };
-    if head.get(4) == Some(&1) && machine == Some(EM_ARM) && size <= MAX_ARM_MEMBER {
-        let mut all = head.to_vec();
-        rest.take(size.saturating_sub(head.len() as u64))
-            .read_to_end(&mut all)?;
-        let more = (all.len() - head.len()) as u64;
-        return Ok((identify(table, head, &all.as_slice(), size), more));
+    head.starts_with(b"\x7fELF") && head.get(4) == Some(&1) && machine == Some(EM_ARM)
+}
+
+/// Identify a member of `size` bytes from its first bytes, `head`, reading on from `data`
+/// only for a 32-bit ARM program: by position in a plain file, else as the stream passes
+/// (keeping only the spans that name it, `arm`).
+pub(super) fn sniff(
+    table: &ArchTable,
+    head: &[u8],
+    data: &mut Data<'_, '_>,
+    size: u64,
+) -> io::Result<Sniff> {
+    if !head.starts_with(b"\x7fELF") {
+        return Ok(Sniff::NotElf);
     }
-    Ok((identify(table, head, &head, size), 0))
+    if !reads_on(head) {
+        return Ok(identify(table, head, &head, size));
+    }
+    if let Some(slice) = data.positional() {
+        return Ok(identify(table, head, &slice, size));
+    }
+    let (kept, _) = arm::read(head, data, size)?;
+    Ok(identify(table, head, &kept, size))
 }
 
 /// `/a/b` → (`/a`, `b`); `/b` → (`/`, `b`).
@@ -381,19 +391,32 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// Open a file and its decompressor. An uncompressed file must look like a tar: every
-/// tar writer of the last thirty years puts `ustar` in the first header. Only a regular
-/// file is opened (a FIFO or a device is refused without blocking); `follow` says whether a
-/// symlink may lead there (the path the user gave) or not (a blob inside a layout).
+/// tar writer of the last thirty years puts `ustar` in the first header; it is then read by
+/// position. Only a regular file is opened (a FIFO or a device is refused without
+/// blocking); `follow` says whether a symlink may lead there (the path the user gave) or not
+/// (a blob inside a layout).
 pub fn open(
     path: &Path,
     follow: Follow,
-) -> Result<(Box<dyn Read>, Option<&'static str>), ScanError> {
-    let (file, _) = fileio::open_regular(path, follow)
+) -> Result<(Input<'static>, Option<&'static str>), ScanError> {
+    let (file, meta) = fileio::open_regular(path, follow)
         .map_err(|e| ScanError::new(format!("cannot scan {}: {e}", path.display())))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let head = reader
-        .fill_buf()
+    let mut head = [0u8; 262];
+    let got = file
+        .read_at(&mut head, 0)
+        .and_then(|n| {
+            // A short first read of a regular file: read on until the 262 bytes or the end.
+            let mut got = n;
+            while got < head.len() {
+                match file.read_at(&mut head[got..], got as u64)? {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            Ok(got)
+        })
         .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+    let head = &head[..got];
     let compressed = head.starts_with(&[0x1f, 0x8b]) || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     if !compressed && !head.is_empty() && head.get(257..262) != Some(b"ustar") {
         return Err(ScanError::new(format!(
@@ -401,7 +424,15 @@ pub fn open(
             path.display()
         )));
     }
-    decompress(reader, &path.display().to_string())
+    if compressed {
+        let mut file = file;
+        file.rewind()
+            .map_err(|e| ScanError::new(format!("cannot read {}: {e}", path.display())))?;
+        let reader = BufReader::with_capacity(COMPRESSED_BUFFER, file);
+        return decompress(reader, &path.display().to_string());
+    }
+    let range = Range::new(Arc::new(file), 0, meta.len());
+    Ok((Input::file(range), None))
 }
 
 #[cfg(test)]
@@ -428,29 +459,38 @@ mod tests {
         assert!(e.to_string().contains("decompression bomb"), "{e}");
     }
 
+    fn all_of(input: Input<'_>) -> io::Result<Vec<u8>> {
+        let mut input = input;
+        let mut out = Vec::new();
+        loop {
+            let have = input.fill()?;
+            if have.is_empty() {
+                return Ok(out);
+            }
+            let n = have.len();
+            out.extend_from_slice(have);
+            input.consume(n);
+        }
+    }
+
     #[test]
     fn zstd_frames_are_read_one_after_another_and_skippable_ones_skipped() {
-        use ruzstd::encoding::{CompressionLevel, compress_to_vec};
         let first: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         let second = b"the second frame".repeat(1000);
-        let mut stream = compress_to_vec(&first[..], CompressionLevel::Fastest);
+        let mut stream = zstd::encode_all(&first[..], 1).expect("encode");
         // A skippable frame (as zstd:chunked writes its table of contents).
         stream.extend_from_slice(&0x184d_2a5e_u32.to_le_bytes());
         stream.extend_from_slice(&5u32.to_le_bytes());
         stream.extend_from_slice(b"toc!!");
-        stream.extend_from_slice(&compress_to_vec(&second[..], CompressionLevel::Fastest));
-        let (mut r, c) = decompress(&stream[..], "x").expect("zstd");
+        stream.extend_from_slice(&zstd::encode_all(&second[..], 1).expect("encode"));
+        let (r, c) = decompress(&stream[..], "x").expect("zstd");
         assert_eq!(c, Some("zstd"));
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).expect("decode");
+        let out = all_of(r).expect("decode");
         assert_eq!(out.len(), first.len() + second.len());
         assert!(out.starts_with(&first) && out.ends_with(&second));
         let cut = &stream[..stream.len() - 3];
-        let (mut r, _) = decompress(cut, "x").expect("zstd");
-        assert!(
-            r.read_to_end(&mut Vec::new()).is_err(),
-            "a cut stream is an error"
-        );
+        let (r, _) = decompress(cut, "x").expect("zstd");
+        assert!(all_of(r).is_err(), "a cut stream is an error");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! readers above.
 
 pub mod archive;
+mod arm;
 pub mod daemon;
 pub mod layers;
 pub mod oci;

@@ -8,14 +8,13 @@
 //! before they become paths, and nested indexes are followed only a few levels deep.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use super::layers::{Layer, stack};
+use super::layers::{Entries, Layer, stack};
 use super::{Expected, ExpectedFrom, Kind, Progress, Report, ScanError, Verdict, archive};
 use crate::arch::ArchTable;
 use crate::fileio::{self, Follow};
@@ -595,13 +594,14 @@ impl Blobs for LayoutDir {
 
 fn read_layer(
     table: &ArchTable,
-    reader: impl Read,
+    reader: archive::Input<'_>,
     what: &str,
     digest: &Arc<str>,
     progress: &Progress,
 ) -> Result<Layer, ScanError> {
-    let mut entries = Vec::new();
+    let mut entries = Entries::default();
     archive::read_entries(table, reader, what, progress, |e| entries.push(e))?;
+    entries.shrink_to_fit();
     tracing::info!("layer {digest}: {} entries", entries.len());
     Ok(Layer {
         digest: Arc::clone(digest),

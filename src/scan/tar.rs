@@ -5,14 +5,16 @@
 //! the top-level names say which of the two the tar is.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ::tar::EntryType;
+use rayon::prelude::*;
 
-use super::archive::{self, Member};
-use super::layers::{Layer, LayerEntry};
+use super::archive::{self, Data, Member};
+use super::layers::{Entries, Layer};
 use super::oci::{self, Blobs, MAX_JSON};
 use super::{
     Expected, ExpectedFrom, HEAD, Kind, Progress, Report, ScanError, Sniff, Tally, Verdict,
@@ -20,8 +22,9 @@ use super::{
 };
 use crate::arch::ArchTable;
 
-/// What all small documents of a `docker save` archive may add up to.
-const MAX_JSON_TOTAL: u64 = 64 << 20;
+/// What all small documents of a `docker save` archive may add up to (real ones: KiBs per
+/// image).
+const MAX_JSON_TOTAL: u64 = 16 << 20;
 
 /// Scan a tar file: a root filesystem or a single layer, or, when it turns out to hold
 /// `manifest.json` and layers (`docker save`) or an OCI layout, the image inside.
@@ -35,11 +38,11 @@ pub fn scan_file(
     scan_stream(table, reader, compression, path, platform, progress)
 }
 
-/// Scan a tar stream already open and decompressed (standard input, the Docker daemon's
-/// answer), read once as `scan_file` reads a file; `path` names it in the report and errors.
+/// Scan a tar stream already open and decompressed (a file, or standard input), read once;
+/// `path` names it in the report and errors.
 pub fn scan_stream(
     table: &ArchTable,
-    reader: impl Read,
+    reader: archive::Input<'_>,
     compression: Option<&'static str>,
     path: &Path,
     platform: Option<&Expected>,
@@ -86,13 +89,14 @@ struct Pass<'a> {
 impl Pass<'_> {
     /// Read one member once: identified for the tally, and kept as a document or read as a
     /// layer where an image archive would have one.
-    fn member(&mut self, m: Member<'_>) -> Result<(), ScanError> {
+    fn member(&mut self, m: Member<'_, '_, '_>) -> Result<(), ScanError> {
         let name = m.path.trim_start_matches('/').to_string();
         let at_layer = is_layer_location(&name);
         if !archive::is_regular(m.kind) {
             // The tar crate read a link or directory as no data: an empty layer.
             if at_layer {
-                self.blobs.add_layer(name, Ok(Vec::new()));
+                self.blobs
+                    .add_layer(name, Stored::Read(Ok(Entries::default())));
             }
             return Ok(());
         }
@@ -100,66 +104,79 @@ impl Pass<'_> {
         let path = m.path.as_str();
         let cannot =
             |e: io::Error| ScanError::new(format!("{what}: cannot read member {path}: {e}"));
+        let place = m.data.place();
         let mut tap = Tap {
-            inner: m.data,
-            read: 0,
+            inner: &mut *m.data,
             kept: None,
             failed: None,
         };
         let mut head = [0u8; HEAD];
         let got = archive::read_full(&mut tap, &mut head).map_err(cannot)?;
         let head = &head[..got];
-        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(m.size);
+        let doc = m.kind != EntryType::GNUSparse && self.blobs.doc_fits(&name, m.size);
         if doc && matches!(head.first(), Some(b'{' | b'[')) {
             tap.kept = Some(head.to_vec());
         }
-        let (sniff, more) = archive::sniff(self.table, head, &mut tap, m.size).map_err(cannot)?;
         if at_layer {
             let member = format!("{what}: {name}");
-            let layer = if more == 0 {
-                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
-                archive::layer_entries(self.table, replayed, &member, self.progress)
-            } else {
-                // Read whole to name a 32-bit ARM program: a program, not a tar stream.
+            let layer = if archive::reads_on(head) {
+                // A 32-bit ARM program: a program, not a tar stream.
                 let e = format!("{member}: not a readable tar stream: an ARM program");
-                Err(ScanError::new(e))
+                Stored::Read(Err(ScanError::new(e)))
+            } else if let Some((file, at)) = place {
+                // In a plain file: read later, by position, if the image names it.
+                Stored::At {
+                    file,
+                    at,
+                    size: m.size,
+                }
+            } else {
+                let replayed = io::BufReader::new(Cursor::new(head).chain(&mut tap));
+                let layer = archive::layer_entries(self.table, replayed, &member, self.progress);
+                // The archive's own failure is the archive's error, not a bad layer.
+                if let Some(e) = tap.failed.take() {
+                    return Err(cannot(e));
+                }
+                Stored::Read(layer)
             };
-            // The archive's own failure is the archive's error, not a bad layer.
-            if let Some(e) = tap.failed.take() {
-                return Err(cannot(e));
-            }
             self.blobs.add_layer(name.clone(), layer);
         }
-        io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        if tap.kept.is_some() {
+            // A document is kept whole (it is small: `doc_fits`).
+            io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
+        }
+        let kept = tap.kept.take();
+        // Named from its first bytes, which a layer's are not; only a 32-bit ARM program
+        // (never read as a layer, nor kept as a document) reads on from right after them.
+        let sniff = archive::sniff(self.table, head, m.data, m.size).map_err(cannot)?;
+        let whole = m.data.finish().map_err(cannot)?;
         // Whiteouts act on layers below; a tar alone has none.
         if archive::whiteout(path).is_none() {
-            archive::check_whole(tap.read, m.size, path, what)?;
+            archive::check_whole(whole, m.size, path, what)?;
             self.progress.file(!matches!(sniff, Sniff::NotElf));
             self.seen.note(path);
             self.tally.add(path, sniff, None);
         }
-        if let Some(doc) = tap.kept {
+        if let Some(doc) = kept {
             self.blobs.add_doc(name, doc);
         }
         Ok(())
     }
 }
 
-/// A member's data as the pass reads it: counted (a member cut short is an error), kept
-/// whole when it may be a document, and its read error remembered, so that a layer read
-/// through it cannot pass the archive's own failure off as a bad layer.
-struct Tap<'a> {
-    inner: &'a mut dyn Read,
-    read: u64,
+/// A member's data as the pass reads it: kept whole when it may be a document, and its read
+/// error remembered, so that a layer read through it cannot pass the archive's own failure
+/// off as a bad layer.
+struct Tap<'t, 'i, 'a> {
+    inner: &'t mut Data<'i, 'a>,
     kept: Option<Vec<u8>>,
     failed: Option<io::Error>,
 }
 
-impl Read for Tap<'_> {
+impl Read for Tap<'_, '_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.inner.read(buf) {
             Ok(n) => {
-                self.read += n as u64;
                 if let Some(kept) = &mut self.kept {
                     kept.extend_from_slice(&buf[..n]);
                 }
@@ -173,6 +190,13 @@ impl Read for Tap<'_> {
             }
         }
     }
+}
+
+/// A member where a layer may be: read already (a compressed archive is read once, in
+/// order), or where it is in a plain archive file, to be read by position if it is wanted.
+enum Stored {
+    Read(Result<Entries, ScanError>),
+    At { file: Arc<File>, at: u64, size: u64 },
 }
 
 /// Where docker save and OCI layouts put layers: `blobs/<alg>/<hex>`, `<id>/layer.tar`, and
@@ -189,8 +213,9 @@ struct ArchiveBlobs {
     /// Member name (without a leading `/`) → content, for members that look like JSON.
     docs: HashMap<String, Vec<u8>>,
     docs_total: u64,
-    /// Member name → its place in the archive, and its entries or why it is no layer.
-    layers: HashMap<String, (usize, Result<Vec<LayerEntry>, ScanError>)>,
+    /// Member name → each member of that name where a layer may be: its place in the
+    /// archive, and the layer.
+    layers: HashMap<String, Vec<(usize, Stored)>>,
     /// Members offered as layers so far: the next one's place.
     offered: usize,
 }
@@ -206,10 +231,13 @@ impl ArchiveBlobs {
         }
     }
 
-    /// Whether a member of `size` bytes may be kept as a document: MAX_JSON each,
-    /// MAX_JSON_TOTAL in all.
-    fn doc_fits(&self, size: u64) -> bool {
-        size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
+    /// Whether a member of `size` bytes may be kept as a document: only where an image
+    /// archive has its documents (at the top, `manifest.json`, `index.json`, docker save's
+    /// `<id>.json`; and blobs), MAX_JSON each, MAX_JSON_TOTAL in all. A root filesystem's
+    /// own JSON files are not kept.
+    fn doc_fits(&self, member: &str, size: u64) -> bool {
+        let place = !member.contains('/') || member.starts_with("blobs/");
+        place && size <= MAX_JSON && self.docs_total + size <= MAX_JSON_TOTAL
     }
 
     fn add_doc(&mut self, member: String, data: Vec<u8>) {
@@ -217,12 +245,62 @@ impl ArchiveBlobs {
         self.docs.insert(member, data);
     }
 
-    /// A member where a layer may be. A failure is kept over a later member of the same
-    /// name, as reading the members in turn would have stopped at it.
-    fn add_layer(&mut self, member: String, layer: Result<Vec<LayerEntry>, ScanError>) {
+    /// A member where a layer may be.
+    fn add_layer(&mut self, member: String, layer: Stored) {
         self.offered += 1;
-        if !matches!(self.layers.get(&member), Some((_, Err(_)))) {
-            self.layers.insert(member, (self.offered, layer));
+        self.layers
+            .entry(member)
+            .or_default()
+            .push((self.offered, layer));
+    }
+
+    /// Read the layers of the wanted members that are still stored, side by side.
+    fn read_stored(&mut self, table: &ArchTable, wanted: &[String], progress: &Progress) {
+        let mut todo = Vec::new();
+        for m in wanted {
+            for (place, layer) in self.layers.get(m).into_iter().flatten() {
+                if let Stored::At { file, at, size } = layer {
+                    todo.push((m.clone(), *place, Arc::clone(file), *at, *size));
+                }
+            }
+        }
+        todo.sort_by_key(|t| t.1);
+        todo.dedup_by_key(|t| t.1);
+        let path = self.path.display().to_string();
+        let done: Vec<(String, usize, Result<Entries, ScanError>)> = todo
+            .into_par_iter()
+            .map(|(m, place, file, at, size)| {
+                let what = format!("{path}: {m}");
+                let layer = archive::stored_layer_entries(table, file, at, size, &what, progress);
+                (m, place, layer)
+            })
+            .collect();
+        for (m, place, layer) in done {
+            if let Some(slot) = self
+                .layers
+                .get_mut(&m)
+                .and_then(|v| v.iter_mut().find(|(p, _)| *p == place))
+            {
+                slot.1 = Stored::Read(layer);
+            }
+        }
+    }
+
+    /// A member's layer as reading the members in turn would leave it: the first that failed
+    /// (reading would have stopped there), else the last; and its place.
+    fn take_layer(&mut self, member: &str) -> Option<(usize, Result<Entries, ScanError>)> {
+        let mut all = self.layers.remove(member)?;
+        let first_failed = all
+            .iter()
+            .position(|(_, l)| matches!(l, Stored::Read(Err(_))));
+        let (place, layer) = match first_failed {
+            Some(i) => all.swap_remove(i),
+            None => all.pop()?,
+        };
+        match layer {
+            Stored::Read(r) => Some((place, r)),
+            // Not read: not wanted (read_stored reads every wanted one).
+            Stored::At { .. } => None,
         }
     }
 
@@ -251,29 +329,37 @@ impl Blobs for ArchiveBlobs {
         })
     }
 
-    /// The wanted layers, from those the pass read; the others are dropped. A wanted one that
-    /// failed is an error, the first in archive order; then a wanted one not there at all.
+    /// The wanted layers: those the pass read, and those of a plain archive read now, side
+    /// by side; the others are dropped unread. A wanted one that failed is an error, the
+    /// first in archive order; then a wanted one not there at all.
     fn layers(
         &mut self,
-        _: &ArchTable,
+        table: &ArchTable,
         wanted: &[(String, Arc<str>)],
-        _: &Progress,
+        progress: &Progress,
     ) -> Result<HashMap<String, Arc<Layer>>, ScanError> {
-        let failed = wanted
+        let members: Vec<String> = wanted.iter().map(|(k, _)| Self::member(k)).collect();
+        self.read_stored(table, &members, progress);
+        let mut found: HashMap<String, (usize, Result<Entries, ScanError>)> = HashMap::new();
+        for m in &members {
+            if !found.contains_key(m) {
+                if let Some(layer) = self.take_layer(m) {
+                    found.insert(m.clone(), layer);
+                }
+            }
+        }
+        let failed = found
             .iter()
-            .map(|(k, _)| Self::member(k))
-            .filter_map(|m| match self.layers.get(&m) {
-                Some((place, Err(_))) => Some((*place, m)),
-                _ => None,
-            })
+            .filter(|(_, (_, l))| l.is_err())
+            .map(|(m, (place, _))| (*place, m.clone()))
             .min();
-        if let Some((_, Err(e))) = failed.and_then(|(_, m)| self.layers.remove(&m)) {
+        if let Some((_, (_, Err(e)))) = failed.and_then(|(_, m)| found.remove_entry(&m)) {
             return Err(e);
         }
         let mut out = HashMap::new();
         for (key, digest) in wanted {
             let member = Self::member(key);
-            let Some((_, Ok(entries))) = self.layers.remove(&member) else {
+            let Some((_, Ok(entries))) = found.remove(&member) else {
                 return Err(ScanError::new(format!(
                     "{}: layer {member} is missing",
                     self.path.display()
@@ -322,6 +408,13 @@ impl ImageMarkers {
 mod tests {
     use super::*;
 
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(data).expect("gzip");
+        z.finish().expect("gzip")
+    }
+
     fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = ::tar::Builder::new(Vec::new());
         for (name, data) in members {
@@ -348,11 +441,23 @@ mod tests {
         let manifest = |layer: &str| {
             format!(r#"[{{"Config":"blobs/sha256/{c}","Layers":["blobs/sha256/{layer}"]}}]"#)
         };
+        // Each archive is scanned as a plain file (its layers read by position, side by
+        // side, once the manifest names them) and gzip-compressed (read once, in order): the
+        // answers must be the same.
         let scan = |members: &[(&str, &[u8])]| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let path = dir.path().join("image.tar");
-            std::fs::write(&path, tar_of(members)).expect("write");
-            scan_file(&t, &path, None, &Progress::default())
+            let plain = dir.path().join("image.tar");
+            std::fs::write(&plain, tar_of(members)).expect("write");
+            let packed = dir.path().join("packed.tar.gz");
+            std::fs::write(&packed, gzip(&tar_of(members))).expect("write");
+            let a = scan_file(&t, &plain, None, &Progress::default());
+            let b = scan_file(&t, &packed, None, &Progress::default());
+            let said = |r: &Result<Report, ScanError>| match r {
+                Ok(r) => format!("{:?}", r.images[0].mismatches),
+                Err(e) => e.0.replace("packed.tar.gz", "image.tar"),
+            };
+            assert_eq!(said(&a), said(&b));
+            a
         };
         let (lm, cm, jm) = (
             format!("blobs/sha256/{l}"),
@@ -374,6 +479,22 @@ mod tests {
         assert_eq!(v.mismatches.len(), 1);
         assert_eq!(v.mismatches[0].path, "/server");
         assert_eq!(v.mismatches[0].layer, Some(format!("sha256:{l}")));
+        // A compressed layer; and a name given twice, as reading in turn would take it.
+        let report = scan(&[
+            (&lm, b"first of two"),
+            (&lm, &gzip(&layer)),
+            (&cm, config),
+            ("manifest.json", good.as_bytes()),
+        ]);
+        assert!(report.expect_err("first failed").0.contains(&lm));
+        let report = scan(&[
+            (&lm, &layer),
+            (&lm, &gzip(&layer)),
+            (&cm, config),
+            ("manifest.json", good.as_bytes()),
+        ])
+        .expect("scanned");
+        assert_eq!(report.images[0].mismatches.len(), 1);
 
         let absent = manifest(&"b".repeat(64));
         let e = scan(&[

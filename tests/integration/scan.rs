@@ -294,6 +294,36 @@ fn arm_variants_v7_runs_v5_but_arm64_runs_neither() {
     assert_eq!(v["mismatches"].as_array().map(Vec::len), Some(3));
 }
 
+/// In a tar, plain or compressed, 32-bit ARM programs are named from their attributes as in
+/// a tree: by position in a plain tar, from the spans kept as a compressed one streams by.
+#[test]
+fn arm_variants_are_named_alike_in_a_tree_and_in_every_tar() {
+    let t = open_tempdir();
+    let root = t.path().join("rootfs");
+    copy("armhf", &root.join("bin/v7"));
+    copy("armel", &root.join("bin/v5"));
+    copy("armv6hf", &root.join("bin/v6"));
+    let (r, tree) = scan_json(&root, &["--platform", "linux/arm/v6"]);
+    r.expect_code(1);
+    assert_eq!(tree["by_platform"]["linux/arm/v6"], 1, "{tree:#}");
+    for (archive, _) in archives(t.path(), &root) {
+        let (r, v) = scan_json(&archive, &["--platform", "linux/arm/v6"]);
+        r.expect_code(1);
+        assert_eq!(
+            v["by_platform"],
+            tree["by_platform"],
+            "{}",
+            archive.display()
+        );
+        assert_eq!(
+            paths(&v["mismatches"]),
+            ["/bin/v7"],
+            "{}",
+            archive.display()
+        );
+    }
+}
+
 /// Each archive GNU tar makes of the tree, and the compression it should be read as.
 fn archives(dir: &Path, root: &Path) -> Vec<(PathBuf, Option<&'static str>)> {
     let mut out = vec![
