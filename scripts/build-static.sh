@@ -88,6 +88,13 @@ if [[ $arch != "$(uname -m)" ]]; then
 	export "$(for_triple CFLAGS)=--target=$arch-linux-musl -nostdinc -isystem $clang_headers -isystem $headers"
 	var=CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_LINKER
 	export "$var=rust-lld"
+	# zlib-ng is built by CMake, whose compiler check links a program: there is no C linker
+	# for this target here, so it checks by building a static library instead.
+	toolchain=$sysroot/toolchain.cmake
+	printf '%s\n' 'set(CMAKE_SYSTEM_NAME Linux)' "set(CMAKE_SYSTEM_PROCESSOR $arch)" \
+		'set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)' 'set(CMAKE_C_COMPILER clang-16)' \
+		'set(CMAKE_AR llvm-ar-16)' >"$toolchain"
+	export "$(for_triple CMAKE_TOOLCHAIN_FILE)=$toolchain"
 	build
 elif ! build; then
 	# Rust links musl programs with its own CRT objects and the system C compiler, and C

@@ -16,7 +16,7 @@ use crate::arch::Arch;
 use crate::binfmt::{BinfmtError, Registration, Registry, Snapshot};
 use crate::fileio::{self, Follow, OpenError};
 use crate::probe::{self, runner};
-use crate::sys::exec::{Ending, Outcome, Step, signal_name};
+use crate::sys::exec::{Ending, Outcome, Step};
 
 /// How long a probe asked for by [`Machine::runs_natively`] may take.
 const NATIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -284,24 +284,7 @@ impl Replies for Asking {
                     failure: Some("there is no such program for this architecture".into()),
                     ..Reply::default()
                 },
-                Some(o) => Reply {
-                    exit: match o.ending {
-                        Ending::Exited(c) => Some(c),
-                        _ => None,
-                    },
-                    stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                    failure: match &o.ending {
-                        Ending::Exited(_) => None,
-                        Ending::Signaled(s) => Some(format!("killed by {}", signal_name(*s))),
-                        Ending::TimedOut => Some(format!(
-                            "no answer within {:.1} s",
-                            self.timeout.as_secs_f64()
-                        )),
-                        Ending::Failed { step, errno } => {
-                            Some(format!("{}: {}", step.as_str(), errno.desc()))
-                        }
-                    },
-                },
+                Some(o) => Reply::of(o, self.timeout),
             })
             .collect()
     }

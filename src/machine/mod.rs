@@ -364,6 +364,30 @@ pub struct Reply {
     pub failure: Option<String>,
 }
 
+impl Reply {
+    /// How a run ended, as a reply; `timeout` is the limit it ran under.
+    pub fn of(o: &crate::sys::exec::Outcome, timeout: std::time::Duration) -> Reply {
+        use crate::sys::exec::{Ending, signal_name};
+        Reply {
+            exit: match o.ending {
+                Ending::Exited(c) => Some(c),
+                _ => None,
+            },
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            failure: match &o.ending {
+                Ending::Exited(_) => None,
+                Ending::Signaled(s) => Some(format!("killed by {}", signal_name(*s))),
+                Ending::TimedOut => {
+                    Some(format!("no answer within {:.1} s", timeout.as_secs_f64()))
+                }
+                Ending::Failed { step, errno } => {
+                    Some(format!("{}: {}", step.as_str(), errno.desc()))
+                }
+            },
+        }
+    }
+}
+
 /// Asks started by [`Machine::start_asking`].
 pub trait Replies {
     /// Wait for them: one reply per ask, in the order asked.

@@ -10,6 +10,7 @@ use serde::Serialize;
 mod extras;
 
 use super::levels::proof::{self, Proven};
+use super::levels::{self, Family};
 use super::runner::{self, Job, Place};
 use super::{EXIT_CODE, program};
 use crate::arch::{Arch, ArchTable, Host};
@@ -18,7 +19,7 @@ use crate::diagnose;
 use crate::error::{Class, Classify};
 use crate::fileio::{self, Follow, OpenError};
 use crate::inspect::Inspector;
-use crate::machine::Machine;
+use crate::machine::{Machine, Reply};
 use crate::messages::printable;
 use crate::qemu::Facts;
 use crate::qemu::known::IssueTable;
@@ -226,9 +227,13 @@ pub fn test_arches(
     let mut results = Vec::new();
     let mut jobs = Vec::new();
     let mut tested = Vec::new();
+    // Per job: the level family whose probe is joined to it, when there is one.
+    let mut joined = Vec::new();
     for t in targets {
         let a = t.arch;
-        match program(a) {
+        let with_levels = levels::echo_then_levels(a);
+        joined.push(with_levels.as_ref().map(|p| p.family));
+        match with_levels.map(|p| p.image).or_else(|| program(a)) {
             Some(image) => {
                 jobs.push(Job {
                     file: file_name(t),
@@ -240,20 +245,23 @@ pub fn test_arches(
                 });
                 tested.push((a, t.extension));
             }
-            None => results.push(TestResult {
-                arch: a.name.clone(),
-                platform: a.default_platform(),
-                handler: None,
-                ok: false,
-                level: None,
-                error: Some(format!(
-                    "no probe program for {}: QEMU cannot emulate it",
-                    a.name
-                )),
-                ms: 0.0,
-                levels: None,
-                qemu: Facts::default(),
-            }),
+            None => {
+                joined.pop();
+                results.push(TestResult {
+                    arch: a.name.clone(),
+                    platform: a.default_platform(),
+                    handler: None,
+                    ok: false,
+                    level: None,
+                    error: Some(format!(
+                        "no probe program for {}: QEMU cannot emulate it",
+                        a.name
+                    )),
+                    ms: 0.0,
+                    levels: None,
+                    qemu: Facts::default(),
+                });
+            }
         }
     }
     tracing::info!(
@@ -269,12 +277,18 @@ pub fn test_arches(
     let extras = extras::start(machine, snap, &tested, &jobs, settings);
     let outcomes = batch.wait(timeout);
     refuse_unrunnable(&tested, &outcomes, &host)?;
-    let (levels, facts) = extras.finish();
-    for ((((a, _), job), out), (levels, qemu)) in tested
+    let firsts: Vec<Option<Reply>> = joined
+        .iter()
+        .zip(&outcomes)
+        .map(|(f, o)| f.map(|_| Reply::of(o, timeout)))
+        .collect();
+    let (levels, facts) = extras.finish(&firsts);
+    for (((((a, _), job), out), (levels, qemu)), family) in tested
         .iter()
         .zip(&jobs)
         .zip(&outcomes)
         .zip(levels.into_iter().zip(facts))
+        .zip(&joined)
     {
         tracing::debug!(
             "{}: {:?} after {:.1} ms, stdout {:?}",
@@ -284,7 +298,7 @@ pub fn test_arches(
             String::from_utf8_lossy(&out.stdout)
         );
         let native = host.arch.as_deref() == Some(a.name.as_str());
-        let mut r = judge(a, job, out, snap, native, chroot, timeout);
+        let mut r = judge(a, job, *family, out, snap, native, chroot, timeout);
         r.levels = levels;
         r.qemu = qemu;
         results.push(r);
@@ -337,9 +351,11 @@ fn token(a: &Arch) -> String {
 }
 
 /// What one probe's run proves, and in a user's words what went wrong.
+#[allow(clippy::too_many_arguments)] // each is one fact the verdict weighs
 fn judge(
     a: &Arch,
     job: &Job,
+    joined: Option<&'static Family>,
     out: &Outcome,
     snap: &Snapshot,
     native_host: bool,
@@ -355,7 +371,11 @@ fn judge(
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stderr = stderr.trim();
     let (level, error) = match &out.ending {
-        Ending::Exited(code) if *code == EXIT_CODE => {
+        // The echo probe's status, or, where the level probe is joined to it, a status that
+        // probe gives (it exits 100 + the mask of the levels that ran).
+        Ending::Exited(code)
+            if *code == EXIT_CODE || joined.is_some_and(|f| f.decode(*code).is_some()) =>
+        {
             let want_token = format!("{}\n", job.args[0]);
             let text = String::from_utf8_lossy(&out.stdout);
             if !text.starts_with(&want_token) {

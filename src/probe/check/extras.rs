@@ -1,6 +1,8 @@
 //! What `test` learns beside each verdict, started with the probes and collected after
-//! them: the levels each probe's handler (or the host's own CPU) reaches, and what QEMU the
-//! handler runs.
+//! them: what QEMU each probe's handler runs, and the levels the handler (or the host's own
+//! CPU) reaches. The levels come from the probe itself where its arch has a level probe (the
+//! echo probe joined to it: `levels::echo_then_levels`), so the default run costs no start
+//! of its own; what is left is the second run that may lift a level.
 
 use std::path::Path;
 
@@ -8,7 +10,8 @@ use super::Settings;
 use crate::arch::Arch;
 use crate::binfmt::Snapshot;
 use crate::machine::Machine;
-use crate::probe::levels::proof::{self, Proven, Proving};
+use crate::machine::Reply;
+use crate::probe::levels::proof::{self, Proven};
 use crate::probe::runner::Job;
 use crate::qemu::Facts;
 use crate::qemu::ask::{self, Asking};
@@ -16,17 +19,21 @@ use crate::qemu::known::IssueTable;
 
 /// The questions in flight.
 pub(super) struct Extras<'m, 'i> {
-    proving: Proving<'m>,
+    machine: &'m dyn Machine,
+    /// Per probe: its arch, the extension on its name, and whether a handler runs it.
+    subjects: Vec<(&'m Arch, Option<&'m str>, bool)>,
+    chroot: bool,
+    timeout: std::time::Duration,
     /// The interpreter questions, and per probe the index of its subject there.
     asking: Option<(Asking, Vec<Option<usize>>, &'i IssueTable)>,
 }
 
-/// Start, for each probe (`tested[i]` runs `jobs[i]`), its level probe through the same
-/// handler, and with `settings.issues` the questions to that handler's interpreter.
+/// Start, for each probe (`tested[i]` runs `jobs[i]`), with `settings.issues`, the questions
+/// to its handler's interpreter.
 pub(super) fn start<'m, 'i>(
     machine: &'m dyn Machine,
     snap: &Snapshot,
-    tested: &[(&Arch, Option<&str>)],
+    tested: &[(&'m Arch, Option<&'m str>)],
     jobs: &[Job],
     settings: Settings<'i>,
 ) -> Extras<'m, 'i> {
@@ -34,16 +41,11 @@ pub(super) fn start<'m, 'i>(
         .iter()
         .map(|j| snap.handler_for(Path::new(&j.file), &j.image))
         .collect();
-    let subjects: Vec<proof::Subject<'_>> = tested
+    let subjects = tested
         .iter()
         .zip(&handlers)
-        .map(|(&(arch, extension), h)| proof::Subject {
-            arch,
-            extension,
-            emulated: h.is_some(),
-        })
+        .map(|(&(arch, extension), h)| (arch, extension, h.is_some()))
         .collect();
-    let proving = proof::start(machine, &subjects, settings.chroot, settings.timeout);
     let asking = settings.issues.map(|issues| {
         let mut subjects = Vec::new();
         let mut index = Vec::new();
@@ -69,13 +71,30 @@ pub(super) fn start<'m, 'i>(
         );
         (asking, index, issues)
     });
-    Extras { proving, asking }
+    Extras {
+        machine,
+        subjects,
+        chroot: settings.chroot,
+        timeout: settings.timeout,
+        asking,
+    }
 }
 
 impl Extras<'_, '_> {
-    /// Per probe: the levels proven, and what its handler's QEMU said of itself.
-    pub(super) fn finish(self) -> (Vec<Option<Proven>>, Vec<Facts>) {
-        let levels = self.proving.finish();
+    /// Per probe: the levels proven, from its own run (`firsts[i]`, where it was joined to
+    /// the level probe) and a second run where one may lift a level, and what its handler's
+    /// QEMU said of itself.
+    pub(super) fn finish(self, firsts: &[Option<Reply>]) -> (Vec<Option<Proven>>, Vec<Facts>) {
+        let subjects: Vec<proof::Subject<'_>> = self
+            .subjects
+            .iter()
+            .map(|&(arch, extension, emulated)| proof::Subject {
+                arch,
+                extension,
+                emulated,
+            })
+            .collect();
+        let levels = proof::conclude(self.machine, &subjects, firsts, self.chroot, self.timeout);
         let facts = match self.asking {
             Some((asking, index, issues)) => {
                 let answers = asking.finish(issues);

@@ -26,7 +26,7 @@
 //! instruction Armv8.2 makes mandatory that user code can run, so no QEMU 7.2 model proves
 //! v8.2 or anything above it, although `max` runs every later check.
 
-use super::{Family, Level, LevelProbe, le_words, slots, wrap};
+use super::{Family, Level, le_words, slots};
 use crate::arch::Arch;
 
 pub const V8_0: &str = "v8.0";
@@ -125,7 +125,9 @@ const EXIT0: &[u32] = &[
     0xd400_0001, // svc #0
 ];
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     if arch.name != "arm64" {
         return None;
     }
@@ -188,10 +190,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     let mut code = le_words(&words);
     code.extend(slots(&refs, &le_words(&[0xd503_201f]), &le_words(EXIT0))); // filler: nop
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]

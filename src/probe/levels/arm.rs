@@ -16,7 +16,7 @@
 //! `arm1136`, `arm1176`: v6; `cortex-a7`, `cortex-a8`, `cortex-a9`, `cortex-a15`: v7; `max`
 //! (user mode's default): v8.
 
-use super::{Family, Level, LevelProbe, le_words, slots, wrap};
+use super::{Family, Level, le_words, slots};
 use crate::arch::Arch;
 
 pub const V5: &str = "v5";
@@ -78,7 +78,9 @@ const EXIT0: &[u32] = &[
     0xef00_0000, // svc #0
 ];
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     if arch.name != "arm" {
         return None;
     }
@@ -142,10 +144,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let mut code = le_words(&words);
     // Filler: mov r0, r0, the ARMv5 NOP.
     code.extend(slots(&refs, &le_words(&[0xe1a0_0000]), &le_words(EXIT0)));
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]

@@ -27,11 +27,14 @@
 
 pub mod aarch64;
 pub mod arm;
+mod joined;
 pub mod power;
 pub mod proof;
 pub mod riscv;
 pub mod s390x;
 pub mod x86;
+
+pub use joined::echo_then_levels;
 
 use crate::arch::Arch;
 
@@ -153,17 +156,27 @@ pub fn family(arch: &Arch) -> Option<&'static Family> {
     FAMILIES.iter().copied().find(|f| f.arch == arch.name)
 }
 
-/// The level probe for `arch`, or `None` when it has none.
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code for `arch`, to be loaded at `start`; `None` when it has
+/// none.
+fn code(arch: &Arch, start: u64) -> Option<Vec<u8>> {
     match arch.name.as_str() {
-        "amd64" => x86::program(arch),
-        "arm" => arm::program(arch),
-        "arm64" => aarch64::program(arch),
-        "ppc64le" => power::program(arch),
-        "s390x" => s390x::program(arch),
-        "riscv64" => riscv::program(arch),
+        "amd64" => x86::code(arch, start),
+        "arm" => arm::code(arch, start),
+        "arm64" => aarch64::code(arch, start),
+        "ppc64le" => power::code(arch, start),
+        "s390x" => s390x::code(arch, start),
+        "riscv64" => riscv::code(arch, start),
         _ => None,
     }
+}
+
+/// The level probe for `arch`, or `None` when it has none.
+pub fn program(arch: &Arch) -> Option<LevelProbe> {
+    let code = code(arch, super::code_address(arch))?;
+    Some(LevelProbe {
+        image: wrap(arch, &code),
+        family: family(arch)?,
+    })
 }
 
 /// The level names an exit status of `arch`'s probe proves, lowest first; `None` when the

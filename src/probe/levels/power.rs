@@ -14,9 +14,8 @@
 //! `level_probe_under_qemu_7_2` does): `power7`: none; `power8`: power8; `power9` and the
 //! default (user mode picks POWER9): power9; `power10`: power10.
 
-use super::{Family, Level, LevelProbe, SLOT, le_words, slots, wrap};
+use super::{Family, Level, SLOT, le_words, slots};
 use crate::arch::Arch;
-use crate::probe::code_address;
 
 pub const POWER8: &str = "power8";
 pub const POWER9: &str = "power9";
@@ -75,14 +74,15 @@ const NOP: u32 = 0x6000_0000;
 /// Offset of the first byte after the dispatch code.
 const SKELETON: u64 = 0xb4;
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, start: u64) -> Option<Vec<u8>> {
     if arch.name != "ppc64le" {
         return None;
     }
     let n = CHECKS.len() as u32;
     // Power has no PC-relative addressing before ISA 3.1: the slots' absolute address is built
     // with lis/ori, aligned to 64 bytes for PLI.
-    let start = code_address(arch);
     let slots_at = (start + SKELETON).next_multiple_of(SLOT as u64);
     let addr = u32::try_from(slots_at).expect("probe addresses fit in 32 bits");
     let (hi, lo) = (addr >> 16, addr & 0xffff);
@@ -150,16 +150,15 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let checks: Vec<Vec<u8>> = CHECKS.iter().map(|c| le_words(c)).collect();
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     code.extend(slots(&refs, &NOP.to_le_bytes(), &le_words(EXIT0)));
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::{arch, under_qemu};
     use super::*;
+    use crate::probe::code_address;
+    use crate::probe::levels::program;
 
     #[test]
     fn level_probe_under_qemu_7_2() {

@@ -182,65 +182,92 @@ impl Proving<'_> {
     /// probe did not run its course (logged).
     pub fn finish(self) -> Vec<Option<Proven>> {
         let replies = self.first.collect();
-        let mut out: Vec<Option<(Found, Proven)>> = Vec::new();
-        for (i, p) in self.plan.iter().enumerate() {
-            out.push(p.and_then(|(f, at)| {
-                let reply = replies.get(at).cloned().unwrap_or_default();
-                match read(f, &reply) {
+        let firsts: Vec<Option<Reply>> = self
+            .plan
+            .iter()
+            .map(|p| p.map(|(_, at)| replies.get(at).cloned().unwrap_or_default()))
+            .collect();
+        let subjects: Vec<Subject<'_>> = self
+            .subjects
+            .iter()
+            .map(|(arch, extension, emulated)| Subject {
+                arch,
+                extension: extension.as_deref(),
+                emulated: *emulated,
+            })
+            .collect();
+        conclude(self.machine, &subjects, &firsts, self.chroot, self.timeout)
+    }
+}
+
+/// Report the levels of `subjects` from their default runs already made (`firsts[i]`, the
+/// reply of subject `i`'s level probe, or of the echo probe joined to it; `None` where none
+/// ran), after the second runs that may lift a level (all at once): one entry per subject,
+/// `None` where its arch has no level probe or the probe did not run its course (logged).
+pub fn conclude(
+    machine: &dyn Machine,
+    subjects: &[Subject<'_>],
+    firsts: &[Option<Reply>],
+    chroot: bool,
+    timeout: Duration,
+) -> Vec<Option<Proven>> {
+    let mut out: Vec<Option<(Found, Proven)>> = Vec::new();
+    for (s, first) in subjects.iter().zip(firsts) {
+        out.push(
+            family(s.arch)
+                .zip(first.as_ref())
+                .and_then(|(f, reply)| match read(f, reply) {
                     Ok(found) => Some((found, Proven::of(&found))),
                     Err(why) => {
-                        tracing::info!("{}: levels not proven: {why}", self.subjects[i].0.name);
+                        tracing::info!("{}: levels not proven: {why}", s.arch.name);
                         None
                     }
-                }
-            }));
-        }
-        // Second runs, for emulated subjects that stopped below a level with a QEMU_CPU value.
-        let mut lifts: Vec<(usize, &'static Level)> = Vec::new();
-        for (i, o) in out.iter().enumerate() {
-            if let Some((found, _)) = o {
-                if self.subjects[i].2 {
-                    if let Some(l) = lift_candidate(found) {
-                        lifts.push((i, l));
-                    }
-                }
-            }
-        }
-        if !lifts.is_empty() {
-            let asks: Vec<Ask<'_>> = lifts
-                .iter()
-                .map(|(i, l)| {
-                    let (arch, ext, _) = &self.subjects[*i];
-                    ask(arch, ext.as_deref(), self.chroot, l.qemu_cpu)
-                })
-                .collect();
-            let replies = self.machine.start_asking(&asks, self.timeout).collect();
-            for ((i, level), reply) in lifts.iter().zip(&replies) {
-                let Some((found, proven)) = out[*i].as_mut() else {
-                    continue;
-                };
-                let cpu = level.qemu_cpu.unwrap_or_default();
-                match read(found.family, reply) {
-                    Ok(lifted) if lifted.levels().len() > found.levels().len() => {
-                        proven.lift = Some(Lift {
-                            qemu_cpu: cpu,
-                            highest: lifted.highest().map(|l| l.name),
-                            proven: lifted.levels(),
-                        });
-                    }
-                    Ok(lifted) => tracing::info!(
-                        "{}: QEMU_CPU={cpu} reached {:?}, no higher than the default",
-                        self.subjects[*i].0.name,
-                        lifted.highest().map(|l| l.name)
-                    ),
-                    Err(why) => {
-                        tracing::info!("{}: QEMU_CPU={cpu}: {why}", self.subjects[*i].0.name)
-                    }
-                }
-            }
-        }
-        out.into_iter().map(|o| o.map(|(_, p)| p)).collect()
+                }),
+        );
     }
+    // Second runs, for emulated subjects that stopped below a level with a QEMU_CPU value.
+    let mut lifts: Vec<(usize, &'static Level)> = Vec::new();
+    for (i, o) in out.iter().enumerate() {
+        if let Some((found, _)) = o {
+            if subjects[i].emulated {
+                if let Some(l) = lift_candidate(found) {
+                    lifts.push((i, l));
+                }
+            }
+        }
+    }
+    if !lifts.is_empty() {
+        let asks: Vec<Ask<'_>> = lifts
+            .iter()
+            .map(|(i, l)| {
+                let s = &subjects[*i];
+                ask(s.arch, s.extension, chroot, l.qemu_cpu)
+            })
+            .collect();
+        let replies = machine.start_asking(&asks, timeout).collect();
+        for ((i, level), reply) in lifts.iter().zip(&replies) {
+            let Some((found, proven)) = out[*i].as_mut() else {
+                continue;
+            };
+            let cpu = level.qemu_cpu.unwrap_or_default();
+            match read(found.family, reply) {
+                Ok(lifted) if lifted.levels().len() > found.levels().len() => {
+                    proven.lift = Some(Lift {
+                        qemu_cpu: cpu,
+                        highest: lifted.highest().map(|l| l.name),
+                        proven: lifted.levels(),
+                    });
+                }
+                Ok(lifted) => tracing::info!(
+                    "{}: QEMU_CPU={cpu} reached {:?}, no higher than the default",
+                    subjects[*i].arch.name,
+                    lifted.highest().map(|l| l.name)
+                ),
+                Err(why) => tracing::info!("{}: QEMU_CPU={cpu}: {why}", subjects[*i].arch.name),
+            }
+        }
+    }
+    out.into_iter().map(|o| o.map(|(_, p)| p)).collect()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! QEMU 7.2 has no Zicbom or Zicboz (no CPU property names them; later versions added them),
 //! nor Zicond, Zfa or Zcb, so it reaches neither RVA22U64 nor RVA23U64.
 
-use super::{Family, Level, LevelProbe, le_words, slots, wrap};
+use super::{Family, Level, le_words, slots};
 use crate::arch::Arch;
 
 pub const RVA20U64: &str = "rva20u64";
@@ -114,7 +114,9 @@ const EXIT0: &[u32] = &[
     0x0000_0073, // ecall
 ];
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     if arch.name != "riscv64" {
         return None;
     }
@@ -180,10 +182,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     let mut code = le_words(&words);
     code.extend(slots(&refs, &le_words(&[0x0000_0013]), &le_words(EXIT0))); // filler: nop
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]

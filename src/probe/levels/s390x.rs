@@ -27,7 +27,7 @@
 //! So QEMU 7.2 runs z15 or nothing: it cannot be held at z13 or z14, and it reaches no z16,
 //! since it implements neither NNPA nor the vector-packed-decimal-enhancement facility 2.
 
-use super::{Family, Level, LevelProbe, slots, wrap};
+use super::{Family, Level, slots};
 use crate::arch::Arch;
 
 pub const Z13: &str = "z13";
@@ -89,7 +89,9 @@ const EXIT0: &[u8] = &[
     0x0a, 0xf8, // svc  248  ; exit_group(0)
 ];
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     if arch.name != "s390x" {
         return None;
     }
@@ -145,10 +147,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let mut code = parts.concat();
     debug_assert_eq!(code.len(), 0x8e);
     code.extend(slots(&CHECKS, &[0x07, 0x00], EXIT0)); // filler: nopr
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]

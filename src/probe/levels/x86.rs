@@ -22,7 +22,7 @@
 //!   AVX-512 (QEMU warns and drops the features), so no QEMU 7.2 model reaches x86-64-v4;
 //!   the host CPU does, natively (`Machine::levels` on the host's own architecture).
 
-use super::{Family, Level, LevelProbe, slots, wrap};
+use super::{Family, Level, slots};
 use crate::arch::Arch;
 
 pub const V1: &str = "x86-64-v1";
@@ -94,7 +94,9 @@ const EXIT0: &[u8] = &[
     0x0f, 0x05, // syscall  ; exit_group(0)
 ];
 
-pub fn program(arch: &Arch) -> Option<LevelProbe> {
+/// The level probe's machine code, for `arch` when it is this family's, to be loaded at
+/// `start`.
+pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     if arch.name != "amd64" {
         return None;
     }
@@ -153,10 +155,7 @@ pub fn program(arch: &Arch) -> Option<LevelProbe> {
     let mut code = parts.concat();
     debug_assert_eq!(code.len(), 0x89);
     code.extend(slots(&checks, &[0x90], EXIT0)); // filler: nop
-    Some(LevelProbe {
-        image: wrap(arch, &code),
-        family: &FAMILY,
-    })
+    Some(code)
 }
 
 #[cfg(test)]
