@@ -237,10 +237,11 @@ checked against the system's CAs plus --cert-dir's *.crt (default: \
 /etc/containers/certs.d/HOST and /etc/docker/certs.d/HOST). --tls-verify=false allows \
 plain HTTP or an unchecked certificate.
 
-For a directory, a preflight also asks whether its programs will run on this host: each \
-program's recorded needs (x86 ISA note, RISC-V and ARM attributes, Go build settings) \
-against its family's level probe run natively or through its handler; setuid programs \
-under a handler without C; and 64-bit directory cookies for a 32-bit emulated image.
+A preflight also asks whether the programs will run on this host: each program's recorded \
+needs (x86 ISA note, RISC-V and ARM attributes, Go build settings) against its family's \
+level probe run natively or through its handler; setuid programs under a handler without \
+C; and, for a directory, 64-bit directory cookies for a 32-bit emulated root. In an image, \
+programs are read for their needs as the layers stream past (whole, up to 16 MiB each).
 
 Exit 1 when a program does not match or will not run here, an ELF file is damaged or a file \
 cannot be read; 0 when everything fits; 2 for bad input: a missing or malformed PATH, an \

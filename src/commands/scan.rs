@@ -96,19 +96,24 @@ fn credentials(text: &str) -> Result<(String, String), BadArgument> {
     Ok((user, password))
 }
 
-/// A root file system on this host: will its programs run here (`scan::preflight`)?
+/// Will the programs of the root file system or image run on this host (`scan::preflight`)?
 fn preflight(
     global: &GlobalArgs,
     table: &crate::arch::ArchTable,
     report: &Report,
 ) -> Option<scan::preflight::Preflight> {
-    if report.kind != scan::Kind::Directory {
-        return None;
-    }
     let machine = crate::machine::Live::new();
     let snapshot = crate::binfmt::Registry::new(&global.binfmt_dir)
         .snapshot()
         .unwrap_or_else(|_| crate::binfmt::Snapshot::empty());
+    if report.kind != scan::Kind::Directory {
+        return Some(scan::preflight::check_image(
+            &machine,
+            table,
+            &snapshot,
+            &report.images,
+        ));
+    }
     let expected = report.images.first().and_then(|v| v.expected.clone());
     Some(scan::preflight::check(
         &machine,
@@ -119,11 +124,26 @@ fn preflight(
     ))
 }
 
+/// ` (linux/arm64, layer sha256:…)` for a program in an image, nothing in a directory.
+fn in_image(image: &Option<String>, layer: &Option<String>) -> String {
+    let parts: Vec<String> = image
+        .iter()
+        .map(|i| printable(i))
+        .chain(layer.iter().map(|l| format!("layer {}", printable(l))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 fn print_preflight(p: &scan::preflight::Preflight) {
     for w in &p.will_not_run {
         messages::out(&format!(
-            "  will not run  {}  needs {} ({}); {} runs up to {}, lacking {}",
+            "  will not run  {}{}  needs {} ({}); {} runs up to {}, lacking {}",
             printable(&w.path),
+            in_image(&w.image, &w.layer),
             w.needs,
             printable(&w.from),
             w.by,
@@ -133,8 +153,9 @@ fn print_preflight(p: &scan::preflight::Preflight) {
     }
     for s in &p.setuid_without_c {
         messages::out(&format!(
-            "  setuid       {}  mode {}: {} has no C, so it runs without its privilege",
+            "  setuid       {}{}  mode {}: {} has no C, so it runs without its privilege",
             printable(&s.path),
+            in_image(&s.image, &s.layer),
             s.mode,
             s.handler
         ));

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use ::tar::{EntryType, Header};
 
 use super::layers::{Entries, LayerEntry};
+use super::needing;
 use super::{HEAD, Progress, ScanError, Sniff, arm, identify, image_path};
 use crate::arch::ArchTable;
 use crate::fileio::{self, Follow};
@@ -132,6 +133,8 @@ pub(super) struct Member<'d, 'i, 'a> {
     pub kind: EntryType,
     /// The size its header gives.
     pub size: u64,
+    /// Its mode bits (permissions, set-id), 0 where the header's field is unreadable.
+    pub mode: u32,
     pub data: &'d mut Data<'i, 'a>,
 }
 
@@ -201,6 +204,7 @@ pub(super) fn members(
                 ),
                 kind,
                 size,
+                mode: header.mode().unwrap_or(0),
                 data: &mut data,
             })?,
         }
@@ -291,6 +295,7 @@ pub fn read_entries(
                 Some(w) => sink(w),
                 None => {
                     let sniff = file(table, m.data, &m.path, m.size, what, progress)?;
+                    let sniff = needing::with_mode(sniff, m.mode);
                     sink(LayerEntry::File(m.path, sniff));
                 }
             }
@@ -352,8 +357,9 @@ pub(super) fn reads_on(head: &[u8]) -> bool {
 }
 
 /// Identify a member of `size` bytes from its first bytes, `head`, reading on from `data`
-/// only for a 32-bit ARM program: by position in a plain file, else as the stream passes
-/// (keeping only the spans that name it, `arm`).
+/// where naming it or its needs take more: by position in a plain file; else, for a program
+/// whose family has instruction-set levels, the whole member when it is small enough
+/// (`needing`); else, for a 32-bit ARM program, only the spans that name it (`arm`).
 pub(super) fn sniff(
     table: &ArchTable,
     head: &[u8],
@@ -363,14 +369,35 @@ pub(super) fn sniff(
     if !head.starts_with(b"\x7fELF") {
         return Ok(Sniff::NotElf);
     }
-    if !reads_on(head) {
-        return Ok(identify(table, head, &head, size));
-    }
     if let Some(slice) = data.positional() {
-        return Ok(identify(table, head, &slice, size));
+        // Only a 32-bit ARM program is named from more than its first bytes.
+        let named = if reads_on(head) {
+            identify(table, head, &slice, size)
+        } else {
+            identify(table, head, &head, size)
+        };
+        return Ok(needing::with_needs(named, &slice, size));
+    }
+    let first = identify(table, head, &head, size);
+    if needing::wanted(&first) {
+        if let Some(whole) = needing::read_whole(head, data, size)? {
+            let src = whole.as_slice();
+            return Ok(needing::with_needs(
+                identify(table, head, &src, size),
+                &src,
+                size,
+            ));
+        }
+    }
+    if !reads_on(head) {
+        return Ok(first);
     }
     let (kept, _) = arm::read(head, data, size)?;
-    Ok(identify(table, head, &kept, size))
+    Ok(needing::with_needs(
+        identify(table, head, &kept, size),
+        &kept,
+        size,
+    ))
 }
 
 /// `/a/b` → (`/a`, `b`); `/b` → (`/`, `b`).

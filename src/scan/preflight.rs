@@ -19,11 +19,14 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::arch::ArchTable;
-use crate::binfmt::Snapshot;
+use std::collections::HashMap;
+
+use super::Verdict;
+use crate::arch::{Arch, ArchTable};
+use crate::binfmt::{Entry, Snapshot};
 use crate::elf;
 use crate::machine::Machine;
-use crate::needs;
+use crate::needs::{self, Needs};
 use crate::probe::levels::Found;
 
 /// Files looked at, at most.
@@ -44,6 +47,12 @@ pub struct WontRun {
     /// The highest level proven there.
     pub available: Option<&'static str>,
     pub lacks: Vec<&'static str>,
+    /// In an image: the layer that holds it, and the image's platform in a multi-platform
+    /// index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// A setuid or setgid program that its handler runs without its privilege.
@@ -52,6 +61,10 @@ pub struct Setuid {
     pub path: String,
     pub mode: String,
     pub handler: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// 64-bit directory cookies a 32-bit emulated program would meet.
@@ -81,10 +94,9 @@ pub fn check(
     root: &Path,
     expected: Option<&str>,
 ) -> Preflight {
-    let host = crate::machine::host(machine, table);
+    let mut judge = Judge::new(machine, table);
     let mut out = Preflight::default();
     let mut files = Vec::new();
-    let mut levels: std::collections::HashMap<String, Option<u32>> = Default::default();
     collect(root, root, 0, &mut files);
     for (inside, path, mode) in files {
         let Ok((file, meta)) = crate::fileio::open_regular(&path, crate::fileio::Follow::NotLast)
@@ -108,31 +120,138 @@ pub fn check(
         let Some(arch) = naming.arch.as_deref().and_then(|a| table.find(a)) else {
             continue;
         };
-        let native = host.arch.as_deref() == Some(arch.name.as_str());
-        let handler = (!native)
-            .then(|| binfmt.handler_for(Path::new(&inside), &head))
-            .flatten();
+        let handler = binfmt.handler_for(Path::new(&inside), &head);
+        let needs = needs::of_program(&file, meta.len(), &info, &arch.name);
+        let place = Place {
+            path: inside,
+            layer: None,
+            image: None,
+        };
+        let platform = naming.platform.unwrap_or_default();
+        judge.program(
+            &mut out,
+            place,
+            arch,
+            platform,
+            handler,
+            needs.as_ref(),
+            mode,
+        );
+    }
+    out.dir_cookies = cookies(machine, table, root, expected);
+    out.finish()
+}
+
+/// Check the programs an image's scan kept (`Verdict::programs`: those needing more than
+/// their family's baseline, and set-id ones) against this host, for each image of `images`.
+/// Handlers are found as the kernel would pick one for a program of the arch (its probe
+/// stands in for the program, whose bytes are gone). An image has no directory cookies to
+/// ask: where it will be built is not known here.
+pub fn check_image(
+    machine: &dyn Machine,
+    table: &ArchTable,
+    binfmt: &Snapshot,
+    images: &[Verdict],
+) -> Preflight {
+    let mut judge = Judge::new(machine, table);
+    let mut out = Preflight::default();
+    for v in images {
+        // An image's count is its ELF files: its other programs' bytes are gone.
+        out.programs += v.elf_files;
+        for p in &v.programs {
+            let Some(arch) = p.id.arch.as_deref().and_then(|a| table.find(a)) else {
+                continue;
+            };
+            if p.id.os != "linux" {
+                continue;
+            }
+            let probe = crate::probe::program(arch);
+            let handler = probe
+                .as_deref()
+                .and_then(|image| binfmt.handler_for(Path::new(&p.path), image));
+            let place = Place {
+                path: p.path.clone(),
+                layer: p.layer.as_deref().map(str::to_string),
+                image: v.platform.clone(),
+            };
+            let needs = p.id.needs.as_deref();
+            judge.program(
+                &mut out,
+                place,
+                arch,
+                p.id.platform.clone(),
+                handler,
+                needs,
+                p.id.mode,
+            );
+        }
+    }
+    out.finish()
+}
+
+/// Where a program is, as the report names it.
+struct Place {
+    path: String,
+    layer: Option<String>,
+    image: Option<String>,
+}
+
+/// What each architecture is proven to run here, asked once per architecture.
+struct Judge<'m> {
+    machine: &'m dyn Machine,
+    host: Option<String>,
+    levels: HashMap<String, Option<u32>>,
+}
+
+impl<'m> Judge<'m> {
+    fn new(machine: &'m dyn Machine, table: &ArchTable) -> Judge<'m> {
+        Judge {
+            machine,
+            host: crate::machine::host(machine, table).arch,
+            levels: HashMap::new(),
+        }
+    }
+
+    /// One program of `arch`: listed when it is set-id and its handler has no `C`, and when
+    /// it needs a level the CPU it runs on here (the host's, or its handler's) lacks.
+    #[allow(clippy::too_many_arguments)] // one per fact about the program
+    fn program(
+        &mut self,
+        out: &mut Preflight,
+        place: Place,
+        arch: &Arch,
+        platform: String,
+        handler: Option<&Entry>,
+        needs: Option<&Needs>,
+        mode: u32,
+    ) {
+        let native = self.host.as_deref() == Some(arch.name.as_str());
+        let handler = handler.filter(|_| !native);
         if mode & 0o6000 != 0 {
             if let Some(h) = handler.filter(|h| !h.has_flag('C')) {
                 out.setuid_without_c.push(Setuid {
-                    path: inside.clone(),
+                    path: place.path.clone(),
                     mode: format!("{:04o}", mode & 0o7777),
                     handler: h.name.clone(),
+                    layer: place.layer.clone(),
+                    image: place.image.clone(),
                 });
             }
         }
-        let Some(n) = needs::of_program(&file, meta.len(), &info, &arch.name) else {
-            continue;
+        let Some(n) = needs else {
+            return;
         };
         if n.mask == 0 || (!native && handler.is_none()) {
-            continue;
+            return;
         }
         // One probe per architecture, however many programs need a level.
-        let proven = *levels
+        let machine = self.machine;
+        let proven = *self
+            .levels
             .entry(arch.name.clone())
             .or_insert_with(|| machine.levels(arch).ok().flatten());
         let Some(mask) = proven else {
-            continue;
+            return;
         };
         let found = Found {
             mask,
@@ -141,21 +260,30 @@ pub fn check(
         let lacks = n.missing(&found);
         if !lacks.is_empty() {
             out.will_not_run.push(WontRun {
-                path: inside,
-                platform: naming.platform.unwrap_or_default(),
+                path: place.path,
+                platform,
                 needs: n.describe(),
                 from: n.sources(),
                 by: handler.map_or("native".into(), |h| h.name.clone()),
                 available: found.highest().map(|l| l.name),
                 lacks,
+                layer: place.layer,
+                image: place.image,
             });
         }
     }
-    out.dir_cookies = cookies(machine, table, root, expected);
-    out.will_not_run.sort_by(|a, b| a.path.cmp(&b.path));
-    out.setuid_without_c.sort_by(|a, b| a.path.cmp(&b.path));
-    out.ok = out.will_not_run.is_empty();
-    out
+}
+
+impl Preflight {
+    /// Sorted, and judged.
+    fn finish(mut self) -> Preflight {
+        self.will_not_run
+            .sort_by(|a, b| (&a.image, &a.path).cmp(&(&b.image, &b.path)));
+        self.setuid_without_c
+            .sort_by(|a, b| (&a.image, &a.path).cmp(&(&b.image, &b.path)));
+        self.ok = self.will_not_run.is_empty();
+        self
+    }
 }
 
 /// Every regular file with an execute or set-id bit below `dir`, symlinks not followed:

@@ -146,9 +146,11 @@ impl Pass<'_> {
             io::copy(&mut tap, &mut io::sink()).map_err(cannot)?;
         }
         let kept = tap.kept.take();
-        // Named from its first bytes, which a layer's are not; only a 32-bit ARM program
-        // (never read as a layer, nor kept as a document) reads on from right after them.
+        // Named from its first bytes, which a layer's are not; only a program (never read as
+        // a layer, nor kept as a document) reads on from right after them, for its needs or
+        // its ARM variant.
         let sniff = archive::sniff(self.table, head, m.data, m.size).map_err(cannot)?;
+        let sniff = super::needing::with_mode(sniff, m.mode);
         let whole = m.data.finish().map_err(cannot)?;
         // Whiteouts act on layers below; a tar alone has none.
         if archive::whiteout(path).is_none() {
