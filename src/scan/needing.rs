@@ -5,9 +5,9 @@
 //! RISC-V and ARM attributes sections (near the end), Go's build information (in the data
 //! segment). A member read by position (a plain tar, an uncompressed layer) is read where
 //! those are. A member of a compressed stream cannot be gone back to, so a program whose
-//! family has levels is held whole while it passes, when it is at most [`WHOLE_MAX`] bytes;
-//! all members held at once never exceed [`BUDGET`] bytes, whatever the number of layers
-//! read side by side, so memory stays bounded. A larger program is named as before, and its
+//! family has levels is held whole while it passes, when it is at most [`WHOLE_MAX`] bytes,
+//! in one of [`HOLDERS`] buffers kept for reuse, so memory stays bounded whatever the image
+//! and the number of layers read side by side. A larger program is named as before, and its
 //! needs are what the spans kept for naming it show (ARM attributes), or none.
 
 use std::io::{self, Read};
@@ -19,17 +19,18 @@ use crate::needs::{self, Needs};
 
 /// The largest member of a compressed stream held whole for its needs.
 pub const WHOLE_MAX: u64 = 16 << 20;
-/// What all members held whole at once may add up to.
-pub const BUDGET: u64 = 2 * WHOLE_MAX;
+/// How many members may be held at once, each in a buffer of its own that is kept for the
+/// next (so memory stays at most `HOLDERS * WHOLE_MAX` whatever the image and however many
+/// layers are read side by side, and no member pays for fresh pages).
+const HOLDERS: usize = 2;
 
-/// Bytes of members held whole, taken from [`BUDGET`]; a reader waits for its share.
-static HELD: Mutex<u64> = Mutex::new(0);
+/// The buffers not in use, and how many were ever made; a reader waits for one.
+static POOL: Mutex<(Vec<Vec<u8>>, usize)> = Mutex::new((Vec::new(), 0));
 static RETURNED: Condvar = Condvar::new();
 
-/// A member held whole; its share of the budget returns when it is dropped.
+/// A member held whole, in a buffer of the pool, which it goes back to when dropped.
 pub struct Whole {
     bytes: Vec<u8>,
-    share: u64,
 }
 
 impl Whole {
@@ -40,9 +41,24 @@ impl Whole {
 
 impl Drop for Whole {
     fn drop(&mut self) {
-        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        *held -= self.share;
-        RETURNED.notify_all();
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        pool.0.push(std::mem::take(&mut self.bytes));
+        RETURNED.notify_one();
+    }
+}
+
+/// A buffer from the pool, made while fewer than [`HOLDERS`] exist, else waited for.
+fn buffer() -> Vec<u8> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(b) = pool.0.pop() {
+            return b;
+        }
+        if pool.1 < HOLDERS {
+            pool.1 += 1;
+            return Vec::new();
+        }
+        pool = RETURNED.wait(pool).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -62,18 +78,10 @@ pub fn read_whole(head: &[u8], rest: &mut dyn Read, size: u64) -> io::Result<Opt
     if size > WHOLE_MAX {
         return Ok(None);
     }
-    {
-        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        while *held + size > BUDGET {
-            held = RETURNED.wait(held).unwrap_or_else(|e| e.into_inner());
-        }
-        *held += size;
-    }
-    // From here the share is returned whatever happens.
-    let mut whole = Whole {
-        bytes: Vec::with_capacity(size as usize),
-        share: size,
-    };
+    // From here the buffer goes back to the pool whatever happens.
+    let mut whole = Whole { bytes: buffer() };
+    whole.bytes.clear();
+    whole.bytes.reserve(size as usize);
     whole.bytes.extend_from_slice(head);
     rest.take(size.saturating_sub(head.len() as u64))
         .read_to_end(&mut whole.bytes)?;
@@ -124,14 +132,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_member_held_whole_returns_its_share_when_dropped() {
+    fn a_member_held_whole_returns_its_buffer_when_dropped() {
         let data = vec![7u8; 1000];
         let whole = read_whole(&data[..10], &mut &data[10..], 1000)
             .expect("read")
             .expect("small enough");
         assert_eq!(whole.as_slice(), data.as_slice());
-        assert!(*HELD.lock().unwrap() >= 1000);
         drop(whole);
+        let pool = POOL.lock().unwrap();
+        assert!(!pool.0.is_empty() && pool.1 <= HOLDERS);
+        drop(pool);
         assert!(
             read_whole(&[], &mut io::empty(), WHOLE_MAX + 1)
                 .expect("read")
