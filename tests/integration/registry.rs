@@ -643,4 +643,26 @@ fn registry_token_flow_logs_in_with_a_bearer_token() {
         3,
         &["refused access", "credentials of tester"],
     );
+    // --tls-verify=false covers the host named and no other: the token server on the same
+    // host is used; named as localhost, the registry's token server (127.0.0.1) is another
+    // host, refused before the login is sent anywhere.
+    let before = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    scan(&["--tls-verify=false", "--creds", &creds, &app]).expect_code(1);
+    let after = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(after > before, "the same host's token server was used");
+    let elsewhere = app.replace("127.0.0.1", "localhost");
+    assert_ne!(elsewhere, app);
+    refused(
+        &scan(&["--tls-verify=false", "--creds", &creds, &elsewhere]),
+        2,
+        &[
+            "--tls-verify=false is for localhost only",
+            "token server is 127.0.0.1",
+        ],
+    );
+    assert_eq!(
+        tokens.issued.load(std::sync::atomic::Ordering::SeqCst),
+        after,
+        "no token was issued"
+    );
 }

@@ -136,6 +136,7 @@ impl Remote {
         // --tls-verify=false also means plain HTTP, as podman's does: when the registry does
         // not speak TLS at all, the same requests go again over HTTP.
         if !options.tls_verify {
+            remote.tokens_from_the_named_host(&host)?;
             let probe = remote.runtime.block_on(
                 remote
                     .client
@@ -149,6 +150,52 @@ impl Remote {
             }
         }
         Ok(remote)
+    }
+
+    /// With --tls-verify=false the HTTP client checks no certificate, whatever host it talks
+    /// to, and the token flow sends the login to the host the registry names as its realm.
+    /// That host must be the one named on the command line: its realm is read first, with an
+    /// unauthenticated `GET /v2/` (over HTTPS, or plain HTTP where the registry speaks no TLS),
+    /// and another host is refused before any login is sent.
+    fn tokens_from_the_named_host(&self, host: &str) -> Result<(), ScanError> {
+        let named = host_name(host);
+        let answer = |scheme: &str| {
+            let url = format!("{scheme}://{host}/v2/");
+            self.runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .danger_accept_invalid_certs(true)
+                    .timeout(Duration::from_secs(30))
+                    .build()?;
+                client.get(url).send().await
+            })
+        };
+        let response = match answer("https") {
+            Err(e) if speaks_plain_http(&e) => answer("http"),
+            other => other,
+        };
+        // A registry that cannot be reached is reported by the requests that follow.
+        let Ok(response) = response else {
+            return Ok(());
+        };
+        let Some(realm) = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(realm_of)
+        else {
+            return Ok(());
+        };
+        let realm_host = reqwest::Url::parse(&realm)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        match realm_host {
+            Some(h) if h.eq_ignore_ascii_case(&named) => Ok(()),
+            other => Err(ScanError::new(format!(
+                "{}: --tls-verify=false is for {named} only, but its token server is {}, where your login would go without a checked certificate; drop --tls-verify=false and pass the registry's CA with --cert-dir DIR",
+                self.what,
+                other.unwrap_or(realm)
+            ))),
+        }
     }
 
     /// The document the reference names, and its digest (checked against the reference's
@@ -297,6 +344,29 @@ pub fn chain_of(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// `HOST` of `HOST:PORT` (and of `[V6]:PORT`).
+fn host_name(host: &str) -> String {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    name.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
+}
+
+/// The `realm` of a `WWW-Authenticate: Bearer realm="…",service="…"` challenge.
+fn realm_of(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let at = params.to_ascii_lowercase().find("realm=")?;
+    let value = params[at + "realm=".len()..].trim_start();
+    let value = value.strip_prefix('"')?;
+    Some(value[..value.find('"')?].to_string())
+}
+
 /// Whether a request failed because the server answered TLS with plain HTTP.
 fn speaks_plain_http(e: &reqwest::Error) -> bool {
     let text = chain_of(e);
@@ -396,4 +466,22 @@ fn certificates(options: &Options, host: &str) -> Result<Vec<Certificate>, ScanE
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_realm_and_host_names_are_read_as_registries_write_them() {
+        assert_eq!(
+            realm_of(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#),
+            Some("https://auth.docker.io/token".into())
+        );
+        assert_eq!(realm_of(r#"Basic realm="x""#), None);
+        assert_eq!(realm_of(r#"Bearer service="x""#), None);
+        assert_eq!(host_name("127.0.0.1:5000"), "127.0.0.1");
+        assert_eq!(host_name("[::1]:5000"), "::1");
+        assert_eq!(host_name("registry.example"), "registry.example");
+    }
 }
