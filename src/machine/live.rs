@@ -26,11 +26,13 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
 const ARGV0: &str = "binfmt-setup-argv0";
 
 /// This machine. Native-probe answers are kept, so each arch is probed once per process, and
-/// proofs made to the end are kept for later runs too (`proofs`).
+/// proofs made to the end are kept for later runs too (`proofs`). The credentials are read
+/// once: a process of this tool never changes them, and `install` asks for each interpreter.
 #[derive(Debug, Default)]
 pub struct Live {
     native: Mutex<HashMap<String, Result<bool, ProbeError>>>,
     proofs: OnceLock<Arc<Proofs>>,
+    credentials: OnceLock<Credentials>,
 }
 
 impl Live {
@@ -52,14 +54,7 @@ impl Machine for Live {
     }
 
     fn credentials(&self) -> Credentials {
-        Credentials {
-            euid: nix::unistd::geteuid().as_raw(),
-            egid: nix::unistd::getegid().as_raw(),
-            groups: nix::unistd::getgroups()
-                .map(|g| g.iter().map(|g| g.as_raw()).collect())
-                .unwrap_or_default(),
-            outside: unmapped_owner(),
-        }
+        self.credentials.get_or_init(read_credentials).clone()
     }
 
     fn mounts(&self) -> Result<Vec<Mount>, MountsError> {
@@ -441,6 +436,18 @@ fn probe_natively(arch: &Arch) -> (Result<bool, ProbeError>, bool) {
     };
     (verdict, proof)
 }
+/// Who this process is, for exec's permission checks.
+fn read_credentials() -> Credentials {
+    Credentials {
+        euid: nix::unistd::geteuid().as_raw(),
+        egid: nix::unistd::getegid().as_raw(),
+        groups: nix::unistd::getgroups()
+            .map(|g| g.iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_default(),
+        outside: unmapped_owner(),
+    }
+}
+
 /// The uid that files of ids this user namespace does not map show as, when the parent's
 /// root is among those ids (see [`Credentials::outside`]). A namespace that maps the parent's
 /// root shows root's files as 0, so a file showing the overflow uid there is certainly
