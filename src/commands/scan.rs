@@ -119,6 +119,7 @@ fn preflight(
         &machine,
         table,
         &snapshot,
+        &report.images,
         &report.root,
         expected.as_deref(),
     ))

@@ -1,5 +1,6 @@
-//! Preflight for a root file system about to be built or run here: which programs will not
-//! run on this host (natively, or through the binfmt_misc handler their platform has here),
+//! Preflight for a root file system or an image about to be built or run here, from the
+//! programs its scan kept (read for their needs as the walk or the layer passed them,
+//! `needing`): which programs will not run on this host (natively, or through the binfmt_misc handler their platform has here),
 //! with the level each needs and the level its CPU was proven to run; which setuid programs
 //! a handler without `C` runs without their privilege; and whether a 32-bit image meets
 //! 64-bit directory cookies.
@@ -14,7 +15,6 @@
 //! (glibc `sysdeps/unix/sysv/linux/readdir.c`). The check here asks the file system itself:
 //! it lists the scanned directory with getdents64 from this 64-bit process, as QEMU would.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -24,14 +24,9 @@ use std::collections::HashMap;
 use super::Verdict;
 use crate::arch::{Arch, ArchTable};
 use crate::binfmt::{Entry, Snapshot};
-use crate::elf;
 use crate::machine::Machine;
-use crate::needs::{self, Needs};
+use crate::needs::Needs;
 use crate::probe::levels::Found;
-
-/// Files looked at, at most.
-const MAX_FILES: usize = 1 << 20;
-const MAX_DEPTH: usize = 64;
 
 /// A program that will not run here.
 #[derive(Debug, Clone, Serialize)]
@@ -86,67 +81,29 @@ pub struct Preflight {
     pub ok: bool,
 }
 
-/// Check the tree at `root`; `expected` is the platform scan judged it against.
+/// Check the tree at `root`, as its scan judged it (`images`: the one verdict of a directory,
+/// whose programs the walk read for their needs); `expected` is the platform it was judged
+/// against. Besides what [`check_image`] finds, the tree's file system is asked for its
+/// directory cookies.
 pub fn check(
     machine: &dyn Machine,
     table: &ArchTable,
     binfmt: &Snapshot,
+    images: &[Verdict],
     root: &Path,
     expected: Option<&str>,
 ) -> Preflight {
-    let mut judge = Judge::new(machine, table);
-    let mut out = Preflight::default();
-    let mut files = Vec::new();
-    collect(root, root, 0, &mut files);
-    for (inside, path, mode) in files {
-        let Ok((file, meta)) = crate::fileio::open_regular(&path, crate::fileio::Follow::NotLast)
-        else {
-            continue;
-        };
-        let Ok(head) = crate::fileio::read_prefix(&file, crate::format::HEAD_BYTES) else {
-            continue;
-        };
-        if !head.starts_with(b"\x7fELF") {
-            continue;
-        }
-        let Ok(info) = elf::read(&file, &head, meta.len()) else {
-            continue;
-        };
-        if !info.is_program() || !info.is_linux() {
-            continue;
-        }
-        out.programs += 1;
-        let naming = elf::name(&info, table);
-        let Some(arch) = naming.arch.as_deref().and_then(|a| table.find(a)) else {
-            continue;
-        };
-        let handler = binfmt.handler_for(Path::new(&inside), &head);
-        let needs = needs::of_program(&file, meta.len(), &info, &arch.name);
-        let place = Place {
-            path: inside,
-            layer: None,
-            image: None,
-        };
-        let platform = naming.platform.unwrap_or_default();
-        judge.program(
-            &mut out,
-            place,
-            arch,
-            platform,
-            handler,
-            needs.as_ref(),
-            mode,
-        );
-    }
+    let mut out = check_image(machine, table, binfmt, images);
     out.dir_cookies = cookies(machine, table, root, expected);
-    out.finish()
+    out
 }
 
-/// Check the programs an image's scan kept (`Verdict::programs`: those needing more than
-/// their family's baseline, and set-id ones) against this host, for each image of `images`.
+/// Check the programs a scan kept (`Verdict::programs`: those needing more than their
+/// family's baseline, and set-id ones) against this host, for each image of `images`; a
+/// program without an execute bit is never run, and is passed over.
 /// Handlers are found as the kernel would pick one for a program of the arch (its probe
-/// stands in for the program, whose bytes are gone). An image has no directory cookies to
-/// ask: where it will be built is not known here.
+/// stands in for the program, whose bytes are gone, and its path for an extension rule). An
+/// image has no directory cookies to ask: where it will be built is not known here.
 pub fn check_image(
     machine: &dyn Machine,
     table: &ArchTable,
@@ -159,6 +116,9 @@ pub fn check_image(
         // An image's count is its ELF files: its other programs' bytes are gone.
         out.programs += v.elf_files;
         for p in &v.programs {
+            if p.id.mode != 0 && p.id.mode & 0o111 == 0 {
+                continue;
+            }
             let Some(arch) = p.id.arch.as_deref().and_then(|a| table.find(a)) else {
                 continue;
             };
@@ -283,38 +243,6 @@ impl Preflight {
             .sort_by(|a, b| (&a.image, &a.path).cmp(&(&b.image, &b.path)));
         self.ok = self.will_not_run.is_empty();
         self
-    }
-}
-
-/// Every regular file with an execute or set-id bit below `dir`, symlinks not followed:
-/// (path inside the root, host path, mode).
-fn collect(
-    root: &Path,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<(String, std::path::PathBuf, u32)>,
-) {
-    if depth > MAX_DEPTH || out.len() >= MAX_FILES {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(meta) = e.path().symlink_metadata() else {
-            continue;
-        };
-        let path = e.path();
-        if meta.is_dir() {
-            collect(root, &path, depth + 1, out);
-        } else if meta.is_file() && meta.permissions().mode() & 0o7111 != 0 {
-            let inside = Path::new("/").join(path.strip_prefix(root).unwrap_or(&path));
-            out.push((
-                inside.display().to_string(),
-                path.clone(),
-                meta.permissions().mode(),
-            ));
-        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +15,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 
-use super::{Expected, HEAD, Progress, ScanError, Sniff, Tally, identify};
+use super::{Expected, HEAD, Progress, ScanError, Sniff, Tally, identify, needing};
 use crate::arch::ArchTable;
 
 struct Walk<'a> {
@@ -156,7 +157,14 @@ impl<'a> Walk<'a> {
         if !meta.is_file() {
             return Ok(None);
         }
-        Ok(Some(identify(self.table, head, &file, meta.len())))
+        // A program of a family with levels is read for its needs, and its mode kept, for
+        // the preflight (`needing`).
+        let sniff = needing::with_needs(
+            identify(self.table, head, &file, meta.len()),
+            &file,
+            meta.len(),
+        );
+        Ok(Some(needing::with_mode(sniff, meta.permissions().mode())))
     }
 }
 
