@@ -277,10 +277,24 @@ pub fn test_arches(
     let extras = extras::start(machine, snap, &tested, &jobs, settings);
     let outcomes = batch.wait(timeout);
     refuse_unrunnable(&tested, &outcomes, &host)?;
+    // A joined probe's status tells levels only after its token: an interpreter that fails
+    // with a status in the level range ran nothing.
     let firsts: Vec<Option<Reply>> = joined
         .iter()
-        .zip(&outcomes)
-        .map(|(f, o)| f.map(|_| Reply::of(o, timeout)))
+        .zip(outcomes.iter().zip(&jobs))
+        .map(|(f, (o, job))| {
+            f.map(|_| {
+                let mut reply = Reply::of(o, timeout);
+                if !o
+                    .stdout
+                    .starts_with(format!("{}\n", job.args[0]).as_bytes())
+                {
+                    reply.exit = None;
+                    reply.failure = Some("the probe printed no token: it did not run".into());
+                }
+                reply
+            })
+        })
         .collect();
     let (levels, facts) = extras.finish(&firsts);
     for (((((a, _), job), out), (levels, qemu)), family) in tested
@@ -372,9 +386,14 @@ fn judge(
     let stderr = stderr.trim();
     let (level, error) = match &out.ending {
         // The echo probe's status, or, where the level probe is joined to it, a status that
-        // probe gives (it exits 100 + the mask of the levels that ran).
+        // probe gives (it exits 100 + the mask of the levels that ran) after the token: an
+        // interpreter that fails with a status in that range printed no token first.
         Ending::Exited(code)
-            if *code == EXIT_CODE || joined.is_some_and(|f| f.decode(*code).is_some()) =>
+            if *code == EXIT_CODE
+                || (joined.is_some_and(|f| f.decode(*code).is_some())
+                    && out
+                        .stdout
+                        .starts_with(format!("{}\n", job.args[0]).as_bytes())) =>
         {
             let want_token = format!("{}\n", job.args[0]);
             let text = String::from_utf8_lossy(&out.stdout);
