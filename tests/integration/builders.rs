@@ -187,16 +187,6 @@ fn file_in_layer(bytes: &[u8], name: &str) -> Option<String> {
     None
 }
 
-fn expect_ok(r: &Run, what: &str) {
-    assert_eq!(
-        r.code,
-        Some(0),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
-}
-
 /// `run` gives a user with subordinate ids what rootless builders expect: its own id as
 /// root, its range from 1 up, setgroups allowed, and the variables that tell buildah and
 /// podman the namespace is already made.
@@ -208,7 +198,7 @@ fn run_maps_a_users_subordinate_ids_as_rootless_builders_expect() {
         "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
          echo \"configured=$_CONTAINERS_USERNS_CONFIGURED\"",
     );
-    expect_ok(&r, "run");
+    r.expect_ok("run");
     let maps: Vec<Vec<String>> = r
         .stdout
         .lines()
@@ -237,7 +227,7 @@ fn buildah_builds_a_two_platform_manifest_list_with_chroot_isolation() {
            --manifest localhost/multi:1 -f $ctx/Containerfile $ctx >/dev/null\n\
          b manifest push -q --all localhost/multi:1 oci:$out/multi",
     );
-    expect_ok(&r, "buildah bud --isolation chroot");
+    r.expect_ok("buildah bud --isolation chroot");
     let arches = recorded_arches(&b.path("multi"));
     let want: BTreeMap<String, String> = [("arm64", "aarch64"), ("s390x", "s390x")]
         .into_iter()
@@ -264,7 +254,7 @@ fn buildah_builds_with_oci_isolation_under_runc() {
            -t localhost/oci-iso:1 -f $ctx/Containerfile $ctx >/dev/null\n\
          b push -q localhost/oci-iso:1 oci:$out/oci-iso",
     );
-    expect_ok(&r, "buildah bud --isolation oci");
+    r.expect_ok("buildah bud --isolation oci");
     let arches = recorded_arches(&b.path("oci-iso"));
     assert_eq!(arches.get("arm64").map(String::as_str), Some("aarch64"));
 }
@@ -283,7 +273,7 @@ fn podman_builds_and_runs_foreign_platforms() {
          echo \"ran=$(p run --rm --pull never --network none --platform linux/s390x \
            oci:$base:s390x uname -m)\"",
     );
-    expect_ok(&r, "podman build and run");
+    r.expect_ok("podman build and run");
     assert!(r.stdout.contains("built=aarch64\n"), "{}", r.stdout);
     assert!(r.stdout.contains("ran=s390x\n"), "{}", r.stdout);
 }

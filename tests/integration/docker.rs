@@ -20,16 +20,6 @@ fn binfmt_setup(d: &Dockerd, args: &[&str]) -> Run {
     Run::capture(d.inside(bin()).args(args).env_remove("BINFMT_SETUP_DIR"))
 }
 
-fn expect_ok(r: &Run, what: &str) {
-    assert_eq!(
-        r.code,
-        Some(0),
-        "{what} failed\nstdout:\n{}\nstderr:\n{}",
-        r.stdout,
-        r.stderr
-    );
-}
-
 /// `docker build --platform linux/arm64` with a `RUN` step fails with exec format error
 /// without a handler, `diagnose` on the image's own program names the cause and the fix,
 /// and after `binfmt-setup install` the same build works and the image runs.
@@ -87,14 +77,8 @@ fn docker_builds_and_runs_arm64_on_installed_handlers() {
         "{v}"
     );
 
-    expect_ok(
-        &binfmt_setup(&d, &["install", "--arch", "arm64"]),
-        "install",
-    );
-    expect_ok(
-        &build("localhost/arm64:1"),
-        "docker build --platform linux/arm64",
-    );
+    binfmt_setup(&d, &["install", "--arch", "arm64"]).expect_ok("install");
+    build("localhost/arm64:1").expect_ok("docker build --platform linux/arm64");
     let run = |args: &[&str]| {
         let mut all = vec![
             "run",
@@ -109,10 +93,10 @@ fn docker_builds_and_runs_arm64_on_installed_handlers() {
         docker(&d, &all)
     };
     let r = run(&["cat", "/arch"]);
-    expect_ok(&r, "docker run cat /arch");
+    r.expect_ok("docker run cat /arch");
     assert_eq!(r.stdout.trim(), "aarch64", "what the RUN step recorded");
     let r = run(&["uname", "-m"]);
-    expect_ok(&r, "docker run uname -m");
+    r.expect_ok("docker run uname -m");
     assert_eq!(r.stdout.trim(), "aarch64");
     let r = binfmt_setup(&d, &["diagnose", "--root", &root, "/bin/sh"]);
     assert_eq!(r.code, Some(0), "{}", r.stdout);

@@ -122,6 +122,18 @@ impl Run {
         );
         self
     }
+
+    /// Exit 0, or fail naming `what` (a builder's step, say) with both outputs.
+    pub fn expect_ok(&self, what: &str) -> &Run {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what} failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
 }
 
 /// Run the binary on the host with `args`. Host binfmt_misc is only ever read this way.
