@@ -40,6 +40,22 @@ pub enum ElfError {
     Io(#[from] std::io::Error),
 }
 
+/// goblin's parsing context for an ELF of `class` (32 or 64) and `endian`. goblin calls
+/// 64-bit `Container::Big` and 32-bit `Container::Little`.
+pub fn ctx(class: u8, endian: Endian) -> Ctx {
+    Ctx::new(
+        if class == 64 {
+            Container::Big
+        } else {
+            Container::Little
+        },
+        match endian {
+            Endian::Little => scroll::Endian::Little,
+            Endian::Big => scroll::Endian::Big,
+        },
+    )
+}
+
 /// What an ELF header and its few interesting tables say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
@@ -148,18 +164,7 @@ fn identity(head: &[u8], len: u64) -> Result<(Header, Ctx, ElfInfo), ElfError> {
     } else {
         32
     };
-    let ctx = Ctx::new(
-        if class == 64 {
-            Container::Big
-        } else {
-            Container::Little
-        },
-        if endian == Endian::Little {
-            scroll::Endian::Little
-        } else {
-            scroll::Endian::Big
-        },
-    );
+    let ctx = ctx(class, endian);
     let info = ElfInfo {
         class,
         endian,
@@ -607,6 +612,21 @@ fn abi_words(info: &ElfInfo) -> Option<String> {
     }
 }
 
+/// An attributes section as compilers write it (little-endian lengths): the format byte `A`,
+/// one subsection of `vendor` (`aeabi\0`, `riscv\0`), and in it one Tag_File holding
+/// `attrs`. For tests here and in the readers that find such sections.
+#[cfg(test)]
+pub(crate) fn attributes_section(vendor: &[u8], attrs: &[u8]) -> Vec<u8> {
+    let mut file = vec![1u8];
+    file.extend_from_slice(&((attrs.len() + 5) as u32).to_le_bytes());
+    file.extend_from_slice(attrs);
+    let mut out = vec![b'A'];
+    out.extend_from_slice(&((file.len() + 4 + vendor.len()) as u32).to_le_bytes());
+    out.extend_from_slice(vendor);
+    out.extend_from_slice(&file);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,16 +645,7 @@ mod tests {
         let mut attrs = vec![5u8];
         attrs.extend_from_slice(b"7-A\0");
         attrs.extend_from_slice(&[6, cpu_arch, 28, vfp]);
-        let mut file = vec![1u8];
-        file.extend_from_slice(&((attrs.len() + 5) as u32).to_le_bytes());
-        file.extend_from_slice(&attrs);
-        let mut sub = Vec::new();
-        sub.extend_from_slice(&((file.len() + 4 + 6) as u32).to_le_bytes());
-        sub.extend_from_slice(b"aeabi\0");
-        sub.extend_from_slice(&file);
-        let mut out = vec![b'A'];
-        out.extend_from_slice(&sub);
-        out
+        attributes_section(b"aeabi\0", &attrs)
     }
 
     #[test]

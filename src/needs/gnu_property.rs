@@ -4,7 +4,6 @@
 //! `.note.gnu.property`, which a PT_GNU_PROPERTY segment (and a PT_NOTE) covers. Each
 //! property is `u32 type, u32 size, data`, padded to 8 bytes in a 64-bit file.
 
-use goblin::container::{Container, Ctx};
 use goblin::elf::program_header::{PT_NOTE, ProgramHeader};
 
 use super::sections::read_at;
@@ -66,18 +65,7 @@ fn notes(src: &dyn ReadAt, len: u64, info: &ElfInfo) -> Vec<Vec<u8>> {
     let Some(raw) = read_at(src, len, hdr.e_phoff, size) else {
         return Vec::new();
     };
-    let ctx = Ctx::new(
-        if info.class == 64 {
-            Container::Big
-        } else {
-            Container::Little
-        },
-        if info.endian == Endian::Little {
-            scroll::Endian::Little
-        } else {
-            scroll::Endian::Big
-        },
-    );
+    let ctx = crate::elf::ctx(info.class, info.endian);
     let Ok(phdrs) = ProgramHeader::parse(&raw, 0, usize::from(hdr.e_phnum), ctx) else {
         return Vec::new();
     };

@@ -2,10 +2,8 @@
 //! (`.riscv.attributes`, `.go.buildinfo`). A program may have no section headers at all;
 //! then nothing is found, which is not an error.
 
-use goblin::container::{Container, Ctx};
 use goblin::elf::section_header::SectionHeader;
 
-use crate::arch::Endian;
 use crate::elf::{ElfInfo, ReadAt};
 
 /// Section tables bigger than this are not read (real ones are a few KiB).
@@ -37,18 +35,7 @@ impl<'a> Sections<'a> {
             return None;
         }
         let raw = read_at(src, len, off, num * u64::from(size))?;
-        let ctx = Ctx::new(
-            if info.class == 64 {
-                Container::Big
-            } else {
-                Container::Little
-            },
-            if info.endian == Endian::Little {
-                scroll::Endian::Little
-            } else {
-                scroll::Endian::Big
-            },
-        );
+        let ctx = crate::elf::ctx(info.class, info.endian);
         let headers = SectionHeader::parse_from(&raw, 0, num as usize, ctx).ok()?;
         let names = headers
             .get(usize::from(hdr.e_shstrndx))
