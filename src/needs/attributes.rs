@@ -225,16 +225,7 @@ mod tests {
         let mut attrs = vec![4u8, 16, 5];
         attrs.extend_from_slice(arch.as_bytes());
         attrs.push(0);
-        let mut file = vec![1u8];
-        file.extend_from_slice(&((attrs.len() + 5) as u32).to_le_bytes());
-        file.extend_from_slice(&attrs);
-        let mut sub = Vec::new();
-        sub.extend_from_slice(&((file.len() + 4 + 6) as u32).to_le_bytes());
-        sub.extend_from_slice(b"riscv\0");
-        sub.extend_from_slice(&file);
-        let mut out = vec![b'A'];
-        out.extend_from_slice(&sub);
-        out
+        crate::elf::attributes_section(b"riscv\0", &attrs)
     }
 
     #[test]

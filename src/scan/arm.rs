@@ -224,15 +224,7 @@ mod tests {
 
     /// An attributes section naming Tag_CPU_arch `cpu_arch` (10: v7), as compilers write it.
     fn attributes(cpu_arch: u8) -> Vec<u8> {
-        let attrs = [6u8, cpu_arch, 28, 1];
-        let mut file = vec![1u8];
-        file.extend_from_slice(&((attrs.len() + 5) as u32).to_le_bytes());
-        file.extend_from_slice(&attrs);
-        let mut out = vec![b'A'];
-        out.extend_from_slice(&((file.len() + 4 + 6) as u32).to_le_bytes());
-        out.extend_from_slice(VENDOR);
-        out.extend_from_slice(&file);
-        out
+        crate::elf::attributes_section(VENDOR, &[6u8, cpu_arch, 28, 1])
     }
 
     /// A soft-float 32-bit ARM program (so without its attributes it reads as v5) whose
