@@ -285,10 +285,7 @@ pub fn test_arches(
         .map(|(f, (o, job))| {
             f.map(|_| {
                 let mut reply = Reply::of(o, timeout);
-                if !o
-                    .stdout
-                    .starts_with(format!("{}\n", job.args[0]).as_bytes())
-                {
+                if !printed_token(job, o) {
                     reply.exit = None;
                     reply.failure = Some("the probe printed no token: it did not run".into());
                 }
@@ -364,6 +361,16 @@ fn token(a: &Arch) -> String {
     format!("token-{}-{}", a.name.replace('/', "_"), std::process::id())
 }
 
+/// The first line a probe run as `job` prints: its token.
+fn token_line(job: &Job) -> String {
+    format!("{}\n", job.args[0])
+}
+
+/// Whether the probe's run began with its token, so it ran.
+fn printed_token(job: &Job, out: &Outcome) -> bool {
+    out.stdout.starts_with(token_line(job).as_bytes())
+}
+
 /// What one probe's run proves, and in a user's words what went wrong.
 #[allow(clippy::too_many_arguments)] // each is one fact the verdict weighs
 fn judge(
@@ -391,11 +398,9 @@ fn judge(
         Ending::Exited(code)
             if *code == EXIT_CODE
                 || (joined.is_some_and(|f| f.decode(*code).is_some())
-                    && out
-                        .stdout
-                        .starts_with(format!("{}\n", job.args[0]).as_bytes())) =>
+                    && printed_token(job, out)) =>
         {
-            let want_token = format!("{}\n", job.args[0]);
+            let want_token = token_line(job);
             let text = String::from_utf8_lossy(&out.stdout);
             if !text.starts_with(&want_token) {
                 (
