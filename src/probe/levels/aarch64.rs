@@ -118,11 +118,9 @@ const CHECKS: [&[u32]; 7] = [
     ],
 ];
 
-/// Ends every slot.
-const EXIT0: &[u32] = &[
-    0xd280_0000, // mov x0, #0
-    0xd280_0bc8, // mov x8, #94  ; exit_group
-    0xd400_0001, // svc #0
+/// Ends every slot: back to `ran`, whose address x21 holds.
+const BACK: &[u32] = &[
+    0xd61f_02a0, // br x21
 ];
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
@@ -132,64 +130,65 @@ pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
         return None;
     }
     let n = CHECKS.len() as u32;
-    // Syscalls: number in x8, `svc #0`, every register kept but x0. prlimit64 261, clone 220
-    // (arm64 has no fork: clone(SIGCHLD, 0, 0, 0, 0) is one), wait4 260, close 57,
-    // exit_group 94. x19 counts the checks, x20 holds the mask; [sp] is the zeroed rlimit,
-    // [sp+16] the wait status.
-    let words: [u32; 43] = [
-        0xd100_83ff, // 00: sub   sp, sp, #32
-        0xa900_7fff, // 04: stp   xzr, xzr, [sp]
-        0xd280_0000, // 08: mov   x0, #0  ; ourselves
-        0xd280_0081, // 0c: mov   x1, #4  ; RLIMIT_CORE
-        0x9100_03e2, // 10: mov   x2, sp
-        0xd280_0003, // 14: mov   x3, #0
-        0xd280_20a8, // 18: mov   x8, #261
-        0xd400_0001, // 1c: svc   #0  ; prlimit64(0, CORE, {0, 0}, 0)
-        0xd280_0013, // 20: mov   x19, #0
-        0xd280_0014, // 24: mov   x20, #0
-        // 28 loop:
-        0xf100_027f | n << 10, // 28: cmp   x19, #n
-        0x5400_02e0,           // 2c: b.eq  done (0x88)
-        0xd280_0220,           // 30: mov   x0, #17  ; SIGCHLD
-        0xd280_0001,           // 34: mov   x1, #0
-        0xd280_0002,           // 38: mov   x2, #0
-        0xd280_0003,           // 3c: mov   x3, #0
-        0xd280_0004,           // 40: mov   x4, #0
-        0xd280_1b88,           // 44: mov   x8, #220
-        0xd400_0001,           // 48: svc   #0  ; clone(SIGCHLD, 0, 0, 0, 0)
-        0xb400_0240,           // 4c: cbz   x0, child (0x94)
-        0x5280_0029,           // 50: mov   w9, #1
-        0xb900_13e9,           // 54: str   w9, [sp, #16]  ; "failed" unless wait4 says otherwise
-        0x9100_43e1,           // 58: add   x1, sp, #16
-        0xd280_0002,           // 5c: mov   x2, #0
-        0xd280_0003,           // 60: mov   x3, #0
-        0xd280_2088,           // 64: mov   x8, #260
-        0xd400_0001,           // 68: svc   #0  ; wait4(pid, &status, 0, 0)
-        0xb940_13e9,           // 6c: ldr   w9, [sp, #16]
-        0x3500_0089,           // 70: cbnz  w9, next (0x80)
-        0xd280_0029,           // 74: mov   x9, #1
-        0x9ad3_2129,           // 78: lsl   x9, x9, x19
-        0xaa09_0294,           // 7c: orr   x20, x20, x9
-        // 80 next:
-        0x9100_0673, // 80: add   x19, x19, #1
-        0x17ff_ffe9, // 84: b     loop (0x28)
-        // 88 done:
-        0x9101_9280, // 88: add   x0, x20, #100
-        0xd280_0bc8, // 8c: mov   x8, #94
-        0xd400_0001, // 90: svc   #0  ; exit_group(100 + mask)
-        // 94 child:
-        0xd280_0040, // 94: mov   x0, #2
-        0xd280_0728, // 98: mov   x8, #57
-        0xd400_0001, // 9c: svc   #0  ; close(2)
-        0x1000_0060, // a0: adr   x0, slots (0xac)
-        0x8b13_1800, // a4: add   x0, x0, x19, lsl #6  ; + i * SLOT
-        0xd61f_0000, // a8: br    x0
-                     // ac slots:
+    // Syscalls: number in x8, `svc #0`, every register kept but x0. prlimit64 261,
+    // rt_sigaction 134, exit_group 94. A signal handler is entered with x0-x2, x29, x30 and sp
+    // changed. x19 counts the checks, x20 holds the mask, x21 the address of `ran`, x22 the
+    // stack pointer; [sp] is the zeroed rlimit, [sp+16] the sigaction (handler, flags, then
+    // zeros).
+    let words: [u32; 41] = [
+        0xd100_c3ff, // 00: sub sp, sp, #48
+        0xa900_7fff, // 04: stp xzr, xzr, [sp]
+        0xd280_0000, // 08: mov x0, #0  ; ourselves
+        0xd280_0081, // 0c: mov x1, #4  ; RLIMIT_CORE
+        0x9100_03e2, // 10: mov x2, sp
+        0xd280_0003, // 14: mov x3, #0
+        0xd280_20a8, // 18: mov x8, #261
+        0xd400_0001, // 1c: svc #0  ; prlimit64(0, CORE, {0, 0}, 0)
+        0x1000_0389, // 20: adr x9, handler (0x90)
+        0xd2a8_000a, // 24: mov x10, #0x40000000  ; SA_NODEFER
+        0xa901_2be9, // 28: stp x9, x10, [sp, #16]  ; sa_handler, sa_flags
+        0xa902_7fff, // 2c: stp xzr, xzr, [sp, #32]
+        0xd280_0093, // 30: mov x19, #4  ; SIGILL
+        // 34 signals:
+        0xaa13_03e0, // 34: mov x0, x19
+        0x9100_43e1, // 38: add x1, sp, #16
+        0xd280_0002, // 3c: mov x2, #0
+        0xd280_0103, // 40: mov x3, #8
+        0xd280_10c8, // 44: mov x8, #134
+        0xd400_0001, // 48: svc #0  ; rt_sigaction(sig, &act, 0, 8)
+        0x9100_0673, // 4c: add x19, x19, #1
+        0xf100_327f, // 50: cmp x19, #12
+        0x54ff_ff01, // 54: b.ne signals (0x34)  ; through SIGSEGV
+        0xd280_0013, // 58: mov x19, #0
+        0xd280_0014, // 5c: mov x20, #0
+        0x9100_03f6, // 60: mov x22, sp  ; the stack pointer the handler restores
+        0x1000_00d5, // 64: adr x21, ran (0x7c)
+        // 68 loop:
+        0xf100_027f | n << 10, // 68: cmp x19, #n
+        0x5400_0160,           // 6c: b.eq done (0x98)
+        0x1000_01a0,           // 70: adr x0, slots (0xa4)
+        0x8b13_1800,           // 74: add x0, x0, x19, lsl #6  ; + i * SLOT
+        0xd61f_0000,           // 78: br x0
+        // 7c ran:
+        0xd280_0029, // 7c: mov x9, #1
+        0x9ad3_2129, // 80: lsl x9, x9, x19
+        0xaa09_0294, // 84: orr x20, x20, x9
+        // 88 next:
+        0x9100_0673, // 88: add x19, x19, #1
+        0x17ff_fff7, // 8c: b loop (0x68)
+        // 90 handler:
+        0x9100_02df, // 90: mov sp, x22  ; drop the signal frame
+        0x17ff_fffd, // 94: b next (0x88)
+        // 98 done:
+        0x9101_9280, // 98: add x0, x20, #100
+        0xd280_0bc8, // 9c: mov x8, #94
+        0xd400_0001, // a0: svc #0  ; exit_group(100 + mask)
+                     // a4 slots:
     ];
     let checks: Vec<Vec<u8>> = CHECKS.iter().map(|c| le_words(c)).collect();
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     let mut code = le_words(&words);
-    code.extend(slots(&refs, &le_words(&[0xd503_201f]), &le_words(EXIT0))); // filler: nop
+    code.extend(slots(&refs, &le_words(&[0xd503_201f]), &le_words(BACK))); // filler: nop
     Some(code)
 }
 

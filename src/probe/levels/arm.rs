@@ -71,11 +71,9 @@ const CHECK_V8: &[u32] = &[
     0xe19d_0c9f, // lda      r0, [sp]
 ];
 
-/// Ends every slot.
-const EXIT0: &[u32] = &[
-    0xe3a0_0000, // mov r0, #0
-    0xe3a0_70f8, // mov r7, #248  ; exit_group
-    0xef00_0000, // svc #0
+/// Ends every slot: back to `ran`, whose address r8 holds.
+const BACK: &[u32] = &[
+    0xe1a0_f008, // mov pc, r8
 ];
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
@@ -90,60 +88,69 @@ pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
         .collect();
     let n = checks.len() as u32;
     // EABI syscalls: number in r7, `svc #0`, every register kept but r0. prlimit64 369,
-    // fork 2, wait4 114, close 6, exit_group 248. r4 counts the checks, r5 holds the mask;
-    // [sp] is the zeroed rlimit, [sp+16] the wait status.
-    let words: [u32; 42] = [
-        0xe24d_d020, // 00: sub   sp, sp, #32
-        0xe3a0_0000, // 04: mov   r0, #0  ; ourselves
-        0xe58d_0000, // 08: str   r0, [sp]
-        0xe58d_0004, // 0c: str   r0, [sp, #4]
-        0xe58d_0008, // 10: str   r0, [sp, #8]
-        0xe58d_000c, // 14: str   r0, [sp, #12]
-        0xe3a0_1004, // 18: mov   r1, #4  ; RLIMIT_CORE
-        0xe1a0_200d, // 1c: mov   r2, sp
-        0xe3a0_3000, // 20: mov   r3, #0
-        0xe3a0_7e17, // 24: mov   r7, #368
-        0xe287_7001, // 28: add   r7, r7, #1  ; 369 has no rotated-immediate form
-        0xef00_0000, // 2c: svc   #0  ; prlimit64(0, CORE, {0, 0}, 0)
-        0xe3a0_4000, // 30: mov   r4, #0
-        0xe3a0_5000, // 34: mov   r5, #0
-        // 38 loop:
-        0xe354_0000 | n, // 38: cmp   r4, #n
-        0x0a00_0010,     // 3c: beq   done (0x84)
-        0xe3a0_7002,     // 40: mov   r7, #2
-        0xef00_0000,     // 44: svc   #0  ; fork()
-        0xe350_0000,     // 48: cmp   r0, #0
-        0x0a00_000f,     // 4c: beq   child (0x90)
-        0xe3a0_6001,     // 50: mov   r6, #1
-        0xe58d_6010,     // 54: str   r6, [sp, #16]  ; "failed" unless wait4 says otherwise
-        0xe28d_1010,     // 58: add   r1, sp, #16
-        0xe3a0_2000,     // 5c: mov   r2, #0
-        0xe3a0_3000,     // 60: mov   r3, #0
-        0xe3a0_7072,     // 64: mov   r7, #114
-        0xef00_0000,     // 68: svc   #0  ; wait4(pid, &status, 0, 0)
-        0xe59d_6010,     // 6c: ldr   r6, [sp, #16]
-        0xe356_0000,     // 70: cmp   r6, #0
-        0x03a0_6001,     // 74: moveq r6, #1
-        0x0185_5416,     // 78: orreq r5, r5, r6, lsl r4
-        0xe284_4001,     // 7c: add   r4, r4, #1
-        0xeaff_ffec,     // 80: b     loop (0x38)
-        // 84 done:
-        0xe285_0064, // 84: add   r0, r5, #100
-        0xe3a0_70f8, // 88: mov   r7, #248
-        0xef00_0000, // 8c: svc   #0  ; exit_group(100 + mask)
-        // 90 child:
-        0xe3a0_0002, // 90: mov   r0, #2
-        0xe3a0_7006, // 94: mov   r7, #6
-        0xef00_0000, // 98: svc   #0  ; close(2)
-        0xe28f_0004, // 9c: add   r0, pc, #4  ; adr r0, slots (0xa8)
-        0xe080_0304, // a0: add   r0, r0, r4, lsl #6  ; + i * SLOT
-        0xe1a0_f000, // a4: mov   pc, r0
-                     // a8 slots:
+    // rt_sigaction 174, exit_group 248. A signal handler is entered with r0-r2, lr and sp
+    // changed. r4 counts the checks, r5 holds the mask, r8 the address of `ran`, r9 the stack
+    // pointer; [sp] is the zeroed rlimit, [sp+16] the sigaction (handler, flags, then zeros).
+    let words: [u32; 47] = [
+        0xe24d_d030, // 00: sub sp, sp, #48
+        0xe3a0_0000, // 04: mov r0, #0  ; ourselves
+        0xe58d_0000, // 08: str r0, [sp]
+        0xe58d_0004, // 0c: str r0, [sp, #4]
+        0xe58d_0008, // 10: str r0, [sp, #8]
+        0xe58d_000c, // 14: str r0, [sp, #12]
+        0xe3a0_1004, // 18: mov r1, #4  ; RLIMIT_CORE
+        0xe1a0_200d, // 1c: mov r2, sp
+        0xe3a0_3000, // 20: mov r3, #0
+        0xe3a0_7e17, // 24: mov r7, #368
+        0xe287_7001, // 28: add r7, r7, #1  ; 369 has no rotated-immediate form
+        0xef00_0000, // 2c: svc #0  ; prlimit64(0, CORE, {0, 0}, 0)
+        0xe28f_6070, // 30: adr r6, handler (0xa8)
+        0xe58d_6010, // 34: str r6, [sp, #16]  ; sa_handler
+        0xe3a0_6101, // 38: mov r6, #0x40000000  ; SA_NODEFER
+        0xe58d_6014, // 3c: str r6, [sp, #20]  ; sa_flags
+        0xe58d_0018, // 40: str r0, [sp, #24]
+        0xe58d_001c, // 44: str r0, [sp, #28]
+        0xe58d_0020, // 48: str r0, [sp, #32]
+        0xe3a0_4004, // 4c: mov r4, #4  ; SIGILL
+        // 50 signals:
+        0xe1a0_0004, // 50: mov r0, r4
+        0xe28d_1010, // 54: add r1, sp, #16
+        0xe3a0_2000, // 58: mov r2, #0
+        0xe3a0_3008, // 5c: mov r3, #8
+        0xe3a0_70ae, // 60: mov r7, #174
+        0xef00_0000, // 64: svc #0  ; rt_sigaction(sig, &act, 0, 8)
+        0xe284_4001, // 68: add r4, r4, #1
+        0xe354_000c, // 6c: cmp r4, #12
+        0x1aff_fff6, // 70: bne signals (0x50)  ; through SIGSEGV
+        0xe3a0_4000, // 74: mov r4, #0
+        0xe3a0_5000, // 78: mov r5, #0
+        0xe1a0_900d, // 7c: mov r9, sp  ; the stack pointer the handler restores
+        0xe28f_8010, // 80: adr r8, ran (0x98)
+        // 84 loop:
+        0xe354_0000 | n, // 84: cmp r4, #n
+        0x0a00_0008,     // 88: beq done (0xb0)
+        0xe28f_0028,     // 8c: adr r0, slots (0xbc)
+        0xe080_0304,     // 90: add r0, r0, r4, lsl #6  ; + i * SLOT
+        0xe1a0_f000,     // 94: mov pc, r0
+        // 98 ran:
+        0xe3a0_6001, // 98: mov r6, #1
+        0xe185_5416, // 9c: orr r5, r5, r6, lsl r4
+        // a0 next:
+        0xe284_4001, // a0: add r4, r4, #1
+        0xeaff_fff6, // a4: b loop (0x84)
+        // a8 handler:
+        0xe1a0_d009, // a8: mov sp, r9  ; drop the signal frame
+        0xeaff_fffb, // ac: b next (0xa0)
+        // b0 done:
+        0xe285_0064, // b0: add r0, r5, #100
+        0xe3a0_70f8, // b4: mov r7, #248
+        0xef00_0000, // b8: svc #0  ; exit_group(100 + mask)
+                     // bc slots:
     ];
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     let mut code = le_words(&words);
     // Filler: mov r0, r0, the ARMv5 NOP.
-    code.extend(slots(&refs, &le_words(&[0xe1a0_0000]), &le_words(EXIT0)));
+    code.extend(slots(&refs, &le_words(&[0xe1a0_0000]), &le_words(BACK)));
     Some(code)
 }
 

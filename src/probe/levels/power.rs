@@ -62,17 +62,18 @@ const CHECKS: [&[u32]; 3] = [
     ],
 ];
 
-/// Ends every slot.
-const EXIT0: &[u32] = &[
-    0x3860_0000, // li r3, 0
-    0x3800_00ea, // li r0, 234  ; exit_group
-    0x4400_0002, // sc
+/// Ends every slot: back to `ran`, whose address r16 holds.
+const BACK: &[u32] = &[
+    0x7e09_03a6, // mtctr r16
+    0x4e80_0420, // bctr
 ];
 
 const NOP: u32 = 0x6000_0000;
 
-/// Offset of the first byte after the dispatch code.
-const SKELETON: u64 = 0xb4;
+/// Offsets of `ran`, of `handler` and of the first byte after the dispatch code.
+const RAN: u64 = 0xa4;
+const HANDLER: u64 = 0xb8;
+const SKELETON: u64 = 0xcc;
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
 /// `start`.
@@ -81,66 +82,80 @@ pub(super) fn code(arch: &Arch, start: u64) -> Option<Vec<u8>> {
         return None;
     }
     let n = CHECKS.len() as u32;
-    // Power has no PC-relative addressing before ISA 3.1: the slots' absolute address is built
-    // with lis/ori, aligned to 64 bytes for PLI.
+    // Power has no PC-relative addressing before ISA 3.1: addresses are built with lis/ori;
+    // the slots are aligned to 64 bytes for PLI.
     let slots_at = (start + SKELETON).next_multiple_of(SLOT as u64);
-    let addr = u32::try_from(slots_at).expect("probe addresses fit in 32 bits");
-    let (hi, lo) = (addr >> 16, addr & 0xffff);
-    // Syscalls: number in r0, `sc`, which may change r0, r3-r12 and cr0; a failure sets
-    // cr0.SO and leaves a positive errno in r3 (a failed fork then waits for no child of
-    // ours). prlimit64 325, fork 2, wait4 114, close 6, exit_group 234. r14 counts the
-    // checks, r15 holds the mask; 32(r1) is the zeroed rlimit, 48(r1) the wait status.
-    let words: [u32; 45] = [
-        0x3821_ffc0, // 00: addi  r1, r1, -64
-        0x3800_0000, // 04: li    r0, 0
-        0xf801_0020, // 08: std   r0, 32(r1)
-        0xf801_0028, // 0c: std   r0, 40(r1)
-        0x3860_0000, // 10: li    r3, 0  ; ourselves
-        0x3880_0004, // 14: li    r4, 4  ; RLIMIT_CORE
-        0x38a1_0020, // 18: addi  r5, r1, 32
-        0x38c0_0000, // 1c: li    r6, 0
-        0x3800_0145, // 20: li    r0, 325
-        0x4400_0002, // 24: sc  ; prlimit64(0, CORE, {0, 0}, 0)
-        0x39c0_0000, // 28: li    r14, 0
-        0x39e0_0000, // 2c: li    r15, 0
-        // 30 loop:
-        0x2c0e_0000 | n, // 30: cmpwi r14, n
-        0x4182_0050,     // 34: beq   done (0x84)
-        0x3800_0002,     // 38: li    r0, 2
-        0x4400_0002,     // 3c: sc  ; fork()
-        0x2c23_0000,     // 40: cmpdi r3, 0
-        0x4182_004c,     // 44: beq   child (0x90)
-        0x3920_0001,     // 48: li    r9, 1
-        0x9121_0030,     // 4c: stw   r9, 48(r1)  ; "failed" unless wait4 says otherwise
-        0x3881_0030,     // 50: addi  r4, r1, 48
-        0x38a0_0000,     // 54: li    r5, 0
-        0x38c0_0000,     // 58: li    r6, 0
-        0x3800_0072,     // 5c: li    r0, 114
-        0x4400_0002,     // 60: sc  ; wait4(pid, &status, 0, 0)
-        0x8121_0030,     // 64: lwz   r9, 48(r1)
-        0x2c09_0000,     // 68: cmpwi r9, 0
-        0x4082_0010,     // 6c: bne   next (0x7c)
-        0x3920_0001,     // 70: li    r9, 1
-        0x7d29_7036,     // 74: sld   r9, r9, r14
-        0x7def_4b78,     // 78: or    r15, r15, r9
-        // 7c next:
-        0x39ce_0001, // 7c: addi  r14, r14, 1
-        0x4bff_ffb0, // 80: b     loop (0x30)
-        // 84 done:
-        0x386f_0064, // 84: addi  r3, r15, 100
-        0x3800_00ea, // 88: li    r0, 234
-        0x4400_0002, // 8c: sc  ; exit_group(100 + mask)
-        // 90 child:
-        0x3860_0002,      // 90: li    r3, 2
-        0x3800_0006,      // 94: li    r0, 6
-        0x4400_0002,      // 98: sc  ; close(2)
-        0x3d20_0000 | hi, // 9c: lis   r9, slots@h
-        0x6129_0000 | lo, // a0: ori   r9, r9, slots@l
-        0x79ca_3664,      // a4: sldi  r10, r14, 6  ; i * SLOT
-        0x7d29_5214,      // a8: add   r9, r9, r10
-        0x7d29_03a6,      // ac: mtctr r9
-        0x4e80_0420,      // b0: bctr
-                          // b4: nops up to the aligned slots
+    let halves = |at: u64| {
+        let addr = u32::try_from(at).expect("probe addresses fit in 32 bits");
+        (addr >> 16, addr & 0xffff)
+    };
+    let (slots_hi, slots_lo) = halves(slots_at);
+    let (ran_hi, ran_lo) = halves(start + RAN);
+    let (handler_hi, handler_lo) = halves(start + HANDLER);
+    // Syscalls: number in r0, `sc`, which may change r0, r3-r12 and cr0. prlimit64 325,
+    // rt_sigaction 173, exit_group 234. A signal handler is entered with r1, r3-r6, r12, lr
+    // and ctr possibly changed. r14 counts the checks, r15 holds the mask, r16 the address of
+    // `ran`, r17 the stack pointer; 0(r1) is the sigaction (handler, flags, then zeros),
+    // 32(r1) the zeroed rlimit.
+    let words: [u32; 51] = [
+        0x3821_ffc0,              // 00: addi r1, r1, -64
+        0x3800_0000,              // 04: li r0, 0
+        0xf801_0020,              // 08: std r0, 32(r1)
+        0xf801_0028,              // 0c: std r0, 40(r1)
+        0x3860_0000,              // 10: li r3, 0  ; ourselves
+        0x3880_0004,              // 14: li r4, 4  ; RLIMIT_CORE
+        0x38a1_0020,              // 18: addi r5, r1, 32
+        0x38c0_0000,              // 1c: li r6, 0
+        0x3800_0145,              // 20: li r0, 325
+        0x4400_0002,              // 24: sc  ; prlimit64(0, CORE, {0, 0}, 0)
+        0x3d20_0000 | handler_hi, // 28: lis r9, handler@h
+        0x6129_0000 | handler_lo, // 2c: ori r9, r9, handler@l
+        0xf921_0000,              // 30: std r9, 0(r1)  ; sa_handler
+        0x3d20_4000,              // 34: lis r9, 0x4000  ; SA_NODEFER
+        0xf921_0008,              // 38: std r9, 8(r1)  ; sa_flags
+        0x3800_0000,              // 3c: li r0, 0
+        0xf801_0010,              // 40: std r0, 16(r1)
+        0xf801_0018,              // 44: std r0, 24(r1)
+        0x39c0_0004,              // 48: li r14, 4  ; SIGILL
+        // 4c signals:
+        0x7dc3_7378,          // 4c: mr r3, r14
+        0x7c24_0b78,          // 50: mr r4, r1
+        0x38a0_0000,          // 54: li r5, 0
+        0x38c0_0008,          // 58: li r6, 8
+        0x3800_00ad,          // 5c: li r0, 173
+        0x4400_0002,          // 60: sc  ; rt_sigaction(sig, &act, 0, 8)
+        0x39ce_0001,          // 64: addi r14, r14, 1
+        0x2c0e_000c,          // 68: cmpwi r14, 12
+        0x4082_ffe0,          // 6c: bne signals (0x4c)  ; through SIGSEGV
+        0x39c0_0000,          // 70: li r14, 0
+        0x39e0_0000,          // 74: li r15, 0
+        0x7c31_0b78,          // 78: mr r17, r1  ; the stack pointer the handler restores
+        0x3e00_0000 | ran_hi, // 7c: lis r16, ran@h
+        0x6210_0000 | ran_lo, // 80: ori r16, r16, ran@l
+        // 84 loop:
+        0x2c0e_0000 | n,        // 84: cmpwi r14, n
+        0x4182_0038,            // 88: beq done (0xc0)
+        0x3d20_0000 | slots_hi, // 8c: lis r9, slots@h
+        0x6129_0000 | slots_lo, // 90: ori r9, r9, slots@l
+        0x79ca_3664,            // 94: sldi r10, r14, 6  ; i * SLOT
+        0x7d29_5214,            // 98: add r9, r9, r10
+        0x7d29_03a6,            // 9c: mtctr r9
+        0x4e80_0420,            // a0: bctr
+        // a4 ran:
+        0x3920_0001, // a4: li r9, 1
+        0x7d29_7036, // a8: sld r9, r9, r14
+        0x7def_4b78, // ac: or r15, r15, r9
+        // b0 next:
+        0x39ce_0001, // b0: addi r14, r14, 1
+        0x4bff_ffd0, // b4: b loop (0x84)
+        // b8 handler:
+        0x7e21_8b78, // b8: mr r1, r17  ; drop the signal frame
+        0x4bff_fff4, // bc: b next (0xb0)
+        // c0 done:
+        0x386f_0064, // c0: addi r3, r15, 100
+        0x3800_00ea, // c4: li r0, 234
+        0x4400_0002, // c8: sc  ; exit_group(100 + mask)
+                     // cc: nops up to the aligned slots
     ];
     let mut code = le_words(&words);
     debug_assert_eq!(code.len() as u64, SKELETON);
@@ -149,7 +164,7 @@ pub(super) fn code(arch: &Arch, start: u64) -> Option<Vec<u8>> {
     }
     let checks: Vec<Vec<u8>> = CHECKS.iter().map(|c| le_words(c)).collect();
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
-    code.extend(slots(&refs, &NOP.to_le_bytes(), &le_words(EXIT0)));
+    code.extend(slots(&refs, &NOP.to_le_bytes(), &le_words(BACK)));
     Some(code)
 }
 

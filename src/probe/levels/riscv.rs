@@ -107,11 +107,9 @@ const CHECKS: [&[u32]; 7] = [
     ],
 ];
 
-/// Ends every slot.
-const EXIT0: &[u32] = &[
-    0x0000_0513, // li    a0, 0
-    0x05e0_0893, // li    a7, 94  ; exit_group
-    0x0000_0073, // ecall
+/// Ends every slot: back to `ran`, whose address s5 holds.
+const BACK: &[u32] = &[
+    0x000a_8067, // jr s5
 ];
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
@@ -121,67 +119,72 @@ pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
         return None;
     }
     let n = CHECKS.len() as u32;
-    // Syscalls: number in a7, `ecall`, only a0 changes. prlimit64 261, clone 220 (riscv64
-    // has no fork: clone(SIGCHLD, 0, 0, 0, 0) is one), wait4 260, close 57, exit_group 94.
-    // s1 counts the checks up to s3, s2 holds the mask; 0(sp) is the zeroed rlimit, 16(sp)
-    // the wait status. RV64I only, no compressed instructions.
-    let words: [u32; 46] = [
-        0xfe01_0113,           // 00: addi  sp, sp, -32
-        0x0001_3023,           // 04: sd    zero, 0(sp)
-        0x0001_3423,           // 08: sd    zero, 8(sp)
-        0x0000_0513,           // 0c: li    a0, 0  ; ourselves
-        0x0040_0593,           // 10: li    a1, 4  ; RLIMIT_CORE
-        0x0001_0613,           // 14: mv    a2, sp
-        0x0000_0693,           // 18: li    a3, 0
-        0x1050_0893,           // 1c: li    a7, 261
-        0x0000_0073,           // 20: ecall  ; prlimit64(0, CORE, {0, 0}, 0)
-        0x0000_0493,           // 24: li    s1, 0
-        0x0000_0913,           // 28: li    s2, 0
-        0x0000_0993 | n << 20, // 2c: li    s3, n
-        // 30 loop:
-        0x0534_8e63, // 30: beq   s1, s3, done (0x8c)
-        0x0110_0513, // 34: li    a0, 17  ; SIGCHLD
-        0x0000_0593, // 38: li    a1, 0
-        0x0000_0613, // 3c: li    a2, 0
-        0x0000_0693, // 40: li    a3, 0
-        0x0000_0713, // 44: li    a4, 0
-        0x0dc0_0893, // 48: li    a7, 220
-        0x0000_0073, // 4c: ecall  ; clone(SIGCHLD, 0, 0, 0, 0)
-        0x0405_0463, // 50: beqz  a0, child (0x98)
-        0x0010_0293, // 54: li    t0, 1
-        0x0051_2823, // 58: sw    t0, 16(sp)  ; "failed" unless wait4 says otherwise
-        0x0101_0593, // 5c: addi  a1, sp, 16
-        0x0000_0613, // 60: li    a2, 0
-        0x0000_0693, // 64: li    a3, 0
-        0x1040_0893, // 68: li    a7, 260
-        0x0000_0073, // 6c: ecall  ; wait4(pid, &status, 0, 0)
-        0x0101_2283, // 70: lw    t0, 16(sp)
-        0x0002_9863, // 74: bnez  t0, next (0x84)
-        0x0010_0293, // 78: li    t0, 1
-        0x0092_92b3, // 7c: sll   t0, t0, s1
-        0x0059_6933, // 80: or    s2, s2, t0
-        // 84 next:
-        0x0014_8493, // 84: addi  s1, s1, 1
-        0xfa9f_f06f, // 88: j     loop (0x30)
-        // 8c done:
-        0x0649_0513, // 8c: addi  a0, s2, 100
-        0x05e0_0893, // 90: li    a7, 94
-        0x0000_0073, // 94: ecall  ; exit_group(100 + mask)
-        // 98 child:
-        0x0020_0513, // 98: li    a0, 2
-        0x0390_0893, // 9c: li    a7, 57
-        0x0000_0073, // a0: ecall  ; close(2)
-        0x0000_0297, // a4: auipc t0, 0
-        0x0142_8293, // a8: addi  t0, t0, 20  ; slots (0xb8)
-        0x0064_9313, // ac: slli  t1, s1, 6  ; i * SLOT
-        0x0062_82b3, // b0: add   t0, t0, t1
-        0x0002_8067, // b4: jr    t0
-                     // b8 slots:
+    // Syscalls: number in a7, `ecall`, only a0 changes. prlimit64 261, rt_sigaction 134,
+    // exit_group 94. A signal handler is entered with a0-a2, ra and sp changed. s1 counts
+    // the checks, s2 holds the mask, s4 the stack pointer, s5 the address of `ran`; 0(sp) is
+    // the zeroed rlimit, 16(sp) the sigaction (handler, flags, then zeros). RV64I only, no
+    // compressed instructions.
+    let words: [u32; 48] = [
+        0xfd01_0113, // 00: addi sp, sp, -48
+        0x0001_3023, // 04: sd zero, 0(sp)
+        0x0001_3423, // 08: sd zero, 8(sp)
+        0x0000_0513, // 0c: li a0, 0  ; ourselves
+        0x0040_0593, // 10: li a1, 4  ; RLIMIT_CORE
+        0x0001_0613, // 14: mv a2, sp
+        0x0000_0693, // 18: li a3, 0
+        0x1050_0893, // 1c: li a7, 261
+        0x0000_0073, // 20: ecall  ; prlimit64(0, CORE, {0, 0}, 0)
+        0x0201_3023, // 24: sd zero, 32(sp)
+        0x0201_3423, // 28: sd zero, 40(sp)
+        0x0000_0297, // 2c: auipc t0, 0
+        0x0802_8293, // 30: addi t0, t0, 128  ; handler (0xac)
+        0x0051_3823, // 34: sd t0, 16(sp)  ; sa_handler
+        0x4000_02b7, // 38: lui t0, 0x40000  ; SA_NODEFER
+        0x0051_3c23, // 3c: sd t0, 24(sp)  ; sa_flags
+        0x0040_0493, // 40: li s1, 4  ; SIGILL
+        // 44 signals:
+        0x0004_8513, // 44: mv a0, s1
+        0x0101_0593, // 48: addi a1, sp, 16
+        0x0000_0613, // 4c: li a2, 0
+        0x0080_0693, // 50: li a3, 8
+        0x0860_0893, // 54: li a7, 134
+        0x0000_0073, // 58: ecall  ; rt_sigaction(sig, &act, 0, 8)
+        0x0014_8493, // 5c: addi s1, s1, 1
+        0x00c0_0293, // 60: li t0, 12
+        0xfe54_90e3, // 64: bne s1, t0, signals (0x44)  ; through SIGSEGV
+        0x0000_0493, // 68: li s1, 0
+        0x0000_0913, // 6c: li s2, 0
+        0x0001_0a13, // 70: mv s4, sp  ; the stack pointer the handler restores
+        0x0000_0a97, // 74: auipc s5, 0
+        0x024a_8a93, // 78: addi s5, s5, 36  ; ran (0x98)
+        // 7c loop:
+        0x0000_0293 | n << 20, // 7c: li t0, n
+        0x0254_8a63,           // 80: beq s1, t0, done (0xb4)
+        0x0000_0297,           // 84: auipc t0, 0
+        0x03c2_8293,           // 88: addi t0, t0, 60  ; slots (0xc0)
+        0x0064_9313,           // 8c: slli t1, s1, 6  ; i * SLOT
+        0x0062_82b3,           // 90: add t0, t0, t1
+        0x0002_8067,           // 94: jr t0
+        // 98 ran:
+        0x0010_0293, // 98: li t0, 1
+        0x0092_92b3, // 9c: sll t0, t0, s1
+        0x0059_6933, // a0: or s2, s2, t0
+        // a4 next:
+        0x0014_8493, // a4: addi s1, s1, 1
+        0xfd5f_f06f, // a8: j loop (0x7c)
+        // ac handler:
+        0x000a_0113, // ac: mv sp, s4  ; drop the signal frame
+        0xff5f_f06f, // b0: j next (0xa4)
+        // b4 done:
+        0x0649_0513, // b4: addi a0, s2, 100
+        0x05e0_0893, // b8: li a7, 94
+        0x0000_0073, // bc: ecall  ; exit_group(100 + mask)
+                     // c0 slots:
     ];
     let checks: Vec<Vec<u8>> = CHECKS.iter().map(|c| le_words(c)).collect();
     let refs: Vec<&[u8]> = checks.iter().map(Vec::as_slice).collect();
     let mut code = le_words(&words);
-    code.extend(slots(&refs, &le_words(&[0x0000_0013]), &le_words(EXIT0))); // filler: nop
+    code.extend(slots(&refs, &le_words(&[0x0000_0013]), &le_words(BACK))); // filler: nop
     Some(code)
 }
 

@@ -83,10 +83,9 @@ const CHECKS: [&[u8]; 4] = [
     ],
 ];
 
-/// Ends every slot.
-const EXIT0: &[u8] = &[
-    0xa7, 0x29, 0x00, 0x00, // lghi %r2, 0
-    0x0a, 0xf8, // svc  248  ; exit_group(0)
+/// Ends every slot: back to `ran`, whose address r10 holds.
+const BACK: &[u8] = &[
+    0x07, 0xfa, // br %r10
 ];
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
@@ -97,56 +96,62 @@ pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     }
     let n = CHECKS.len() as u8;
     // Syscalls: arguments in r2-r7, result in r2, every other register kept; numbers below
-    // 256 ride in `svc` itself, prlimit64 (334) goes in r1 with `svc 0`. fork 2, wait4 114,
-    // close 6, exit_group 248. r8 counts the checks, r9 holds the mask; 0(r15) is the zeroed
-    // rlimit, 16(r15) the wait status.
+    // 256 ride in `svc` itself, prlimit64 (334) goes in r1 with `svc 0`. rt_sigaction 174,
+    // exit_group 248. A signal handler is entered with r2-r6, r14 and r15 changed. r8 counts
+    // the checks, r9 holds the mask, r10 the address of `ran`, r11 the stack pointer; 0(r15)
+    // is the zeroed rlimit, 16(r15) the sigaction (handler, flags, then zeros).
     let parts: &[&[u8]] = &[
-        &[0xa7, 0xfb, 0xff, 0xc0],             // 00: aghi  %r15, -64
-        &[0xd7, 0x0f, 0xf0, 0x00, 0xf0, 0x00], // 04: xc    0(16,%r15), 0(%r15)
-        &[0xa7, 0x29, 0x00, 0x00],             // 0a: lghi  %r2, 0  ; ourselves
-        &[0xa7, 0x39, 0x00, 0x04],             // 0e: lghi  %r3, 4  ; RLIMIT_CORE
-        &[0xb9, 0x04, 0x00, 0x4f],             // 12: lgr   %r4, %r15
-        &[0xa7, 0x59, 0x00, 0x00],             // 16: lghi  %r5, 0
-        &[0xa7, 0x19, 0x01, 0x4e],             // 1a: lghi  %r1, 334
-        &[0x0a, 0x00],                         // 1e: svc   0  ; prlimit64(0, CORE, {0, 0}, 0)
-        &[0xa7, 0x89, 0x00, 0x00],             // 20: lghi  %r8, 0
-        &[0xa7, 0x99, 0x00, 0x00],             // 24: lghi  %r9, 0
-        // 28 loop:
-        &[0xa7, 0x8f, 0x00, n],                // 28: cghi  %r8, n
-        &[0xa7, 0x84, 0x00, 0x22],             // 2c: je    done (0x70)
-        &[0x0a, 0x02],                         // 30: svc   2  ; fork()
-        &[0xb9, 0x02, 0x00, 0x22],             // 32: ltgr  %r2, %r2
-        &[0xa7, 0x84, 0x00, 0x20],             // 36: je    child (0x76)
-        &[0xa7, 0x09, 0x00, 0x01],             // 3a: lghi  %r0, 1
-        &[0x50, 0x00, 0xf0, 0x10], // 3e: st    %r0, 16(%r15)  ; "failed" unless wait4 says otherwise
-        &[0x41, 0x30, 0xf0, 0x10], // 42: la    %r3, 16(%r15)
-        &[0xa7, 0x49, 0x00, 0x00], // 46: lghi  %r4, 0
-        &[0xa7, 0x59, 0x00, 0x00], // 4a: lghi  %r5, 0
-        &[0x0a, 0x72],             // 4e: svc   114  ; wait4(pid, &status, 0, 0)
-        &[0x58, 0x00, 0xf0, 0x10], // 50: l     %r0, 16(%r15)
-        &[0x12, 0x00],             // 54: ltr   %r0, %r0
-        &[0xa7, 0x74, 0x00, 0x09], // 56: jne   next (0x68)
-        &[0xa7, 0x09, 0x00, 0x01], // 5a: lghi  %r0, 1
-        &[0xeb, 0x00, 0x80, 0x00, 0x00, 0x0d], // 5e: sllg  %r0, %r0, 0(%r8)
-        &[0xb9, 0x81, 0x00, 0x90], // 64: ogr   %r9, %r0
-        // 68 next:
-        &[0xa7, 0x8b, 0x00, 0x01], // 68: aghi  %r8, 1
-        &[0xa7, 0xf4, 0xff, 0xde], // 6c: j     loop (0x28)
-        // 70 done:
-        &[0x41, 0x20, 0x90, 0x64], // 70: la    %r2, 100(%r9)
-        &[0x0a, 0xf8],             // 74: svc   248  ; exit_group(100 + mask)
-        // 76 child:
-        &[0xa7, 0x29, 0x00, 0x02],             // 76: lghi  %r2, 2
-        &[0x0a, 0x06],                         // 7a: svc   6  ; close(2)
-        &[0xc0, 0x10, 0x00, 0x00, 0x00, 0x09], // 7c: larl  %r1, slots (0x8e)
-        &[0xeb, 0x38, 0x00, 0x06, 0x00, 0x0d], // 82: sllg  %r3, %r8, 6  ; i * SLOT
-        &[0xb9, 0x08, 0x00, 0x13],             // 88: agr   %r1, %r3
-        &[0x07, 0xf1],                         // 8c: br    %r1
-                                               // 8e slots:
+        &[0xa7, 0xfb, 0xff, 0xc0],             // 00: aghi %r15, -64
+        &[0xd7, 0x2f, 0xf0, 0x00, 0xf0, 0x00], // 04: xc 0(48,%r15), 0(%r15)
+        &[0xa7, 0x29, 0x00, 0x00],             // 0a: lghi %r2, 0  ; ourselves
+        &[0xa7, 0x39, 0x00, 0x04],             // 0e: lghi %r3, 4  ; RLIMIT_CORE
+        &[0xb9, 0x04, 0x00, 0x4f],             // 12: lgr %r4, %r15
+        &[0xa7, 0x59, 0x00, 0x00],             // 16: lghi %r5, 0
+        &[0xa7, 0x19, 0x01, 0x4e],             // 1a: lghi %r1, 334
+        &[0x0a, 0x00],                         // 1e: svc 0  ; prlimit64(0, CORE, {0, 0}, 0)
+        &[0xc0, 0x10, 0x00, 0x00, 0x00, 0x3d], // 20: larl %r1, handler (0x9a)
+        &[0xe3, 0x10, 0xf0, 0x10, 0x00, 0x24], // 26: stg %r1, 16(%r15)  ; sa_handler
+        &[0xa5, 0x1e, 0x40, 0x00],             // 2c: llilh %r1, 0x4000  ; SA_NODEFER
+        &[0xe3, 0x10, 0xf0, 0x18, 0x00, 0x24], // 30: stg %r1, 24(%r15)  ; sa_flags
+        &[0xa7, 0x89, 0x00, 0x04],             // 36: lghi %r8, 4  ; SIGILL
+        // 3a signals:
+        &[0xb9, 0x04, 0x00, 0x28],             // 3a: lgr %r2, %r8
+        &[0x41, 0x30, 0xf0, 0x10],             // 3e: la %r3, 16(%r15)
+        &[0xa7, 0x49, 0x00, 0x00],             // 42: lghi %r4, 0
+        &[0xa7, 0x59, 0x00, 0x08],             // 46: lghi %r5, 8
+        &[0x0a, 0xae],                         // 4a: svc 174  ; rt_sigaction(sig, &act, 0, 8)
+        &[0xa7, 0x8b, 0x00, 0x01],             // 4c: aghi %r8, 1
+        &[0xa7, 0x8f, 0x00, 0x0c],             // 50: cghi %r8, 12
+        &[0xa7, 0x74, 0xff, 0xf3],             // 54: jne signals (0x3a)  ; through SIGSEGV
+        &[0xa7, 0x89, 0x00, 0x00],             // 58: lghi %r8, 0
+        &[0xa7, 0x99, 0x00, 0x00],             // 5c: lghi %r9, 0
+        &[0xb9, 0x04, 0x00, 0xbf], // 60: lgr %r11, %r15  ; the stack pointer the handler restores
+        &[0xc0, 0xa0, 0x00, 0x00, 0x00, 0x10], // 64: larl %r10, ran (0x84)
+        // 6a loop:
+        &[0xa7, 0x8f, 0x00, n],                // 6a: cghi %r8, n
+        &[0xa7, 0x84, 0x00, 0x1a],             // 6e: je done (0xa2)
+        &[0xc0, 0x10, 0x00, 0x00, 0x00, 0x1b], // 72: larl %r1, slots (0xa8)
+        &[0xeb, 0x38, 0x00, 0x06, 0x00, 0x0d], // 78: sllg %r3, %r8, 6  ; i * SLOT
+        &[0xb9, 0x08, 0x00, 0x13],             // 7e: agr %r1, %r3
+        &[0x07, 0xf1],                         // 82: br %r1
+        // 84 ran:
+        &[0xa7, 0x09, 0x00, 0x01],             // 84: lghi %r0, 1
+        &[0xeb, 0x00, 0x80, 0x00, 0x00, 0x0d], // 88: sllg %r0, %r0, 0(%r8)
+        &[0xb9, 0x81, 0x00, 0x90],             // 8e: ogr %r9, %r0
+        // 92 next:
+        &[0xa7, 0x8b, 0x00, 0x01], // 92: aghi %r8, 1
+        &[0xa7, 0xf4, 0xff, 0xea], // 96: j loop (0x6a)
+        // 9a handler:
+        &[0xb9, 0x04, 0x00, 0xfb], // 9a: lgr %r15, %r11  ; drop the signal frame
+        &[0xa7, 0xf4, 0xff, 0xfa], // 9e: j next (0x92)
+        // a2 done:
+        &[0x41, 0x20, 0x90, 0x64], // a2: la %r2, 100(%r9)
+        &[0x0a, 0xf8],             // a6: svc 248  ; exit_group(100 + mask)
+                                   // a8 slots:
     ];
     let mut code = parts.concat();
-    debug_assert_eq!(code.len(), 0x8e);
-    code.extend(slots(&CHECKS, &[0x07, 0x00], EXIT0)); // filler: nopr
+    debug_assert_eq!(code.len(), 0xa8);
+    code.extend(slots(&CHECKS, &[0x07, 0x00], BACK)); // filler: nopr
     Some(code)
 }
 

@@ -87,11 +87,9 @@ const CHECK_V4: &[u8] = &[
     0x62, 0xa1, 0x7d, 0x20, 0xfe, 0xc0, // vpaddd   ymm16, ymm16, ymm16
 ];
 
-/// Ends every slot.
-const EXIT0: &[u8] = &[
-    0x31, 0xff, // xor  edi, edi
-    0xb8, 0xe7, 0x00, 0x00, 0x00, // mov  eax, 231  ; exit_group
-    0x0f, 0x05, // syscall  ; exit_group(0)
+/// Ends every slot: back to `ran`, whose address r13 holds.
+const BACK: &[u8] = &[
+    0x41, 0xff, 0xe5, // jmp r13
 ];
 
 /// The level probe's machine code, for `arch` when it is this family's, to be loaded at
@@ -102,59 +100,67 @@ pub(super) fn code(arch: &Arch, _start: u64) -> Option<Vec<u8>> {
     }
     let checks: [&[u8]; 3] = [CHECK_V2, CHECK_V3, CHECK_V4];
     let n = checks.len() as u8;
-    // Syscalls (x86_64): prlimit64 302, fork 57, wait4 61, close 3, exit_group 231; `syscall`
-    // keeps every register but rax, rcx and r11. ebx counts the checks, r12d holds the mask;
-    // [rsp] is the zeroed rlimit, [rsp+16] the wait status.
+    // Syscalls (x86_64): prlimit64 302, rt_sigaction 13, exit_group 231; `syscall` keeps
+    // every register but rax, rcx and r11. A signal handler is entered with rax, rdi, rsi,
+    // rdx and rsp changed. x86_64 requires SA_RESTORER. ebx counts the checks, r12d holds the
+    // mask, r13 the address of `ran`, r14 the stack pointer; [rsp] is the zeroed rlimit,
+    // [rsp+16] the sigaction (handler, flags, restorer, mask).
     let parts: &[&[u8]] = &[
-        &[0x48, 0x83, 0xec, 0x20],       // 00: sub  rsp, 32
-        &[0x31, 0xc0],                   // 04: xor  eax, eax
-        &[0x48, 0x89, 0x04, 0x24],       // 06: mov  [rsp], rax
-        &[0x48, 0x89, 0x44, 0x24, 0x08], // 0a: mov  [rsp+8], rax
-        &[0xb8, 0x2e, 0x01, 0x00, 0x00], // 0f: mov  eax, 302
-        &[0x31, 0xff],                   // 14: xor  edi, edi  ; ourselves
-        &[0xbe, 0x04, 0x00, 0x00, 0x00], // 16: mov  esi, 4  ; RLIMIT_CORE
-        &[0x48, 0x89, 0xe2],             // 1b: mov  rdx, rsp
-        &[0x45, 0x31, 0xd2],             // 1e: xor  r10d, r10d
-        &[0x0f, 0x05],                   // 21: syscall  ; prlimit64(0, CORE, {0, 0}, 0)
-        &[0x31, 0xdb],                   // 23: xor  ebx, ebx
-        &[0x45, 0x31, 0xe4],             // 25: xor  r12d, r12d
-        // 28 loop:
-        &[0x83, 0xfb, n],                                  // 28: cmp  ebx, n
-        &[0x74, 0x35],                                     // 2b: je   done (0x62)
-        &[0xb8, 0x39, 0x00, 0x00, 0x00],                   // 2d: mov  eax, 57
-        &[0x0f, 0x05],                                     // 32: syscall  ; fork()
-        &[0x85, 0xc0],                                     // 34: test eax, eax
-        &[0x74, 0x36],                                     // 36: je   child (0x6e)
-        &[0x89, 0xc7], // 38: mov  edi, eax  ; pid (or -errno: waits for nothing)
-        &[0xc7, 0x44, 0x24, 0x10, 0x01, 0x00, 0x00, 0x00], // 3a: mov  dword [rsp+16], 1  ; "failed" unless wait4 says otherwise
-        &[0x48, 0x8d, 0x74, 0x24, 0x10],                   // 42: lea  rsi, [rsp+16]
-        &[0x31, 0xd2],                                     // 47: xor  edx, edx
-        &[0x45, 0x31, 0xd2],                               // 49: xor  r10d, r10d
-        &[0xb8, 0x3d, 0x00, 0x00, 0x00],                   // 4c: mov  eax, 61
-        &[0x0f, 0x05],                   // 51: syscall  ; wait4(pid, &status, 0, 0)
-        &[0x83, 0x7c, 0x24, 0x10, 0x00], // 53: cmp  dword [rsp+16], 0
-        &[0x75, 0x04],                   // 58: jne  next (0x5e)  ; not exit(0)
-        &[0x41, 0x0f, 0xab, 0xdc],       // 5a: bts  r12d, ebx
-        // 5e next:
-        &[0xff, 0xc3], // 5e: inc  ebx
-        &[0xeb, 0xc6], // 60: jmp  loop (0x28)
-        // 62 done:
-        &[0x41, 0x8d, 0x7c, 0x24, 0x64], // 62: lea  edi, [r12+100]
-        &[0xb8, 0xe7, 0x00, 0x00, 0x00], // 67: mov  eax, 231
-        &[0x0f, 0x05],                   // 6c: syscall  ; exit_group(100 + mask)
-        // 6e child:
-        &[0xbf, 0x02, 0x00, 0x00, 0x00], // 6e: mov  edi, 2
-        &[0xb8, 0x03, 0x00, 0x00, 0x00], // 73: mov  eax, 3
-        &[0x0f, 0x05],                   // 78: syscall  ; close(2)
-        &[0xc1, 0xe3, 0x06],             // 7a: shl  ebx, 6  ; * SLOT
-        &[0x48, 0x8d, 0x05, 0x05, 0x00, 0x00, 0x00], // 7d: lea  rax, [rip+5]  ; slots (0x89)
-        &[0x48, 0x01, 0xd8],             // 84: add  rax, rbx
-        &[0xff, 0xe0],                   // 87: jmp  rax
-                                         // 89 slots:
+        &[0x48, 0x83, 0xec, 0x30],                               // 00: sub rsp, 48
+        &[0x31, 0xc0],                                           // 04: xor eax, eax
+        &[0x48, 0x89, 0x04, 0x24],                               // 06: mov [rsp], rax
+        &[0x48, 0x89, 0x44, 0x24, 0x08],                         // 0a: mov [rsp+8], rax
+        &[0xb8, 0x2e, 0x01, 0x00, 0x00],                         // 0f: mov eax, 302
+        &[0x31, 0xff],                                           // 14: xor edi, edi  ; ourselves
+        &[0xbe, 0x04, 0x00, 0x00, 0x00],                         // 16: mov esi, 4  ; RLIMIT_CORE
+        &[0x48, 0x89, 0xe2],                                     // 1b: mov rdx, rsp
+        &[0x45, 0x31, 0xd2],                                     // 1e: xor r10d, r10d
+        &[0x0f, 0x05], // 21: syscall  ; prlimit64(0, CORE, {0, 0}, 0)
+        &[0x48, 0x8d, 0x05, 0x6b, 0x00, 0x00, 0x00], // 23: lea rax, [rip + handler]
+        &[0x48, 0x89, 0x44, 0x24, 0x10], // 2a: mov [rsp+16], rax  ; sa_handler
+        &[0x48, 0x89, 0x44, 0x24, 0x20], // 2f: mov [rsp+32], rax  ; sa_restorer: never used, the handler does not return
+        &[0x48, 0xc7, 0x44, 0x24, 0x18, 0x00, 0x00, 0x00, 0x44], // 34: mov qword ptr [rsp+24], 0x44000000  ; sa_flags: SA_NODEFER, SA_RESTORER
+        &[0x48, 0xc7, 0x44, 0x24, 0x28, 0x00, 0x00, 0x00, 0x00], // 3d: mov qword ptr [rsp+40], 0  ; sa_mask
+        &[0xbb, 0x04, 0x00, 0x00, 0x00],                         // 46: mov ebx, 4  ; SIGILL
+        // 4b signals:
+        &[0x89, 0xdf],                               // 4b: mov edi, ebx
+        &[0x48, 0x8d, 0x74, 0x24, 0x10],             // 4d: lea rsi, [rsp+16]
+        &[0x31, 0xd2],                               // 52: xor edx, edx
+        &[0x41, 0xba, 0x08, 0x00, 0x00, 0x00],       // 54: mov r10d, 8
+        &[0xb8, 0x0d, 0x00, 0x00, 0x00],             // 5a: mov eax, 13
+        &[0x0f, 0x05],                               // 5f: syscall  ; rt_sigaction(sig, &act, 0, 8)
+        &[0xff, 0xc3],                               // 61: inc ebx
+        &[0x83, 0xfb, 0x0c],                         // 63: cmp ebx, 12
+        &[0x75, 0xe3],                               // 66: jne signals (0x4b)  ; through SIGSEGV
+        &[0x31, 0xdb],                               // 68: xor ebx, ebx
+        &[0x45, 0x31, 0xe4],                         // 6a: xor r12d, r12d
+        &[0x49, 0x89, 0xe6], // 6d: mov r14, rsp  ; the stack pointer the handler restores
+        &[0x4c, 0x8d, 0x2d, 0x16, 0x00, 0x00, 0x00], // 70: lea r13, [rip + ran]
+        // 77 loop:
+        &[0x83, 0xfb, n],                            // 77: cmp ebx, n
+        &[0x74, 0x1e],                               // 7a: je done (0x9a)
+        &[0x89, 0xd8],                               // 7c: mov eax, ebx
+        &[0xc1, 0xe0, 0x06],                         // 7e: shl eax, 6  ; i * SLOT
+        &[0x48, 0x8d, 0x0d, 0x1e, 0x00, 0x00, 0x00], // 81: lea rcx, [rip + slots]
+        &[0x48, 0x01, 0xc8],                         // 88: add rax, rcx
+        &[0xff, 0xe0],                               // 8b: jmp rax
+        // 8d ran:
+        &[0x41, 0x0f, 0xab, 0xdc], // 8d: bts r12d, ebx
+        // 91 next:
+        &[0xff, 0xc3], // 91: inc ebx
+        &[0xeb, 0xe2], // 93: jmp loop (0x77)
+        // 95 handler:
+        &[0x4c, 0x89, 0xf4], // 95: mov rsp, r14  ; drop the signal frame
+        &[0xeb, 0xf7],       // 98: jmp next (0x91)
+        // 9a done:
+        &[0x41, 0x8d, 0x7c, 0x24, 0x64], // 9a: lea edi, [r12+100]
+        &[0xb8, 0xe7, 0x00, 0x00, 0x00], // 9f: mov eax, 231
+        &[0x0f, 0x05],                   // a4: syscall  ; exit_group(100 + mask)
+                                         // a6 slots:
     ];
     let mut code = parts.concat();
-    debug_assert_eq!(code.len(), 0x89);
-    code.extend(slots(&checks, &[0x90], EXIT0)); // filler: nop
+    debug_assert_eq!(code.len(), 0xa6);
+    code.extend(slots(&checks, &[0x90], BACK)); // filler: nop
     Some(code)
 }
 
