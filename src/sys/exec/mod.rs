@@ -11,7 +11,8 @@
 //! The child calls execve(2) itself. Between fork and exec it runs only async-signal-safe
 //! system calls on data prepared before the fork (another thread of ours may hold the
 //! allocator's lock when we fork), and reports a failure, with the step it failed at, through
-//! a close-on-exec pipe: end-of-file on that pipe means the exec happened.
+//! a close-on-exec pipe: end-of-file on that pipe means the exec happened. Where its steps
+//! allow, the child shares our memory until it execs instead of copying it (`shared.rs`).
 //!
 //! Output is drained while the child runs, so a program that writes more than a pipe holds
 //! cannot stall; a timeout kills the child's whole process group when it has its own.
@@ -30,6 +31,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::waitpid;
 
 mod child;
+mod shared;
 mod spec;
 mod wait;
 
@@ -289,15 +291,19 @@ fn fork(
         report: report_w,
     };
     let started = Instant::now();
-    // SAFETY: the child branch runs only `child::run`, which makes async-signal-safe system
-    // calls on `prepared` (built above, not touched by anyone else) and never returns; so a
-    // fork from a multi-threaded process is sound here.
-    let pid = match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
-            // SAFETY: see above; we are the freshly forked child.
-            unsafe { child::run(&prepared) }
+    let pid = if shared::sound(&prepared) {
+        shared::spawn(&prepared)?
+    } else {
+        // SAFETY: the child branch runs only `child::run`, which makes async-signal-safe
+        // system calls on `prepared` (built above, not touched by anyone else) and never
+        // returns; so a fork from a multi-threaded process is sound here.
+        match unsafe { nix::unistd::fork() }? {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: see above; we are the freshly forked child.
+                unsafe { child::run(&prepared) }
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
         }
-        nix::unistd::ForkResult::Parent { child } => child,
     };
     // Our copies of the child's ends go, so its death is seen on every pipe.
     drop(prepared);
@@ -309,6 +315,7 @@ fn fork(
     let child = Child {
         pid,
         pidfd: None,
+        may_have_ended: true,
         new_group: spec.new_group,
         started,
         ended_at: None,
