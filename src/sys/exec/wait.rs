@@ -75,6 +75,9 @@ pub struct Child {
     pub(super) pid: Pid,
     /// Readable when the child ends (Linux ≥ 5.3); without it, waiting polls.
     pub(super) pidfd: Option<OwnedFd>,
+    /// Whether waitpid is worth asking: its pidfd turned readable, or it has none. With many
+    /// children, asking each one at every wake-up would cost more than they do.
+    pub(super) may_have_ended: bool,
     pub(super) new_group: bool,
     pub(super) started: Instant,
     /// When it ended (reaped or killed), to stop reading pipes a daemon of its keeps open.
@@ -280,7 +283,9 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Option<Duration>) -> Vec<Outc
         for c in &mut children {
             let mut soon = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
             if c.ended_at.is_none() {
-                if c.try_reap() {
+                let ended = (c.may_have_ended || c.pidfd.is_none()) && c.try_reap();
+                c.may_have_ended = false;
+                if ended {
                     c.ended_at = Some(now);
                 } else if timeout.is_some_and(|t| now >= c.started + t) {
                     c.kill();
@@ -351,8 +356,10 @@ pub fn wait_all(mut children: Vec<Child>, timeout: Option<Duration>) -> Vec<Outc
                 .collect()
         };
         for ((i, pipe), ready) in owners.into_iter().zip(ready) {
-            if let (Some(k), true) = (pipe, ready) {
-                children[i].pipes[k].read_some();
+            match (pipe, ready) {
+                (Some(k), true) => children[i].pipes[k].read_some(),
+                (None, true) => children[i].may_have_ended = true,
+                _ => {}
             }
         }
     }
