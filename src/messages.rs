@@ -65,14 +65,25 @@ pub fn json_error(exit: crate::error::Exit, message: &str) {
 /// a message (a tar member's, an entry's) can neither rewrite the screen nor pose as more
 /// lines.
 pub fn error(message: &str) {
-    eprintln!("binfmt-setup: error: {}", printable(message));
+    to_stderr(&format!("binfmt-setup: error: {}\n", printable(message)));
 }
 
 pub fn warn(message: &str) {
     if QUIET.load(Ordering::Relaxed) {
         return;
     }
-    eprintln!("binfmt-setup: warning: {}", terminal_safe(message));
+    to_stderr(&format!(
+        "binfmt-setup: warning: {}\n",
+        terminal_safe(message)
+    ));
+}
+
+/// A whole message in one write, so that whoever reads the stream meanwhile (a log
+/// collector, a supervisor's log file) never sees half a line; formatting straight to the
+/// unbuffered stderr writes it in pieces.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// The last line of defence, applied to everything printed: every control character but the

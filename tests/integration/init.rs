@@ -272,7 +272,13 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
         took < Duration::from_millis(2500),
         "took {took:?} for a 1 s interval"
     );
-    assert!(log().contains("qemu-aarch64 had disappeared"), "{}", log());
+    // The warning follows the repair: wait for it too.
+    assert!(
+        wait_for(Duration::from_secs(5), || log()
+            .contains("qemu-aarch64 had disappeared")),
+        "{}",
+        log()
+    );
     assert!(ready.exists());
 
     // Someone disables an entry, then binfmt_misc as a whole: each is enabled again.
@@ -284,8 +290,10 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
         "qemu-riscv64 was not enabled again; stderr:\n{}",
         log()
     );
+    // The warning follows the repair: wait for it too.
     assert!(
-        log().contains("qemu-riscv64 had been disabled"),
+        wait_for(Duration::from_secs(5), || log()
+            .contains("qemu-riscv64 had been disabled")),
         "{}",
         log()
     );
@@ -295,7 +303,13 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
         "binfmt_misc was not enabled again; stderr:\n{}",
         log()
     );
-    assert!(log().contains("disabled as a whole"), "{}", log());
+    // The warning follows the repair: wait for it too.
+    assert!(
+        wait_for(Duration::from_secs(5), || log()
+            .contains("disabled as a whole")),
+        "{}",
+        log()
+    );
 
     // SIGTERM: exit 0, handlers left in place, no longer ready.
     assert_eq!(terminate(child), Some(0), "stderr:\n{}", log());
