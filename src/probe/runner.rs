@@ -162,7 +162,18 @@ impl Batch {
     /// Wait for every program, each bounded by `timeout` from its start; one outcome per job,
     /// in order. A job that could not be started at all reads as failed at its first step.
     pub fn wait(self, timeout: Duration) -> Vec<Outcome> {
+        self.wait_each(timeout, |_, _| {})
+    }
+
+    /// [`wait`](Self::wait), handing each job's outcome to `done` (with the job's index) as
+    /// soon as it is complete, while the others still run.
+    pub fn wait_each(
+        self,
+        timeout: Duration,
+        mut done: impl FnMut(usize, &Outcome),
+    ) -> Vec<Outcome> {
         let mut started = Vec::new();
+        // Per job: its outcome when it could not be started; `None` for one that runs.
         let mut slots = Vec::new();
         for r in self.running {
             match r {
@@ -182,10 +193,19 @@ impl Batch {
                 })),
             }
         }
-        let mut done = exec::wait_all(started, Some(timeout)).into_iter();
+        // The job each started child runs.
+        let mut job_of = Vec::new();
+        for (job, slot) in slots.iter().enumerate() {
+            match slot {
+                None => job_of.push(job),
+                Some(outcome) => done(job, outcome),
+            }
+        }
+        let mut ran =
+            exec::wait_each(started, Some(timeout), |i, o| done(job_of[i], o)).into_iter();
         slots
             .into_iter()
-            .filter_map(|s| s.or_else(|| done.next()))
+            .filter_map(|s| s.or_else(|| ran.next()))
             .collect()
     }
 }

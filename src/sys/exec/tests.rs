@@ -75,3 +75,33 @@ fn a_timeout_kills_the_whole_group() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!mark.exists(), "the grandchild outlived the timeout");
 }
+
+/// Each outcome is handed over as soon as its child is done, while slower ones still run;
+/// the list returned keeps the children's order.
+#[test]
+fn wait_each_hands_over_each_child_as_it_finishes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = dir.path().join("slow-ended");
+    let specs = [
+        sh(&format!("sleep 2; touch {}; echo slow", mark.display())),
+        sh("echo fast"),
+    ];
+    let children: Vec<Child> = spawn_all(&specs)
+        .into_iter()
+        .map(|c| c.expect("spawn"))
+        .collect();
+    let mut seen = Vec::new();
+    let all = wait_each(children, Some(Duration::from_secs(20)), |i, o| {
+        seen.push((i, o.stdout.clone(), mark.exists()));
+    });
+    assert_eq!(
+        seen,
+        [
+            (1, b"fast\n".to_vec(), false),
+            (0, b"slow\n".to_vec(), true)
+        ],
+        "the fast one is told while the slow one still runs"
+    );
+    assert_eq!(all[0].stdout, b"slow\n");
+    assert_eq!(all[1].stdout, b"fast\n");
+}
