@@ -229,7 +229,11 @@ pub fn test_arches(
     let mut tested = Vec::new();
     // Per job: the level family whose probe is joined to it, when there is one.
     let mut joined = Vec::new();
-    for t in targets {
+    // Probes joined to a level probe first: one of them may call for a second run, which
+    // then starts while the rest still run (the verdicts come out in table order).
+    let mut ordered: Vec<&Target<'_>> = targets.iter().collect();
+    ordered.sort_by_key(|t| levels::family(t.arch).is_none());
+    for t in ordered {
         let a = t.arch;
         let with_levels = levels::echo_then_levels(a);
         joined.push(with_levels.as_ref().map(|p| p.family));
@@ -274,24 +278,18 @@ pub fn test_arches(
         }
     );
     let batch = runner::start(&jobs).map_err(CheckError::Probes)?;
-    let extras = extras::start(machine, snap, &tested, &jobs, settings);
-    let outcomes = batch.wait(timeout);
+    let mut extras = extras::start(machine, snap, &tested, &jobs, settings);
+    // A probe joined to its level probe may call for a second run: started as it comes in.
+    let outcomes = batch.wait_each(timeout, |i, o| {
+        if let (Some(Some(_)), Some(job)) = (joined.get(i), jobs.get(i)) {
+            extras.offer(i, &first_reply(job, o, timeout));
+        }
+    });
     refuse_unrunnable(&tested, &outcomes, &host)?;
-    // A joined probe's status tells levels only after its token: an interpreter that fails
-    // with a status in the level range ran nothing.
     let firsts: Vec<Option<Reply>> = joined
         .iter()
         .zip(outcomes.iter().zip(&jobs))
-        .map(|(f, (o, job))| {
-            f.map(|_| {
-                let mut reply = Reply::of(o, timeout);
-                if !printed_token(job, o) {
-                    reply.exit = None;
-                    reply.failure = Some("the probe printed no token: it did not run".into());
-                }
-                reply
-            })
-        })
+        .map(|(f, (o, job))| f.map(|_| first_reply(job, o, timeout)))
         .collect();
     let (levels, facts) = extras.finish(&firsts);
     for (((((a, _), job), out), (levels, qemu)), family) in tested
@@ -364,6 +362,17 @@ fn token(a: &Arch) -> String {
 /// The first line a probe run as `job` prints: its token.
 fn token_line(job: &Job) -> String {
     format!("{}\n", job.args[0])
+}
+
+/// What a joined probe's run says as its level probe's reply. Its status tells levels only
+/// after its token: an interpreter that fails with a status in the level range ran nothing.
+fn first_reply(job: &Job, out: &Outcome, timeout: Duration) -> Reply {
+    let mut reply = Reply::of(out, timeout);
+    if !printed_token(job, out) {
+        reply.exit = None;
+        reply.failure = Some("the probe printed no token: it did not run".into());
+    }
+    reply
 }
 
 /// Whether the probe's run began with its token, so it ran.

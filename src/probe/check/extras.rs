@@ -2,7 +2,8 @@
 //! them: what QEMU each probe's handler runs, and the levels the handler (or the host's own
 //! CPU) reaches. The levels come from the probe itself where its arch has a level probe (the
 //! echo probe joined to it: `levels::echo_then_levels`), so the default run costs no start
-//! of its own; what is left is the second run that may lift a level.
+//! of its own; what is left is the second run that may lift a level, started as soon as the
+//! probe that calls for it is in ([`Extras::offer`]).
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use super::Settings;
 use crate::arch::Arch;
 use crate::binfmt::Snapshot;
 use crate::machine::{Machine, Reply};
-use crate::probe::levels::proof::{self, Proven};
+use crate::probe::levels::proof::{self, Lifting, Proven};
 use crate::probe::runner::Job;
 use crate::qemu::Facts;
 use crate::qemu::ask::{self, Asking};
@@ -18,11 +19,10 @@ use crate::qemu::known::IssueTable;
 
 /// The questions in flight.
 pub(super) struct Extras<'m, 'i> {
-    machine: &'m dyn Machine,
     /// Per probe: its arch, the extension on its name, and whether a handler runs it.
     subjects: Vec<(&'m Arch, Option<&'m str>, bool)>,
-    chroot: bool,
-    timeout: std::time::Duration,
+    /// The second runs started so far.
+    lifting: Lifting<'m>,
     /// The interpreter questions, and per probe the index of its subject there.
     asking: Option<(Asking, Vec<Option<usize>>, &'i IssueTable)>,
 }
@@ -71,29 +71,38 @@ pub(super) fn start<'m, 'i>(
         (asking, index, issues)
     });
     Extras {
-        machine,
         subjects,
-        chroot: settings.chroot,
-        timeout: settings.timeout,
+        lifting: Lifting::new(machine, settings.chroot, settings.timeout),
         asking,
     }
 }
 
+/// A probe's entry in the level proof.
+fn subject<'a>(
+    &(arch, extension, emulated): &(&'a Arch, Option<&'a str>, bool),
+) -> proof::Subject<'a> {
+    proof::Subject {
+        arch,
+        extension,
+        emulated,
+    }
+}
+
 impl Extras<'_, '_> {
+    /// Probe `i`, joined to its level probe, is in with `first`: start the second run it
+    /// calls for, if any.
+    pub(super) fn offer(&mut self, i: usize, first: &Reply) {
+        if let Some(s) = self.subjects.get(i) {
+            self.lifting.offer(i, &subject(s), first);
+        }
+    }
+
     /// Per probe: the levels proven, from its own run (`firsts[i]`, where it was joined to
     /// the level probe) and a second run where one may lift a level, and what its handler's
-    /// QEMU said of itself.
+    /// QEMU said of itself. A probe not [offered](Self::offer) gets no second run.
     pub(super) fn finish(self, firsts: &[Option<Reply>]) -> (Vec<Option<Proven>>, Vec<Facts>) {
-        let subjects: Vec<proof::Subject<'_>> = self
-            .subjects
-            .iter()
-            .map(|&(arch, extension, emulated)| proof::Subject {
-                arch,
-                extension,
-                emulated,
-            })
-            .collect();
-        let levels = proof::conclude(self.machine, &subjects, firsts, self.chroot, self.timeout);
+        let subjects: Vec<proof::Subject<'_>> = self.subjects.iter().map(subject).collect();
+        let levels = self.lifting.conclude(&subjects, firsts);
         let facts = match self.asking {
             Some((asking, index, issues)) => {
                 let answers = asking.finish(issues);

@@ -211,46 +211,90 @@ pub fn conclude(
     chroot: bool,
     timeout: Duration,
 ) -> Vec<Option<Proven>> {
-    let mut out: Vec<Option<(Found, Proven)>> = Vec::new();
-    for (s, first) in subjects.iter().zip(firsts) {
-        out.push(
-            family(s.arch)
-                .zip(first.as_ref())
-                .and_then(|(f, reply)| match read(f, reply) {
+    let mut lifting = Lifting::new(machine, chroot, timeout);
+    for (i, (s, first)) in subjects.iter().zip(firsts).enumerate() {
+        if let Some(reply) = first {
+            lifting.offer(i, s, reply);
+        }
+    }
+    lifting.conclude(subjects, firsts)
+}
+
+/// Second runs, each started as soon as the default run that calls for it is in, so that it
+/// runs beside the probes still running rather than after them all.
+pub struct Lifting<'m> {
+    machine: &'m dyn Machine,
+    chroot: bool,
+    timeout: Duration,
+    /// Per second run: its subject's index, the level it tries for, its reply to come.
+    started: Vec<(usize, &'static Level, Box<dyn Replies>)>,
+}
+
+impl std::fmt::Debug for Lifting<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tries: Vec<(usize, &str)> = self.started.iter().map(|(i, l, _)| (*i, l.name)).collect();
+        f.debug_struct("Lifting").field("started", &tries).finish()
+    }
+}
+
+impl<'m> Lifting<'m> {
+    pub fn new(machine: &'m dyn Machine, chroot: bool, timeout: Duration) -> Lifting<'m> {
+        Lifting {
+            machine,
+            chroot,
+            timeout,
+            started: Vec::new(),
+        }
+    }
+
+    /// Subject `i`'s default run is in: start its second run when it is emulated and stopped
+    /// below a level with a `QEMU_CPU` value.
+    pub fn offer(&mut self, i: usize, subject: &Subject<'_>, first: &Reply) {
+        if !subject.emulated || self.started.iter().any(|(j, _, _)| *j == i) {
+            return;
+        }
+        let Some(found) = family(subject.arch).and_then(|f| read(f, first).ok()) else {
+            return;
+        };
+        if let Some(level) = lift_candidate(&found) {
+            let asks = [ask(
+                subject.arch,
+                subject.extension,
+                self.chroot,
+                level.qemu_cpu,
+            )];
+            let replies = self.machine.start_asking(&asks, self.timeout);
+            self.started.push((i, level, replies));
+        }
+    }
+
+    /// Wait for the second runs and report, as [`conclude`] does; `firsts` are the default
+    /// runs offered (a subject whose default run was not offered gets no second run).
+    pub fn conclude(
+        self,
+        subjects: &[Subject<'_>],
+        firsts: &[Option<Reply>],
+    ) -> Vec<Option<Proven>> {
+        let mut out: Vec<Option<(Found, Proven)>> = Vec::new();
+        for (s, first) in subjects.iter().zip(firsts) {
+            out.push(family(s.arch).zip(first.as_ref()).and_then(|(f, reply)| {
+                match read(f, reply) {
                     Ok(found) => Some((found, Proven::of(&found))),
                     Err(why) => {
                         tracing::info!("{}: levels not proven: {why}", s.arch.name);
                         None
                     }
-                }),
-        );
-    }
-    // Second runs, for emulated subjects that stopped below a level with a QEMU_CPU value.
-    let mut lifts: Vec<(usize, &'static Level)> = Vec::new();
-    for (i, o) in out.iter().enumerate() {
-        if let Some((found, _)) = o {
-            if subjects[i].emulated {
-                if let Some(l) = lift_candidate(found) {
-                    lifts.push((i, l));
                 }
-            }
+            }));
         }
-    }
-    if !lifts.is_empty() {
-        let asks: Vec<Ask<'_>> = lifts
-            .iter()
-            .map(|(i, l)| {
-                let s = &subjects[*i];
-                ask(s.arch, s.extension, chroot, l.qemu_cpu)
-            })
-            .collect();
-        let replies = machine.start_asking(&asks, timeout).collect();
-        for ((i, level), reply) in lifts.iter().zip(&replies) {
-            let Some((found, proven)) = out[*i].as_mut() else {
+        for (i, level, replies) in self.started {
+            let reply = replies.collect().into_iter().next().unwrap_or_default();
+            let Some((found, proven)) = out.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };
+            let name = &subjects[i].arch.name;
             let cpu = level.qemu_cpu.unwrap_or_default();
-            match read(found.family, reply) {
+            match read(found.family, &reply) {
                 Ok(lifted) if lifted.levels().len() > found.levels().len() => {
                     proven.lift = Some(Lift {
                         qemu_cpu: cpu,
@@ -259,15 +303,14 @@ pub fn conclude(
                     });
                 }
                 Ok(lifted) => tracing::info!(
-                    "{}: QEMU_CPU={cpu} reached {:?}, no higher than the default",
-                    subjects[*i].arch.name,
+                    "{name}: QEMU_CPU={cpu} reached {:?}, no higher than the default",
                     lifted.highest().map(|l| l.name)
                 ),
-                Err(why) => tracing::info!("{}: QEMU_CPU={cpu}: {why}", subjects[*i].arch.name),
+                Err(why) => tracing::info!("{name}: QEMU_CPU={cpu}: {why}"),
             }
         }
+        out.into_iter().map(|o| o.map(|(_, p)| p)).collect()
     }
-    out.into_iter().map(|o| o.map(|(_, p)| p)).collect()
 }
 
 #[cfg(test)]
