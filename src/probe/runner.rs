@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sys::exec::{self, ChrootFallback, Ending, Env, Outcome, Spec};
+use crate::sys::exec::{self, ChrootFallback, Env, Outcome, Spec};
 
 /// How much of a program's stdout and stderr is kept.
 const KEEP_OUTPUT: usize = 64 * 1024;
@@ -106,12 +106,15 @@ pub fn run_all(jobs: &[Job], timeout: Duration) -> std::io::Result<Vec<Outcome>>
 /// Programs started by [`start`], running while the caller does other work.
 #[derive(Debug)]
 pub struct Batch {
-    running: Vec<std::io::Result<exec::Child>>,
+    pool: exec::Pool,
+    /// Per job, its file in `dir`: removed as soon as the job is done.
+    files: Vec<PathBuf>,
     // Removed only after every program has finished with it.
-    _dir: RunDir,
+    dir: RunDir,
 }
 
-/// Start every job now; [`Batch::wait`] collects them.
+/// Start the jobs: the first few now, the rest as those end ([`exec::Pool`]);
+/// [`Batch::wait`] collects them.
 pub fn start(jobs: &[Job]) -> std::io::Result<Batch> {
     let dir = RunDir::new("binfmt-setup-test").map_err(|e| {
         std::io::Error::new(
@@ -132,8 +135,9 @@ pub fn start(jobs: &[Job]) -> std::io::Result<Batch> {
     }
     let specs: Vec<Spec> = jobs.iter().map(|j| spec(&dir, j)).collect();
     Ok(Batch {
-        running: exec::spawn_all(&specs),
-        _dir: dir,
+        pool: exec::Pool::start(specs, exec::Pool::default_limit()),
+        files: jobs.iter().map(|j| dir.path().join(&j.file)).collect(),
+        dir,
     })
 }
 
@@ -166,47 +170,22 @@ impl Batch {
     }
 
     /// [`wait`](Self::wait), handing each job's outcome to `done` (with the job's index) as
-    /// soon as it is complete, while the others still run.
+    /// soon as it is complete, while the others still run. Each job's file is removed as it
+    /// is done, while the others still run, rather than all of them after the last.
     pub fn wait_each(
         self,
         timeout: Duration,
         mut done: impl FnMut(usize, &Outcome),
     ) -> Vec<Outcome> {
-        let mut started = Vec::new();
-        // Per job: its outcome when it could not be started; `None` for one that runs.
-        let mut slots = Vec::new();
-        for r in self.running {
-            match r {
-                Ok(child) => {
-                    slots.push(None);
-                    started.push(child);
-                }
-                Err(e) => slots.push(Some(Outcome {
-                    ending: Ending::Failed {
-                        step: exec::Step::Prepare,
-                        errno: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-                    },
-                    stdout: Vec::new(),
-                    stderr: e.to_string().into_bytes(),
-                    truncated: false,
-                    elapsed: Duration::ZERO,
-                })),
+        let Batch { pool, files, dir } = self;
+        let outcomes = pool.wait_each(Some(timeout), |i, o| {
+            if let Some(f) = files.get(i) {
+                let _ = std::fs::remove_file(f);
             }
-        }
-        // The job each started child runs.
-        let mut job_of = Vec::new();
-        for (job, slot) in slots.iter().enumerate() {
-            match slot {
-                None => job_of.push(job),
-                Some(outcome) => done(job, outcome),
-            }
-        }
-        let mut ran =
-            exec::wait_each(started, Some(timeout), |i, o| done(job_of[i], o)).into_iter();
-        slots
-            .into_iter()
-            .filter_map(|s| s.or_else(|| ran.next()))
-            .collect()
+            done(i, o);
+        });
+        drop(dir);
+        outcomes
     }
 }
 

@@ -41,7 +41,7 @@ use wait::Drain;
 
 pub use child::RootOp;
 pub use spec::{ChrootFallback, Env, IdMaps, Output, Spec, Stdin, Step};
-pub use wait::{Child, Ending, Outcome, run, spawn_all, wait_all, wait_each};
+pub use wait::{Child, Ending, Outcome, Pool, run, wait_all};
 
 fn c_string(s: &OsStr, what: &str) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| {

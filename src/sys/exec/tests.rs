@@ -79,19 +79,15 @@ fn a_timeout_kills_the_whole_group() {
 /// Each outcome is handed over as soon as its child is done, while slower ones still run;
 /// the list returned keeps the children's order.
 #[test]
-fn wait_each_hands_over_each_child_as_it_finishes() {
+fn a_pool_hands_over_each_child_as_it_finishes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mark = dir.path().join("slow-ended");
     let specs = [
         sh(&format!("sleep 2; touch {}; echo slow", mark.display())),
         sh("echo fast"),
     ];
-    let children: Vec<Child> = spawn_all(&specs)
-        .into_iter()
-        .map(|c| c.expect("spawn"))
-        .collect();
     let mut seen = Vec::new();
-    let all = wait_each(children, Some(Duration::from_secs(20)), |i, o| {
+    let all = Pool::start(specs.to_vec(), 2).wait_each(Some(Duration::from_secs(20)), |i, o| {
         seen.push((i, o.stdout.clone(), mark.exists()));
     });
     assert_eq!(
@@ -104,4 +100,46 @@ fn wait_each_hands_over_each_child_as_it_finishes() {
     );
     assert_eq!(all[0].stdout, b"slow\n");
     assert_eq!(all[1].stdout, b"fast\n");
+}
+
+/// No more than the limit run at once, and every program runs: a third one waits for a
+/// place, which the first frees long before the second ends.
+#[test]
+fn a_pool_runs_at_most_its_limit_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let specs = vec![
+        sh(&format!("touch {d}/a; sleep 0.2; rm {d}/a")),
+        sh(&format!(
+            "touch {d}/b; sleep 3; test -e {d}/c; echo $? > {d}/c-during-b"
+        )),
+        sh(&format!(
+            "test -e {d}/a; echo $? > {d}/a-during-c; touch {d}/c"
+        )),
+    ];
+    let all = Pool::start(specs, 2)
+        .holding(Duration::from_secs(20))
+        .wait_each(Some(Duration::from_secs(20)), |_, _| {});
+    assert!(all.iter().all(|o| o.ending == Ending::Exited(0)), "{all:?}");
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("mark");
+    // The third started after the first had ended (and removed its mark), and while the
+    // second still ran (it saw the third's mark).
+    assert_eq!(read("a-during-c"), "1\n");
+    assert_eq!(read("c-during-b"), "0\n");
+}
+
+/// A program that hangs gives up its place after a while: the one waiting behind it runs
+/// and is handed over long before the first is killed at its timeout.
+#[test]
+fn a_hanging_program_does_not_hold_its_place_until_its_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mark = dir.path().join("second-ran");
+    let specs = vec![sh("sleep 30"), sh(&format!("touch {}", mark.display()))];
+    let mut told = Vec::new();
+    let all = Pool::start(specs, 1).wait_each(Some(Duration::from_secs(3)), |i, o| {
+        told.push((i, o.ending));
+    });
+    assert!(mark.exists());
+    assert_eq!(told, [(1, Ending::Exited(0)), (0, Ending::TimedOut)]);
+    assert_eq!(all[0].ending, Ending::TimedOut);
 }

@@ -69,6 +69,23 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+impl Outcome {
+    /// What a program that could not even be spawned (no pipe, no memory) reads as: failed
+    /// at its first step.
+    pub fn not_started(e: &io::Error) -> Outcome {
+        Outcome {
+            ending: Ending::Failed {
+                step: Step::Prepare,
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            },
+            stdout: Vec::new(),
+            stderr: e.to_string().into_bytes(),
+            truncated: false,
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
 /// A spawned child: running, or already failed before its program ran.
 #[derive(Debug)]
 pub struct Child {
@@ -243,111 +260,193 @@ impl Child {
     }
 }
 
-/// Spawn every spec, from a few threads at once: a spawn returns only once the child's
-/// execve is done, and an exec through QEMU's handler takes a millisecond or more, so one
-/// thread would start 33 probes one after another. Results are in spec order.
-pub fn spawn_all(specs: &[Spec]) -> Vec<io::Result<Child>> {
-    // A thread per core: each spawn waits while its child execs (`shared.rs`), so more
-    // threads than cores only make the execs compete (measured: 4 threads on 2 cores cost
-    // about 10% more CPU per `test` than 1 or 2).
-    if specs.len() <= 1 {
-        return specs.iter().map(spawn).collect();
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(specs.len());
-    if threads <= 1 {
-        return specs.iter().map(spawn).collect();
-    }
-    let mut results: Vec<(usize, io::Result<Child>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    specs
-                        .iter()
-                        .enumerate()
-                        .skip(t)
-                        .step_by(threads)
-                        .map(|(i, s)| (i, spawn(s)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Wait for every child, each bounded by `timeout` from its own start, reading all their
 /// output as it comes. One outcome per child, in order.
 pub fn wait_all(children: Vec<Child>, timeout: Option<Duration>) -> Vec<Outcome> {
-    wait_each(children, timeout, |_, _| {})
+    Pool::of(children).wait_each(timeout, |_, _| {})
 }
 
-/// [`wait_all`], handing each child's outcome to `done` (with the child's index) as soon as it
-/// is complete, ended and its output read, while the others still run: what it calls for
-/// can start at once.
-pub fn wait_each(
-    mut children: Vec<Child>,
-    timeout: Option<Duration>,
-    mut done: impl FnMut(usize, &Outcome),
-) -> Vec<Outcome> {
-    let mut pause = Duration::from_micros(50);
-    let mut told = vec![false; children.len()];
-    loop {
-        let now = Instant::now();
-        // The earliest moment something falls due: a deadline, or the end of a grace.
-        let mut due: Option<Instant> = None;
-        let mut busy = false;
-        for c in &mut children {
-            let mut soon = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
-            if c.ended_at.is_none() {
-                let ended = (c.may_have_ended || c.pidfd.is_none()) && c.try_reap();
-                c.may_have_ended = false;
-                if ended {
-                    c.ended_at = Some(now);
-                } else if timeout.is_some_and(|t| now >= c.started + t) {
-                    c.kill();
-                    c.ended_at = Some(now);
-                } else {
-                    busy = true;
-                    if let Some(t) = timeout {
+/// How long a program of a [`Pool`] holds its place.
+const SLOW: Duration = Duration::from_millis(250);
+
+/// One program of a [`Pool`].
+#[derive(Debug)]
+enum Slot {
+    Waiting(Box<Spec>),
+    Running(Child),
+    Done(Outcome),
+}
+
+/// Programs run at most `limit` at a time: the first ones start at once
+/// ([`Pool::start`]), each next one as soon as one is done ([`Pool::wait_each`]). Started
+/// all at once, 20 emulators share two cores until nearly the end, so each ends late, and so
+/// does whatever one of them calls for; a few at a time, they end one after another, and
+/// what one calls for starts early, beside the rest. A program still running after
+/// [`SLOW`] no longer holds its place, so programs that hang (each until its own timeout)
+/// delay the others by that much at most, not by their timeout.
+#[derive(Debug)]
+pub struct Pool {
+    limit: usize,
+    /// How long a running program holds its place: [`SLOW`].
+    hold: Duration,
+    slots: Vec<Slot>,
+    /// Per slot: whether its outcome was handed over.
+    told: Vec<bool>,
+}
+
+impl Pool {
+    /// Start the first `limit` of `specs` (at least one); the others wait their turn.
+    pub fn start(specs: Vec<Spec>, limit: usize) -> Pool {
+        let mut pool = Pool {
+            limit: limit.max(1),
+            hold: SLOW,
+            told: vec![false; specs.len()],
+            slots: specs
+                .into_iter()
+                .map(|s| Slot::Waiting(Box::new(s)))
+                .collect(),
+        };
+        pool.fill();
+        pool
+    }
+
+    /// The same, each running program holding its place for `hold`.
+    #[cfg(test)]
+    pub(super) fn holding(mut self, hold: Duration) -> Pool {
+        self.hold = hold;
+        self
+    }
+
+    /// Children already running, all waited for at once.
+    fn of(children: Vec<Child>) -> Pool {
+        Pool {
+            limit: usize::MAX,
+            hold: SLOW,
+            told: vec![false; children.len()],
+            slots: children.into_iter().map(Slot::Running).collect(),
+        }
+    }
+
+    /// The limit to use: one program per core. Measured with hyperfine on `test` over
+    /// arch-test's architectures (19 emulators) on 2 cores, 3 rounds of 30 runs: a limit of
+    /// 2 took 55 to 61 ms and about 100 ms of CPU, 4 took 60 to 68 ms, 8 took 60 to 67 ms,
+    /// no limit 64 to 65 ms and 110 to 117 ms of CPU: emulators that share a core also share
+    /// its caches, and each runs slower.
+    pub fn default_limit() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    /// Start waiting programs, in order, while fewer than `limit` hold a place (run, for
+    /// less than [`SLOW`]). One that cannot be spawned is done at once, failed at its first
+    /// step.
+    fn fill(&mut self) {
+        let mut running = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Running(c) if c.started.elapsed() < self.hold))
+            .count();
+        for slot in &mut self.slots {
+            if running >= self.limit {
+                break;
+            }
+            if let Slot::Waiting(spec) = slot {
+                *slot = match spawn(spec) {
+                    Ok(child) => {
+                        running += 1;
+                        Slot::Running(child)
+                    }
+                    Err(e) => Slot::Done(Outcome::not_started(&e)),
+                };
+            }
+        }
+    }
+
+    /// Wait for every program, each bounded by `timeout` from its own start, reading all
+    /// their output as it comes, and starting the waiting ones as others are done. Each
+    /// outcome goes to `done` (with the program's index) as soon as it is complete, ended and
+    /// its output read, while the others still run: what it calls for can start at once.
+    /// One outcome per program, in order.
+    pub fn wait_each(
+        mut self,
+        timeout: Option<Duration>,
+        mut done: impl FnMut(usize, &Outcome),
+    ) -> Vec<Outcome> {
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let now = Instant::now();
+            // The earliest moment something falls due: a deadline, the end of a grace, or
+            // a place freed by a slow program while others wait for one.
+            let mut due: Option<Instant> = None;
+            let waiting = self.slots.iter().any(|s| matches!(s, Slot::Waiting(_)));
+            for slot in &mut self.slots {
+                let Slot::Running(c) = slot else {
+                    continue;
+                };
+                let mut soon = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+                if c.ended_at.is_none() {
+                    let ended = (c.may_have_ended || c.pidfd.is_none()) && c.try_reap();
+                    c.may_have_ended = false;
+                    if ended {
+                        c.ended_at = Some(now);
+                    } else if timeout.is_some_and(|t| now >= c.started + t) {
+                        c.kill();
+                        c.ended_at = Some(now);
+                    } else if let Some(t) = timeout {
                         soon(c.started + t);
                     }
-                }
-            }
-            if let Some(at) = c.ended_at {
-                if c.pipes.iter().any(|d| d.file.is_some()) {
-                    if now >= at + DRAIN_GRACE {
-                        // A daemon it left behind holds the pipe open: what came is kept.
-                        c.pipes.iter_mut().for_each(|d| d.file = None);
-                    } else {
-                        busy = true;
-                        soon(at + DRAIN_GRACE);
+                    if waiting && now < c.started + self.hold {
+                        soon(c.started + self.hold);
                     }
                 }
+                if let Some(at) = c.ended_at {
+                    if c.pipes.iter().any(|d| d.file.is_some()) {
+                        if now >= at + DRAIN_GRACE {
+                            // A daemon it left behind holds the pipe open: what came is kept.
+                            c.pipes.iter_mut().for_each(|d| d.file = None);
+                        } else {
+                            soon(at + DRAIN_GRACE);
+                        }
+                    }
+                }
+                if c.ended_at.is_some() && c.pipes.iter().all(|d| d.file.is_none()) {
+                    *slot = Slot::Done(c.outcome_so_far());
+                }
             }
-        }
-        for (i, c) in children.iter().enumerate() {
-            if !told[i] && c.ended_at.is_some() && c.pipes.iter().all(|d| d.file.is_none()) {
-                told[i] = true;
-                done(i, &c.outcome_so_far());
+            self.fill();
+            for (i, slot) in self.slots.iter().enumerate() {
+                if let (Slot::Done(outcome), false) = (slot, self.told[i]) {
+                    self.told[i] = true;
+                    done(i, outcome);
+                }
             }
+            if self.slots.iter().all(|s| matches!(s, Slot::Done(_))) {
+                break;
+            }
+            pause = self.sleep(now, due, pause);
         }
-        if !busy {
-            break;
-        }
-        // Sleep until a pipe has data, a child ends (its pidfd turns readable) or something
-        // falls due. A child without a pidfd is polled, backing off to half a millisecond.
+        self.slots
+            .into_iter()
+            .map(|s| match s {
+                Slot::Done(outcome) => outcome,
+                // Unreachable: the loop ends only when every slot is done.
+                Slot::Running(child) => child.outcome(),
+                Slot::Waiting(_) => Outcome::not_started(&io::Error::other("never started")),
+            })
+            .collect()
+    }
+
+    /// Sleep until a pipe has data, a child ends (its pidfd turns readable) or something
+    /// falls due, and read what came. A child without a pidfd is polled, backing off to half
+    /// a millisecond; the next pause is returned.
+    fn sleep(&mut self, now: Instant, due: Option<Instant>, mut pause: Duration) -> Duration {
         let mut unwatched = false;
         let mut owners: Vec<(usize, Option<usize>)> = Vec::new();
         let ready: Vec<bool> = {
             let mut fds: Vec<PollFd<'_>> = Vec::new();
-            for (i, c) in children.iter().enumerate() {
+            for (i, slot) in self.slots.iter().enumerate() {
+                let Slot::Running(c) = slot else {
+                    continue;
+                };
                 for (k, d) in c.pipes.iter().enumerate() {
                     if let Some(f) = &d.file {
                         fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
@@ -385,14 +484,15 @@ pub fn wait_each(
                 .collect()
         };
         for ((i, pipe), ready) in owners.into_iter().zip(ready) {
-            match (pipe, ready) {
-                (Some(k), true) => children[i].pipes[k].read_some(),
-                (None, true) => children[i].may_have_ended = true,
-                _ => {}
+            if let (Slot::Running(c), true) = (&mut self.slots[i], ready) {
+                match pipe {
+                    Some(k) => c.pipes[k].read_some(),
+                    None => c.may_have_ended = true,
+                }
             }
         }
+        pause
     }
-    children.into_iter().map(Child::outcome).collect()
 }
 
 /// Run one program to its end: [`spawn`] then [`Child::wait`].
