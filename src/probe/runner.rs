@@ -125,17 +125,29 @@ pub fn start(jobs: &[Job]) -> std::io::Result<Batch> {
             ),
         )
     })?;
-    for j in jobs {
-        dir.write(&j.file, &j.image).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot write {}: {e}", dir.path().join(&j.file).display()),
-            )
-        })?;
-    }
+    let write = |j: &Job| {
+        dir.write(&j.file, &j.image)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot write {}: {e}", dir.path().join(&j.file).display()),
+                )
+            })
+            .map(drop)
+    };
+    // The first ones start as soon as their files are there; the rest are written while
+    // those run (the pool starts no more before `wait`): creating a file costs about a tenth
+    // of a millisecond here, and 19 of them held back the first probe by 2 ms (a sched
+    // trace: the first probe's exec 4.8 to 6.3 ms after ours, then 3.0 to 4.2 ms). Should a
+    // later file fail, the probes already started end on their own, in a directory removed.
+    let limit = exec::Pool::default_limit();
+    let (first, rest) = jobs.split_at(limit.min(jobs.len()));
+    first.iter().try_for_each(write)?;
     let specs: Vec<Spec> = jobs.iter().map(|j| spec(&dir, j)).collect();
+    let pool = exec::Pool::start(specs, limit);
+    rest.iter().try_for_each(write)?;
     Ok(Batch {
-        pool: exec::Pool::start(specs, exec::Pool::default_limit()),
+        pool,
         files: jobs.iter().map(|j| dir.path().join(&j.file)).collect(),
         dir,
     })
