@@ -109,8 +109,8 @@ pub trait Machine: Send + Sync + fmt::Debug {
     /// Open a regular file for reading with `fileio`'s rules: never a FIFO or a device,
     /// symlinks followed only as `follow` allows. The metadata is the open file's.
     fn open(&self, path: &Path, follow: Follow) -> Result<(Handle, Meta), OpenError>;
-    /// Start running `asks` through the kernel, all at once, and return at once; the caller
-    /// collects one reply per ask, in order.
+    /// Start running `asks` through the kernel (a core's worth at a time) and return at
+    /// once; the caller collects one reply per ask, in order.
     /// Each is bounded by `timeout` from its start.
     fn start_asking(&self, asks: &[Ask<'_>], timeout: std::time::Duration) -> Box<dyn Replies>;
 }

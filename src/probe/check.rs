@@ -1,6 +1,6 @@
 //! `test`'s verdicts: run each architecture's probe through the kernel (so binfmt_misc itself
-//! is tested), all at once, by default as the only file of an empty chroot, and judge what
-//! each run proves; and the same for a user's own program (`test --binary`).
+//! is tested), a core's worth at a time, by default as the only file of an empty chroot, and
+//! judge what each run proves; and the same for a user's own program (`test --binary`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -210,9 +210,9 @@ fn file_name(t: &Target<'_>) -> String {
     }
 }
 
-/// Run the probes of `targets` and judge each. Beside each probe, all at once: the arch's
-/// level probe through the same handler and, with `settings.issues`, the questions to its
-/// interpreter.
+/// Run the probes of `targets` and judge each. Beside the probes: the questions to each
+/// handler's interpreter (with `settings.issues`), and any second run a probe's levels call
+/// for, started as that probe comes in.
 pub fn test_arches(
     machine: &dyn Machine,
     table: &ArchTable,

@@ -1,7 +1,7 @@
-//! Running programs through the kernel, many at once: each is written into a fresh directory
-//! and executed through the process layer (`sys::exec`) with a plain execve, optionally as
-//! the only file of an empty chroot (which only an `F` handler can serve, since the
-//! interpreter's path does not exist there) or against a private binfmt_misc of its own.
+//! Running programs through the kernel, a core's worth at a time: each is written into a
+//! fresh directory and executed through the process layer (`sys::exec`) with a plain execve,
+//! optionally as the only file of an empty chroot (which only an `F` handler can serve, since
+//! the interpreter's path does not exist there) or against a private binfmt_misc of its own.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ pub enum Place {
     PrivateInstance(Option<String>),
 }
 
-/// Run every job at once and wait for all, each bounded by `timeout`.
+/// Run every job (a core's worth at a time) and wait for all, each bounded by `timeout`.
 pub fn run_all(jobs: &[Job], timeout: Duration) -> std::io::Result<Vec<Outcome>> {
     Ok(start(jobs)?.wait(timeout))
 }
