@@ -419,56 +419,68 @@ fn note_os(raw: &[u8], endian: Endian) -> Option<&'static str> {
 fn parse_arm_attributes(data: &[u8], endian: Endian) -> (Option<u64>, Option<bool>) {
     let mut cpu_arch = None;
     let mut vfp_args = None;
-    if data.first() != Some(&b'A') {
-        return (None, None);
+    for attrs in file_attribute_blocks(data, b"aeabi", endian) {
+        read_attrs(attrs, &mut cpu_arch, &mut vfp_args);
     }
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+    (cpu_arch, vfp_args)
+}
+
+/// The Tag_File (1) attribute blocks of `vendor`'s subsections of a build-attributes section
+/// (ARM's `.ARM.attributes`, RISC-V's `.riscv.attributes`, one layout): `'A'`, then
+/// subsections of `u32 length, vendor NUL, sub-subsections`, a sub-subsection being
+/// `uleb tag, u32 size (tag and size included), attributes`. Reading stops at the first
+/// length that does not fit. How a block's attributes read is the vendor's.
+pub(crate) fn file_attribute_blocks<'d>(
+    data: &'d [u8],
+    vendor: &[u8],
+    endian: Endian,
+) -> Vec<&'d [u8]> {
+    const TAG_FILE: u64 = 1;
+    let mut out = Vec::new();
+    if data.first() != Some(&b'A') {
+        return out;
+    }
+    let u32_at = |d: &[u8], at: usize| -> Option<usize> {
+        let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
         Some(match endian {
             Endian::Little => u32::from_le_bytes(b),
             Endian::Big => u32::from_be_bytes(b),
-        })
+        } as usize)
     };
     let mut sub = 1usize;
-    while let Some(sub_len) = u32_at(sub) {
-        let sub_len = sub_len as usize;
-        if sub_len < 4 || sub + sub_len > data.len() {
+    while let Some(len) = u32_at(data, sub) {
+        let Some(end) = sub
+            .checked_add(len)
+            .filter(|e| len >= 4 && *e <= data.len())
+        else {
             break;
-        }
-        let body = &data[sub + 4..sub + sub_len];
-        let vendor_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-        if &body[..vendor_end] == b"aeabi" {
-            let mut at = vendor_end + 1;
-            // Sub-subsections: tag (uleb), size (u32 incl. tag and size), attributes.
+        };
+        let body = &data[sub + 4..end];
+        let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+        if &body[..name_end] == vendor {
+            let mut at = name_end + 1;
             while at < body.len() {
                 let Some((tag, n)) = uleb(&body[at..]) else {
                     break;
                 };
-                let size_at = at + n;
-                let Some(size) = body
-                    .get(size_at..size_at + 4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(|b| match endian {
-                        Endian::Little => u32::from_le_bytes(b),
-                        Endian::Big => u32::from_be_bytes(b),
-                    } as usize)
+                let Some(size) = u32_at(body, at + n) else {
+                    break;
+                };
+                let Some(stop) = at
+                    .checked_add(size)
+                    .filter(|s| size >= n + 4 && *s <= body.len())
                 else {
                     break;
                 };
-                if size < n + 4 || at + size > body.len() {
-                    break;
+                if tag == TAG_FILE {
+                    out.push(&body[at + n + 4..stop]);
                 }
-                if tag == 1 {
-                    // Tag_File: attributes apply to the whole file.
-                    let attrs = &body[size_at + 4..at + size];
-                    read_attrs(attrs, &mut cpu_arch, &mut vfp_args);
-                }
-                at += size;
+                at = stop;
             }
         }
-        sub += sub_len;
+        sub = end;
     }
-    (cpu_arch, vfp_args)
+    out
 }
 
 fn read_attrs(mut attrs: &[u8], cpu_arch: &mut Option<u64>, vfp_args: &mut Option<bool>) {
@@ -500,8 +512,9 @@ fn read_attrs(mut attrs: &[u8], cpu_arch: &mut Option<u64>, vfp_args: &mut Optio
     }
 }
 
-/// Unsigned LEB128; `None` when it runs off the end or past 64 bits.
-fn uleb(data: &[u8]) -> Option<(u64, usize)> {
+/// Unsigned LEB128 (Go's uvarint too): the value and the bytes it took; `None` when it runs
+/// off the end or past 64 bits.
+pub(crate) fn uleb(data: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (i, &b) in data.iter().enumerate().take(10) {
         value |= u64::from(b & 0x7f) << (7 * i);

@@ -10,11 +10,10 @@
 use super::sections::Sections;
 use super::{Evidence, Source, level_mask};
 use crate::arch::Endian;
-use crate::elf::ElfInfo;
+use crate::elf::{ElfInfo, file_attribute_blocks, uleb};
 use crate::probe::levels::{Family, arm, riscv};
 
 const SHT_RISCV_ATTRIBUTES: u32 = 0x7000_0003;
-const TAG_FILE: u64 = 1;
 const TAG_RISCV_ARCH: u64 = 5;
 const MAX_ATTRIBUTES: u64 = 64 * 1024;
 
@@ -138,48 +137,8 @@ pub enum Value {
 /// tags hold strings (odd ones) is used; ARM is read by `elf`.
 pub fn file_attributes(data: &[u8], vendor: &[u8], endian: Endian) -> Vec<(u64, Value)> {
     let mut out = Vec::new();
-    if data.first() != Some(&b'A') {
-        return out;
-    }
-    let u32_at = |d: &[u8], at: usize| -> Option<usize> {
-        let b: [u8; 4] = d.get(at..at.checked_add(4)?)?.try_into().ok()?;
-        Some(match endian {
-            Endian::Little => u32::from_le_bytes(b),
-            Endian::Big => u32::from_be_bytes(b),
-        } as usize)
-    };
-    let mut sub = 1usize;
-    while let Some(len) = u32_at(data, sub) {
-        let Some(end) = sub
-            .checked_add(len)
-            .filter(|e| len >= 4 && *e <= data.len())
-        else {
-            break;
-        };
-        let body = &data[sub + 4..end];
-        let name_end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-        if &body[..name_end] == vendor {
-            let mut at = name_end + 1;
-            while at < body.len() {
-                let Some((tag, n)) = uleb(&body[at..]) else {
-                    break;
-                };
-                let Some(size) = u32_at(body, at + n) else {
-                    break;
-                };
-                let Some(stop) = at
-                    .checked_add(size)
-                    .filter(|s| size >= n + 4 && *s <= body.len())
-                else {
-                    break;
-                };
-                if tag == TAG_FILE {
-                    attrs(&body[at + n + 4..stop], &mut out);
-                }
-                at = stop;
-            }
-        }
-        sub = end;
+    for block in file_attribute_blocks(data, vendor, endian) {
+        attrs(block, &mut out);
     }
     out
 }
@@ -202,18 +161,6 @@ fn attrs(mut d: &[u8], out: &mut Vec<(u64, Value)>) {
             d = &d[n..];
         }
     }
-}
-
-/// Unsigned LEB128; `None` when it runs off the end or past 64 bits.
-fn uleb(data: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &b) in data.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 #[cfg(test)]

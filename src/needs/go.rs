@@ -9,6 +9,7 @@
 
 use super::sections::Sections;
 use super::{Evidence, Source, level_mask};
+use crate::elf::uleb;
 use crate::probe::levels::{Family, aarch64, arm, power, riscv, x86};
 
 const MAGIC: &[u8] = b"\xff Go buildinf:";
@@ -95,22 +96,10 @@ pub fn settings(data: &[u8]) -> Option<Vec<(String, String)>> {
 
 /// A varint-prefixed string at `at`, and where the next one starts.
 fn string(blob: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let (len, n) = uvarint(blob.get(at..)?)?;
+    let (len, n) = uleb(blob.get(at..)?)?;
     let start = at.checked_add(n)?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
     Some((blob.get(start..end)?, end))
-}
-
-/// Go's unsigned varint (LEB128); `None` past 64 bits or the end.
-fn uvarint(data: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &b) in data.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 #[cfg(test)]
