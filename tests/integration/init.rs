@@ -250,6 +250,14 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
     let ns = PrivateBinfmt::new();
     let (child, ready) = keep_running(&ns, dir.path(), "leave");
     let log = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+    // A warning follows its repair: wait for it as for the repair.
+    let logged = |warning: &str| {
+        assert!(
+            wait_for(Duration::from_secs(5), || log().contains(warning)),
+            "{}",
+            log()
+        )
+    };
     assert!(
         wait_for(Duration::from_secs(30), || ready.exists()),
         "no readiness file after install and test; stderr:\n{}",
@@ -272,13 +280,7 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
         took < Duration::from_millis(2500),
         "took {took:?} for a 1 s interval"
     );
-    // The warning follows the repair: wait for it too.
-    assert!(
-        wait_for(Duration::from_secs(5), || log()
-            .contains("qemu-aarch64 had disappeared")),
-        "{}",
-        log()
-    );
+    logged("qemu-aarch64 had disappeared");
     assert!(ready.exists());
 
     // Someone disables an entry, then binfmt_misc as a whole: each is enabled again.
@@ -290,26 +292,14 @@ fn keep_running_puts_back_a_removed_entry_and_sigterm_leaves_the_handlers() {
         "qemu-riscv64 was not enabled again; stderr:\n{}",
         log()
     );
-    // The warning follows the repair: wait for it too.
-    assert!(
-        wait_for(Duration::from_secs(5), || log()
-            .contains("qemu-riscv64 had been disabled")),
-        "{}",
-        log()
-    );
+    logged("qemu-riscv64 had been disabled");
     ns.control("status", "0");
     assert!(
         wait_for(Duration::from_secs(5), || ns.read("status") == "enabled\n"),
         "binfmt_misc was not enabled again; stderr:\n{}",
         log()
     );
-    // The warning follows the repair: wait for it too.
-    assert!(
-        wait_for(Duration::from_secs(5), || log()
-            .contains("disabled as a whole")),
-        "{}",
-        log()
-    );
+    logged("disabled as a whole");
 
     // SIGTERM: exit 0, handlers left in place, no longer ready.
     assert_eq!(terminate(child), Some(0), "stderr:\n{}", log());
