@@ -21,25 +21,27 @@ fn levels(f: Fake, name: &str, ext: Option<&str>, emulated: bool) -> (Option<Pro
     (out.into_iter().next().flatten(), f)
 }
 
-/// ppc64le under QEMU 7.2: POWER9 by default; POWER10 with QEMU_CPU=power10, proven by a
-/// second run of the probe with it.
-#[test]
-fn a_qemu_cpu_value_is_reported_only_when_a_second_run_proves_it() {
-    let f = Fake::new()
-        .reply(
-            "ppc64le",
-            AskProgram::Levels,
-            None,
-            &[],
-            exited(100 + 0b011),
-        )
-        .reply(
+/// A QEMU for ppc64le whose default run exits `default` and whose run with
+/// QEMU_CPU=power10, if it answers at all, exits `lifted`.
+fn ppc64le(default: i32, lifted: Option<i32>) -> Fake {
+    let f = Fake::new().reply("ppc64le", AskProgram::Levels, None, &[], exited(default));
+    match lifted {
+        Some(code) => f.reply(
             "ppc64le",
             AskProgram::Levels,
             None,
             &[("QEMU_CPU", "power10")],
-            exited(100 + 0b111),
-        );
+            exited(code),
+        ),
+        None => f,
+    }
+}
+
+/// ppc64le under QEMU 7.2: POWER9 by default; POWER10 with QEMU_CPU=power10, proven by a
+/// second run of the probe with it.
+#[test]
+fn a_qemu_cpu_value_is_reported_only_when_a_second_run_proves_it() {
+    let f = ppc64le(100 + 0b011, Some(100 + 0b111));
     let (p, f) = levels(f, "ppc64le", None, true);
     let p = p.expect("proven");
     assert_eq!(p.highest, Some("power9"));
@@ -56,33 +58,13 @@ fn a_qemu_cpu_value_is_reported_only_when_a_second_run_proves_it() {
     assert_eq!(f.asked()[1].env, [("QEMU_CPU".into(), "power10".into())]);
 
     // The same second run, reaching no higher: no lift is claimed.
-    let f = Fake::new()
-        .reply(
-            "ppc64le",
-            AskProgram::Levels,
-            None,
-            &[],
-            exited(100 + 0b011),
-        )
-        .reply(
-            "ppc64le",
-            AskProgram::Levels,
-            None,
-            &[("QEMU_CPU", "power10")],
-            exited(100 + 0b011),
-        );
+    let f = ppc64le(100 + 0b011, Some(100 + 0b011));
     assert_eq!(
         levels(f, "ppc64le", None, true).0.expect("proven").lift,
         None
     );
     // Or not running at all.
-    let f = Fake::new().reply(
-        "ppc64le",
-        AskProgram::Levels,
-        None,
-        &[],
-        exited(100 + 0b011),
-    );
+    let f = ppc64le(100 + 0b011, None);
     assert_eq!(
         levels(f, "ppc64le", None, true).0.expect("proven").lift,
         None
@@ -113,13 +95,7 @@ fn no_second_run_without_a_value_to_try() {
 /// The host's own CPU is not an emulator: QEMU_CPU means nothing to it.
 #[test]
 fn the_host_cpu_gets_no_qemu_cpu_run() {
-    let f = Fake::new().reply(
-        "ppc64le",
-        AskProgram::Levels,
-        None,
-        &[],
-        exited(100 + 0b011),
-    );
+    let f = ppc64le(100 + 0b011, None);
     let (p, f) = levels(f, "ppc64le", None, false);
     assert_eq!(p.expect("proven").lift, None);
     assert_eq!(f.asked().len(), 1);
