@@ -211,8 +211,25 @@ fn init_exports_what_it_installed() {
     assert!(out.join("qemu-riscv64.conf").exists());
 }
 
+/// A running `init --keep-running`, killed if the test ends (a failed assertion included)
+/// before [`terminate`] stops it: no supervisor outlives its test.
+struct Supervisor(Option<Child>);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// `init --keep-running` inside `ns` with a 1 s interval; stdout is not read.
-fn keep_running(ns: &PrivateBinfmt, dir: &Path, on_sigterm: &str) -> (Child, std::path::PathBuf) {
+fn keep_running(
+    ns: &PrivateBinfmt,
+    dir: &Path,
+    on_sigterm: &str,
+) -> (Supervisor, std::path::PathBuf) {
     let ready = dir.join("run/ready");
     let config = write_config(
         dir,
@@ -229,11 +246,13 @@ fn keep_running(ns: &PrivateBinfmt, dir: &Path, on_sigterm: &str) -> (Child, std
         .stderr(log)
         .spawn()
         .expect("spawn init --keep-running");
-    (child, ready)
+    (Supervisor(Some(child)), ready)
 }
 
-/// SIGTERM to `child` (nsenter execs binfmt-setup in place: the same pid) and its status.
-fn terminate(mut child: Child) -> Option<i32> {
+/// SIGTERM to the supervisor (nsenter execs binfmt-setup in place: the same pid) and its
+/// status.
+fn terminate(mut supervisor: Supervisor) -> Option<i32> {
+    let mut child = supervisor.0.take()?;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let done = wait_for(Duration::from_secs(10), || {
         child.try_wait().ok().flatten().is_some()
