@@ -62,19 +62,10 @@ impl RunDir {
     }
 
     /// Write a new executable file into the directory: never through a symlink, never over
-    /// a file already there.
+    /// a file already there ([`exec::write_program`]).
     pub fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let p = self.path.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o755)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(&p)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
+        exec::write_program(&p, bytes)?;
         Ok(p)
     }
 }

@@ -14,6 +14,11 @@
 //! a close-on-exec pipe: end-of-file on that pipe means the exec happened. Where its steps
 //! allow, the child shares our memory until it execs instead of copying it (`shared.rs`).
 //!
+//! A child started while another thread of ours holds a file open for writing keeps a copy of
+//! that descriptor until its own exec, and exec of the file meanwhile fails with ETXTBSY. So
+//! files this process will execute are written with [`write_program`], and no child is
+//! started while one is being written.
+//!
 //! Output is drained while the child runs, so a program that writes more than a pipe holds
 //! cannot stall; a timeout kills the child's whole process group when it has its own.
 
@@ -23,6 +28,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -42,6 +48,34 @@ use wait::Drain;
 pub use child::RootOp;
 pub use spec::{ChrootFallback, Env, IdMaps, Output, Spec, Stdin, Step};
 pub use wait::{Child, Ending, Outcome, Pool, run, wait_all};
+
+/// Held shared while a file to be executed is open for writing, and exclusive while a child
+/// is started (until it has exec'd, or for a copying fork until fork returns).
+static WRITING_PROGRAMS: RwLock<()> = RwLock::new(());
+
+fn writing_programs() -> RwLockReadGuard<'static, ()> {
+    WRITING_PROGRAMS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn starting_child() -> RwLockWriteGuard<'static, ()> {
+    WRITING_PROGRAMS.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Create `path` (never through a symlink, never over a file already there) as an
+/// executable (0755, whatever the umask) holding `bytes`, such that no child of ours keeps
+/// it open for writing: exec of it cannot then fail with ETXTBSY because of us.
+pub fn write_program(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _writing = writing_programs();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o755))
+}
 
 fn c_string(s: &OsStr, what: &str) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| {
@@ -291,6 +325,7 @@ fn fork(
         report: report_w,
     };
     let started = Instant::now();
+    let starting = starting_child();
     let pid = if shared::sound(&prepared) {
         shared::spawn(&prepared)?
     } else {
@@ -305,6 +340,7 @@ fn fork(
             nix::unistd::ForkResult::Parent { child } => child,
         }
     };
+    drop(starting);
     // Our copies of the child's ends go, so its death is seen on every pipe.
     drop(prepared);
     let limit = match spec.output {

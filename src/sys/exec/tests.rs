@@ -24,9 +24,7 @@ fn exit_codes_and_signals_are_told_apart() {
 fn exec_failures_come_back_with_their_step_and_errno() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = dir.path().join("text");
-    std::fs::write(&text, "echo not run\n").expect("write");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_program(&text, b"echo not run\n").expect("write");
     let out = run(&Spec::new(&text), None).expect("spawn");
     assert_eq!(out.ending.exec_errno(), Some(Errno::ENOEXEC));
     assert!(out.stdout.is_empty());
@@ -142,4 +140,34 @@ fn a_hanging_program_does_not_hold_its_place_until_its_timeout() {
     assert!(mark.exists());
     assert_eq!(told, [(1, Ending::Exited(0)), (0, Ending::TimedOut)]);
     assert_eq!(all[0].ending, Ending::TimedOut);
+}
+
+/// A program written by one thread is never busy for its exec because another thread started
+/// a child meanwhile (CI once failed so: the child held a copy of the write descriptor).
+#[test]
+fn programs_written_while_other_threads_start_children_are_not_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = std::fs::read("/bin/true").expect("/bin/true");
+    let done = AtomicBool::new(false);
+    let busy = std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    run(&Spec::new("/bin/true"), None).expect("spawn");
+                }
+            });
+        }
+        let busy: Vec<String> = (0..300)
+            .filter_map(|n| {
+                let path = dir.path().join(format!("p{n}"));
+                write_program(&path, &program).expect("write");
+                let out = run(&Spec::new(&path), None).expect("spawn");
+                (out.ending != Ending::Exited(0)).then(|| format!("program {n}: {out:?}"))
+            })
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        busy
+    });
+    assert!(busy.is_empty(), "{busy:#?}");
 }
