@@ -142,6 +142,38 @@ fn a_hanging_program_does_not_hold_its_place_until_its_timeout() {
     assert_eq!(all[0].ending, Ending::TimedOut);
 }
 
+/// A thread's pools share their places: a pool started later goes ahead of the programs
+/// still waiting in an earlier one, and waiting for the earlier one runs it too.
+#[test]
+fn pools_of_one_thread_share_their_places() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let first = Pool::start(
+        vec![
+            sh(&format!("touch {d}/a1; sleep 0.3; rm {d}/a1")),
+            sh(&format!("touch {d}/a2")),
+        ],
+        1,
+    )
+    .holding(Duration::from_secs(20));
+    // Nothing of this one starts now: the first pool's program holds the only place.
+    let second = Pool::start(
+        vec![sh(&format!(
+            "test -e {d}/a1; echo $? > {d}/a1-during-b; test -e {d}/a2; echo $? > {d}/a2-before-b"
+        ))],
+        1,
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f));
+    assert!(read("a1-during-b").is_err(), "started beyond the limit");
+    let all = first.wait_each(Some(Duration::from_secs(20)), |_, _| {});
+    assert!(all.iter().all(|o| o.ending == Ending::Exited(0)), "{all:?}");
+    // It ran while the first pool was waited for, after a1 and before a2.
+    assert_eq!(read("a1-during-b").expect("ran"), "1\n");
+    assert_eq!(read("a2-before-b").expect("ran"), "1\n");
+    let theirs = second.wait_each(Some(Duration::from_secs(20)), |_, _| {});
+    assert_eq!(theirs[0].ending, Ending::Exited(0));
+}
+
 /// A program written by one thread is never busy for its exec because another thread started
 /// a child meanwhile (CI once failed so: the child held a copy of the write descriptor).
 #[test]
