@@ -226,7 +226,7 @@ impl Machine for Live {
         let mut jobs = Vec::new();
         // Per ask: the index of its job; None: there is no such program for its arch.
         let mut index = Vec::new();
-        for (i, a) in asks.iter().enumerate() {
+        for a in asks {
             let image = match a.program {
                 AskProgram::Echo => probe::program(a.arch),
                 AskProgram::Levels => probe::levels::program(a.arch).map(|p| p.image),
@@ -236,7 +236,9 @@ impl Machine for Live {
                 continue;
             };
             // One name per ask; the extension, when there is one, comes after the only dot.
-            let mut file = format!("ask-{i}-{}", a.arch.name.replace(['/', '.'], "_"));
+            // Numbered across the run: the batches alive at once share a directory.
+            let n = ASKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut file = format!("ask-{n}-{}", a.arch.name.replace(['/', '.'], "_"));
             if let Some(ext) = a.extension {
                 file.push('.');
                 file.push_str(ext);
@@ -261,6 +263,9 @@ impl Machine for Live {
         })
     }
 }
+
+/// Asks made so far by this process, for their file names.
+static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Asks running in the background.
 struct Asking {

@@ -346,7 +346,7 @@ fn refuse_unrunnable(
         ext.is_none() && host.arch.as_deref() == Some(a.name.as_str()) && denied(o)
     });
     if host_denied || (!outcomes.is_empty() && outcomes.iter().all(denied)) {
-        return Err(CheckError::NoExec(std::env::temp_dir()));
+        return Err(CheckError::NoExec(runner::base()));
     }
     Ok(())
 }
