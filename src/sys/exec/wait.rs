@@ -535,6 +535,8 @@ impl Programs {
 pub struct Pool {
     id: u64,
     len: usize,
+    /// Its programs are in this thread's list: not to be waited for from another thread.
+    _thread: std::marker::PhantomData<*const ()>,
 }
 
 impl Pool {
@@ -551,7 +553,11 @@ impl Pool {
             p.fill();
             id
         });
-        Pool { id, len }
+        Pool {
+            id,
+            len,
+            _thread: std::marker::PhantomData,
+        }
     }
 
     /// One more program, after those given at the start: it waits its turn behind them.
@@ -591,7 +597,11 @@ impl Pool {
         let len = children.len();
         let slots = children.into_iter().map(Slot::Running).collect();
         let id = PROGRAMS.with_borrow_mut(|p| p.add(slots, usize::MAX, false));
-        Pool { id, len }
+        Pool {
+            id,
+            len,
+            _thread: std::marker::PhantomData,
+        }
     }
 
     /// Without waiting: note what ended and start what may start in the places it freed.
@@ -636,7 +646,8 @@ impl Pool {
                 told[i] = true;
                 done(i, &outcome);
             }
-            if told.iter().all(|&t| t) {
+            let gone = PROGRAMS.with_borrow(|p| p.entries.iter().all(|e| e.pool != self.id));
+            if gone || told.iter().all(|&t| t) {
                 break;
             }
             if !handed {
