@@ -47,7 +47,7 @@ use wait::Drain;
 
 pub use child::RootOp;
 pub use spec::{ChrootFallback, Env, IdMaps, Output, Spec, Stdin, Step};
-pub use wait::{Child, Ending, Outcome, Pool, run, wait_all};
+pub use wait::{Child, Ending, FileId, Outcome, Pool, run, wait_all};
 
 /// Held shared while a file to be executed is open for writing, and exclusive while a child
 /// is started (until it has exec'd, or for a copying fork until fork returns).
@@ -361,6 +361,7 @@ fn fork(
             readers.next().unwrap_or_default(),
         ],
         status: None,
+        exe: None,
     };
     Ok((child, report_r, parent_ends))
 }

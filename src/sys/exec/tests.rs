@@ -203,3 +203,13 @@ fn programs_written_while_other_threads_start_children_are_not_busy() {
     });
     assert!(busy.is_empty(), "{busy:#?}");
 }
+
+/// The file the kernel ran for a child is seen just after its exec.
+#[test]
+fn the_file_a_child_runs_is_seen() {
+    let out = run(&sh("sleep 0.1"), None).expect("spawn");
+    let shell = std::fs::metadata("/bin/sh").expect("/bin/sh");
+    assert_eq!(out.exe, Some(FileId::of(&shell)));
+    let failed = run(&Spec::new("/nonexistent/program"), None).expect("spawn");
+    assert_eq!(failed.exe, None);
+}

@@ -68,6 +68,40 @@ pub struct Outcome {
     pub truncated: bool,
     /// From the spawn to the end.
     pub elapsed: Duration,
+    /// The file the kernel ran for it (an interpreter, for a program a binfmt_misc handler
+    /// took), as seen just after its exec; `None` when it ended or failed before we looked.
+    pub exe: Option<FileId>,
+}
+
+/// Which file, and which state of it: what a file's answers may be kept under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl FileId {
+    pub fn of(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// The file process `pid` runs, through /proc/PID/exe: the very file the kernel opened,
+    /// even when its path now names another or none (an `F` handler's interpreter).
+    pub fn running(pid: u32) -> Option<FileId> {
+        std::fs::metadata(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|m| FileId::of(&m))
+    }
 }
 
 impl Outcome {
@@ -83,6 +117,7 @@ impl Outcome {
             stderr: e.to_string().into_bytes(),
             truncated: false,
             elapsed: Duration::ZERO,
+            exe: None,
         }
     }
 }
@@ -104,6 +139,8 @@ pub struct Child {
     /// stdout, stderr.
     pub(super) pipes: [Drain; 2],
     pub(super) status: Option<Ending>,
+    /// See [`Outcome::exe`].
+    pub(super) exe: Option<FileId>,
 }
 
 /// One output pipe being read.
@@ -173,6 +210,9 @@ impl Child {
                 self.pidfd = rustix::process::Pid::from_raw(self.pid.as_raw()).and_then(|p| {
                     rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
                 });
+                // Its exec is done (we are past the vfork, or read the report's end), and an
+                // emulator takes milliseconds to start: it is almost always still there.
+                self.exe = FileId::running(self.pid());
             }
         }
     }
@@ -227,6 +267,7 @@ impl Child {
             elapsed: self
                 .ended_at
                 .map_or_else(|| self.started.elapsed(), |at| at - self.started),
+            exe: self.exe,
         }
     }
 
