@@ -104,6 +104,7 @@ pub fn gather(
     let mut level_subjects: Vec<proof::Subject<'_>> = picked
         .iter()
         .map(|&(_, arch, extension)| proof::Subject {
+            interpreter: None,
             arch,
             extension,
             emulated: true,
@@ -111,6 +112,7 @@ pub fn gather(
         .collect();
     if let Some(a) = host_arch {
         level_subjects.push(proof::Subject {
+            interpreter: None,
             arch: a,
             extension: None,
             emulated: false,
@@ -263,7 +265,7 @@ mod tests {
         Reply {
             exit: Some(exit),
             stdout: stdout.into(),
-            failure: None,
+            ..Reply::default()
         }
     }
 

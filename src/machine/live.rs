@@ -221,6 +221,16 @@ impl Machine for Live {
         Ok((Handle::Disk(file), Meta::of(&meta)))
     }
 
+    fn kept(&self, key: &Key) -> Option<Reply> {
+        Reply::from_kept(&self.proofs().get_text(key)?)
+    }
+
+    fn keep(&self, key: &Key, reply: &Reply) {
+        if let Some(text) = reply.kept_text() {
+            self.proofs().put_text(key, &text);
+        }
+    }
+
     fn start_asking(&self, asks: &[Ask<'_>], timeout: Duration) -> Box<dyn Replies> {
         use runner::{Job, Place};
         let mut jobs = Vec::new();

@@ -113,6 +113,13 @@ pub trait Machine: Send + Sync + fmt::Debug {
     /// once; the caller collects one reply per ask, in order.
     /// Each is bounded by `timeout` from its start.
     fn start_asking(&self, asks: &[Ask<'_>], timeout: std::time::Duration) -> Box<dyn Replies>;
+    /// The reply kept from an earlier run for `key` ([`proofs`]), if any. None by default:
+    /// a machine that keeps nothing asks again.
+    fn kept(&self, _key: &proofs::Key) -> Option<Reply> {
+        None
+    }
+    /// Keep `reply` for `key`: only a program that exited by itself is kept.
+    fn keep(&self, _key: &proofs::Key, _reply: &Reply) {}
 }
 
 /// The host as the arch table names it, from the machine's `uname -m`. MIPS and ppc names say
@@ -362,6 +369,8 @@ pub struct Reply {
     pub stdout: String,
     /// What went wrong, in words, when it did not exit: `killed by SIGILL`, `exec: …`.
     pub failure: Option<String>,
+    /// The file the kernel ran for it ([`crate::sys::exec::Outcome::exe`]).
+    pub exe: Option<crate::sys::exec::FileId>,
 }
 
 impl Reply {
@@ -384,7 +393,30 @@ impl Reply {
                     Some(format!("{}: {}", step.as_str(), errno.desc()))
                 }
             },
+            exe: o.exe,
         }
+    }
+}
+
+impl Reply {
+    /// As kept: its exit status, then its output. None for a program that did not exit by
+    /// itself, which proves nothing worth keeping.
+    pub fn kept_text(&self) -> Option<String> {
+        match (self.exit, &self.failure) {
+            (Some(code), None) => Some(format!("exit={code}\n{}", self.stdout)),
+            _ => None,
+        }
+    }
+
+    /// Read back from [`Reply::kept_text`].
+    pub fn from_kept(text: &str) -> Option<Reply> {
+        let (status, stdout) = text.split_once('\n')?;
+        let exit = status.strip_prefix("exit=")?.parse().ok()?;
+        Some(Reply {
+            exit: Some(exit),
+            stdout: stdout.to_string(),
+            ..Reply::default()
+        })
     }
 }
 

@@ -62,7 +62,7 @@ fn boot_id() -> Option<&'static str> {
 }
 
 /// A hash that is the same in every run of one build (std's SipHash with fixed keys).
-fn digest(bytes: &[u8]) -> u64 {
+pub(crate) fn digest(bytes: &[u8]) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
@@ -103,6 +103,36 @@ impl Key {
             meta.mtime_nsec(),
             meta.ctime(),
             meta.ctime_nsec(),
+        )))
+    }
+
+    /// What the static interpreter at `path` answers when asked `question` (what is run, and
+    /// with which environment), where `exe` is the file a run through the handler found the
+    /// kernel running (`/proc/PID/exe`). None unless `path` names that very file now, and it
+    /// is a static ELF: an `F` handler holds the file it opened when registered, which its
+    /// path may no longer name, and the path's file would then answer for another.
+    pub fn asked(question: &str, path: &Path, exe: crate::sys::exec::FileId) -> Option<Key> {
+        let boot = boot_id()?;
+        let (file, meta) = fileio::open_regular(path, Follow::Yes).ok()?;
+        if crate::sys::exec::FileId::of(&meta) != exe {
+            return None;
+        }
+        let head = fileio::read_prefix(&file, crate::format::HEAD_BYTES).ok()?;
+        let info = crate::elf::read(&file, &head, meta.len()).ok()?;
+        if !info.is_static() {
+            return None;
+        }
+        Some(Key(format!(
+            "asked question={:016x} interpreter={:?} dev={} ino={} size={} mtime={}.{} ctime={}.{} boot={boot}",
+            digest(question.as_bytes()),
+            path,
+            exe.dev,
+            exe.ino,
+            exe.size,
+            exe.mtime.0,
+            exe.mtime.1,
+            exe.ctime.0,
+            exe.ctime.1,
         )))
     }
 
@@ -166,6 +196,20 @@ impl Proofs {
 
     /// The answer kept for `key`, if any.
     pub fn get(&self, key: &Key) -> Option<bool> {
+        match self.get_text(key)?.as_str() {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Keep `answer` for `key`. Failing to keep it only means asking again next time.
+    pub fn put(&self, key: &Key, answer: bool) {
+        self.put_text(key, if answer { "yes" } else { "no" });
+    }
+
+    /// The text kept for `key`, if any.
+    pub fn get_text(&self, key: &Key) -> Option<String> {
         let dir = self.dir.as_ref()?;
         let fd = openat(
             dir.as_fd(),
@@ -176,23 +220,22 @@ impl Proofs {
         .ok()?;
         let mut text = String::new();
         std::fs::File::from(fd)
-            .take(4096)
+            .take(MAX_KEPT as u64 + 1)
             .read_to_string(&mut text)
             .ok()?;
-        let (kept, answer) = text.rsplit_once('\n')?;
-        if kept != key.0 {
-            return None;
-        }
-        match answer {
-            "yes" => Some(true),
-            "no" => Some(false),
-            _ => None,
-        }
+        // The key is one line (it holds no newline), the answer all that follows.
+        let (kept, answer) = text.split_once('\n')?;
+        (kept == key.0 && text.len() <= MAX_KEPT).then(|| answer.to_string())
     }
 
-    /// Keep `answer` for `key`. Failing to keep it only means asking again next time.
-    pub fn put(&self, key: &Key, answer: bool) {
+    /// Keep `answer` for `key`; one too long to keep is not. Failing to keep it only means
+    /// asking again next time.
+    pub fn put_text(&self, key: &Key, answer: &str) {
         let Some(dir) = self.dir.as_ref() else { return };
+        let text = format!("{}\n{answer}", key.0);
+        if text.len() > MAX_KEPT {
+            return;
+        }
         let name = key.file_name();
         let temp = format!("{name}.{}.tmp", std::process::id());
         let written = (|| -> std::io::Result<()> {
@@ -207,7 +250,6 @@ impl Proofs {
                 Mode::S_IRUSR | Mode::S_IWUSR,
             )?;
             let mut f = std::fs::File::from(fd);
-            let text = format!("{}\n{}", key.0, if answer { "yes" } else { "no" });
             f.write_all(text.as_bytes())?;
             renameat(dir.as_fd(), temp.as_str(), dir.as_fd(), name.as_str())?;
             Ok(())
@@ -222,6 +264,9 @@ impl Proofs {
         }
     }
 }
+
+/// The most one kept file holds, key and answer: a QEMU's banner is about 150 bytes.
+const MAX_KEPT: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -287,5 +332,44 @@ mod tests {
         longer.push(0);
         std::fs::write(&probe, longer).expect("write");
         assert_ne!(Key::argv0(arm64, b"p", "reg", &probe), Some(first));
+    }
+
+    /// A question's answer is keyed to the very file a run found the kernel running: the
+    /// path must name it, and it must be static; the answer comes back as it was kept.
+    #[test]
+    fn answers_are_kept_for_the_static_file_the_path_names() {
+        use crate::sys::exec::FileId;
+        let t = ArchTable::embedded();
+        let arm64 = t.find("arm64").expect("arm64");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probe = dir.path().join("static");
+        std::fs::write(&probe, crate::probe::program(arm64).expect("probe")).expect("write");
+        let exe = FileId::of(&std::fs::metadata(&probe).expect("stat"));
+        let Some(key) = Key::asked("QEMU_VERSION=1", &probe, exe) else {
+            return; // no boot id here
+        };
+        let elsewhere = FileId {
+            ino: exe.ino + 1,
+            ..exe
+        };
+        assert_eq!(Key::asked("QEMU_VERSION=1", &probe, elsewhere), None);
+        let dynamic = std::env::current_exe().expect("this test binary");
+        let its = FileId::of(&std::fs::metadata(&dynamic).expect("stat"));
+        assert_eq!(Key::asked("QEMU_VERSION=1", &dynamic, its), None);
+        assert_ne!(Key::asked("other", &probe, exe), Some(key.clone()));
+        let kept = dir.path().join("kept");
+        std::fs::create_dir(&kept).expect("mkdir");
+        let proofs = in_dir(&kept);
+        assert_eq!(proofs.get_text(&key), None);
+        proofs.put_text(&key, "exit=0\nqemu-aarch64 version 7.2.22\nCopyright\n");
+        assert_eq!(
+            proofs.get_text(&key).as_deref(),
+            Some("exit=0\nqemu-aarch64 version 7.2.22\nCopyright\n")
+        );
+        proofs.put_text(&key, &"x".repeat(MAX_KEPT));
+        assert!(
+            proofs.get_text(&key).is_some(),
+            "one too long is not kept over it"
+        );
     }
 }

@@ -291,7 +291,8 @@ pub fn test_arches(
         .zip(outcomes.iter().zip(&jobs))
         .map(|(f, (o, job))| f.map(|_| first_reply(job, o, timeout)))
         .collect();
-    let (levels, facts) = extras.finish(&firsts);
+    let ran: Vec<_> = outcomes.iter().map(|o| o.exe).collect();
+    let (levels, facts) = extras.finish(&firsts, &ran);
     for (((((a, _), job), out), (levels, qemu)), family) in tested
         .iter()
         .zip(&jobs)

@@ -21,7 +21,9 @@ use std::time::Duration;
 use super::known::IssueTable;
 use super::{Facts, cpus, default_cpu, parse_banner};
 use crate::arch::Arch;
+use crate::machine::proofs::Key;
 use crate::machine::{Ask, AskProgram, Machine, Replies, Reply};
+use crate::sys::exec::FileId;
 
 /// One handler to ask about.
 #[derive(Debug, Clone, Copy)]
@@ -49,17 +51,40 @@ enum Identity {
 }
 
 /// Questions started by [`start`].
-pub struct Asking {
-    /// Per subject: the index of the version ask and of the CPU-list ask, if made.
+pub struct Asking<'a> {
+    machine: &'a dyn Machine,
+    /// Per subject: its version group and the index of its CPU-list ask, if made.
     plan: Vec<(usize, Option<usize>)>,
+    /// Per package build: where its version comes from.
+    groups: Vec<Group<'a>>,
     arches: Vec<String>,
-    /// Per ask: for a version ask, the name the QEMU it goes to calls itself (`qemu-x86_64`,
-    /// the arch of the subject it was made for).
-    programs: Vec<Option<String>>,
     replies: Box<dyn Replies>,
+    timeout: Duration,
 }
 
-impl std::fmt::Debug for Asking {
+/// One package build's version question.
+struct Group<'a> {
+    /// The subject it is asked through.
+    subject: usize,
+    ask: Ask<'a>,
+    /// The name the QEMU it goes to calls itself (`qemu-x86_64`, the arch of that subject).
+    program: Option<String>,
+    /// The file its interpreter's path named when the run began, and the key its answer is
+    /// kept under (only when asked by [`start_keeping`]).
+    presumed: Option<FileId>,
+    key: Option<Key>,
+    answer: Answer,
+}
+
+enum Answer {
+    /// The index of its ask.
+    Asked(usize),
+    /// Kept from an earlier run of the same interpreter file: good only if the subject's
+    /// probe ran that very file ([`Asking::finish_seen`]).
+    Kept(Reply),
+}
+
+impl std::fmt::Debug for Asking<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Asking").field("plan", &self.plan).finish()
     }
@@ -67,21 +92,48 @@ impl std::fmt::Debug for Asking {
 
 /// Start asking about every subject's interpreter, all at once: its version and, with
 /// `cpu_models`, its CPU list.
-pub fn start(
-    machine: &dyn Machine,
-    subjects: &[Subject<'_>],
+pub fn start<'a>(
+    machine: &'a dyn Machine,
+    subjects: &[Subject<'a>],
     chroot: bool,
     timeout: Duration,
     cpu_models: bool,
-) -> Asking {
-    let mut asks: Vec<Ask<'_>> = Vec::new();
+) -> Asking<'a> {
+    start_with(machine, subjects, chroot, timeout, cpu_models, false)
+}
+
+/// [`start`], except that a version a static interpreter file gave in an earlier run of this
+/// boot is used instead of asking again (`machine::proofs`), and a version asked is kept,
+/// both only where [`Asking::finish_seen`] is told which file each subject's probe ran.
+pub fn start_keeping<'a>(
+    machine: &'a dyn Machine,
+    subjects: &[Subject<'a>],
+    chroot: bool,
+    timeout: Duration,
+    cpu_models: bool,
+) -> Asking<'a> {
+    start_with(machine, subjects, chroot, timeout, cpu_models, true)
+}
+
+/// What a version ask is kept under: the question is the same for every QEMU.
+const VERSION_QUESTION: &str = "QEMU_VERSION=1";
+
+fn start_with<'a>(
+    machine: &'a dyn Machine,
+    subjects: &[Subject<'a>],
+    chroot: bool,
+    timeout: Duration,
+    cpu_models: bool,
+    keep: bool,
+) -> Asking<'a> {
+    let mut asks: Vec<Ask<'a>> = Vec::new();
     let mut by_file: HashMap<Identity, usize> = HashMap::new();
     let mut by_build: HashMap<(PathBuf, (i64, i64)), usize> = HashMap::new();
-    let mut programs: Vec<Option<String>> = Vec::new();
+    let mut groups: Vec<Group<'a>> = Vec::new();
     let mut plan = Vec::new();
-    for s in subjects {
+    for (n, s) in subjects.iter().enumerate() {
         let meta = machine.stat(s.interpreter).ok();
-        let identity = match meta {
+        let identity = match &meta {
             Some(m) => Identity::File {
                 dev: m.dev,
                 ino: m.ino,
@@ -101,24 +153,54 @@ pub fn start(
         let cpus = cpu_models.then(|| {
             *by_file.entry(identity).or_insert_with(|| {
                 asks.push(ask(("QEMU_CPU", "help")));
-                programs.push(None);
                 asks.len() - 1
             })
         });
-        let build = meta.map(|m| {
+        let presumed = meta.as_ref().map(|m| FileId {
+            dev: m.dev,
+            ino: m.ino,
+            size: m.len,
+            mtime: m.mtime,
+            ctime: m.ctime,
+        });
+        let build = meta.as_ref().map(|m| {
             let dir = s.interpreter.parent().unwrap_or(Path::new("/"));
             (dir.to_path_buf(), m.mtime)
         });
-        let mut version_ask = || {
-            asks.push(ask(("QEMU_VERSION", "1")));
-            programs.push(s.arch.entry_name());
-            asks.len() - 1
+        let mut new_group = || {
+            let version = ask(("QEMU_VERSION", "1"));
+            let key = presumed
+                .filter(|_| keep)
+                .and_then(|id| Key::asked(VERSION_QUESTION, s.interpreter, id));
+            let answer = match key.as_ref().and_then(|k| machine.kept(k)) {
+                Some(reply) => {
+                    tracing::debug!(
+                        "{}: QEMU_VERSION=1: kept from an earlier run of {}",
+                        s.arch.name,
+                        s.interpreter.display()
+                    );
+                    Answer::Kept(reply)
+                }
+                None => {
+                    asks.push(version.clone());
+                    Answer::Asked(asks.len() - 1)
+                }
+            };
+            groups.push(Group {
+                subject: n,
+                ask: version,
+                program: s.arch.entry_name(),
+                presumed,
+                key,
+                answer,
+            });
+            groups.len() - 1
         };
-        let version = match build {
-            Some(key) => *by_build.entry(key).or_insert_with(version_ask),
-            None => version_ask(),
+        let group = match build {
+            Some(key) => *by_build.entry(key).or_insert_with(new_group),
+            None => new_group(),
         };
-        plan.push((version, cpus));
+        plan.push((group, cpus));
     }
     tracing::debug!(
         "asking {} interpreters: {} starts",
@@ -126,30 +208,68 @@ pub fn start(
         asks.len()
     );
     Asking {
+        machine,
         plan,
+        groups,
         arches: subjects.iter().map(|s| s.arch.name.clone()).collect(),
-        programs,
         replies: machine.start_asking(&asks, timeout),
+        timeout,
     }
 }
 
-impl Asking {
+impl Asking<'_> {
     /// Wait for the answers: per subject, what its interpreter said it is, with the rows of
     /// `issues` its version falls in; `None` when it did not answer as QEMU does.
     pub fn finish(self, issues: &IssueTable) -> Vec<Option<Facts>> {
+        self.finish_seen(issues, &[])
+    }
+
+    /// [`finish`](Self::finish), told per subject which file its own probe found the kernel
+    /// running (`ran[i]`). A kept version stands only where the probe of the subject it
+    /// belongs to ran the very file it was kept for; elsewhere the version is asked now. A
+    /// version asked is kept when the ask and that probe ran the file its path names.
+    pub fn finish_seen(self, issues: &IssueTable, ran: &[Option<FileId>]) -> Vec<Option<Facts>> {
         let replies = self.replies.collect();
         let none = Reply::default();
+        let machine = self.machine;
+        let timeout = self.timeout;
+        let expected: Vec<Option<String>> = self.groups.iter().map(|g| g.program.clone()).collect();
+        let versions: Vec<Reply> = self
+            .groups
+            .into_iter()
+            .map(|g| {
+                let seen = ran.get(g.subject).copied().flatten();
+                let same = |exe: Option<FileId>| exe.is_some() && exe == seen && seen == g.presumed;
+                match g.answer {
+                    Answer::Kept(reply) if same(seen) => reply,
+                    Answer::Kept(_) => {
+                        tracing::debug!(
+                            "a kept QEMU version is not used: the handler ran another file"
+                        );
+                        let again = machine.start_asking(std::slice::from_ref(&g.ask), timeout);
+                        again.collect().into_iter().next().unwrap_or_default()
+                    }
+                    Answer::Asked(i) => {
+                        let reply = replies.get(i).cloned().unwrap_or_default();
+                        if let Some(key) = g.key.filter(|_| same(reply.exe)) {
+                            machine.keep(&key, &reply);
+                        }
+                        reply
+                    }
+                }
+            })
+            .collect();
         self.plan
             .iter()
             .zip(&self.arches)
-            .map(|(&(v, c), arch)| {
-                let version_reply = replies.get(v).unwrap_or(&none);
+            .map(|(&(g, c), arch)| {
+                let version_reply = versions.get(g).unwrap_or(&none);
                 if version_reply.exit != Some(0) {
                     return None;
                 }
                 let banner = parse_banner(&version_reply.stdout)?;
-                let asked = self.programs.get(v).cloned().flatten();
-                if asked.is_some_and(|p| p != banner.program) {
+                let expected = expected.get(g).cloned().flatten();
+                if expected.is_some_and(|p| p != banner.program) {
                     tracing::info!(
                         "{arch}: the answer came from {}, not from the handler's own QEMU",
                         banner.program
@@ -189,7 +309,7 @@ mod tests {
         Reply {
             exit: Some(exit),
             stdout: stdout.into(),
-            failure: None,
+            ..Reply::default()
         }
     }
 

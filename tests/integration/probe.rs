@@ -246,3 +246,78 @@ fn regression_a_program_writing_200_kb_is_drained_while_it_runs() {
     assert_eq!(j["result"]["ok"], true, "{j}");
     assert_eq!(j["stderr"], "done\n", "{j}");
 }
+
+/// A QEMU's version and its answer to a `QEMU_CPU` lift are kept for later runs under the
+/// interpreter file the kernel runs (seen through each probe's /proc/PID/exe), and stand
+/// only while the handler's path names that very file: an `F` handler keeps the file it
+/// opened when registered, whatever its path names now.
+#[test]
+fn kept_qemu_answers_stand_only_for_the_file_the_handler_runs() {
+    let ns = PrivateBinfmt::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let a = dir.path().join("a");
+    std::fs::create_dir(&a).expect("mkdir");
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = a.join("qemu-ppc64le-static");
+    let other = dir.path().join("other-qemu");
+    for to in [&path, &other] {
+        std::fs::copy("/usr/bin/qemu-ppc64le-static", to).expect("copy qemu");
+    }
+    let qemu_path = a.to_str().expect("utf-8");
+    let install = || {
+        ns.run(&["--qemu-path", qemu_path, "uninstall", "--arch", "ppc64le"]);
+        ns.run(&["--qemu-path", qemu_path, "install", "--arch", "ppc64le"])
+            .expect_code(0);
+    };
+    let test = || {
+        let r = ns.run(&["-vv", "test", "--arch", "ppc64le"]);
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains("QEMU 7.2") && r.stdout.contains("power10"),
+            "{}",
+            r.stdout
+        );
+        let version = r
+            .stderr
+            .contains("QEMU_VERSION=1: kept from an earlier run");
+        let lift = r
+            .stderr
+            .contains("QEMU_CPU=power10: kept from an earlier run");
+        (version, lift, r.stderr)
+    };
+    install();
+    let (version, lift, log) = test();
+    assert!(!version && !lift, "nothing kept yet for this file:\n{log}");
+    let (version, lift, log) = test();
+    assert!(
+        version && lift,
+        "the second run uses what the first kept:\n{log}"
+    );
+
+    // The path now names another file; the kernel still runs the one it opened.
+    let bind = format!("mount --bind {} {}", other.display(), path.display());
+    let r = ns.sh(&bind);
+    assert_eq!(r.code, Some(0), "{bind}: {}", r.stderr);
+    for _ in 0..2 {
+        let (version, lift, log) = test();
+        assert!(!version && !lift, "the path's file was never run:\n{log}");
+    }
+    // Registered again, the kernel runs that other file, and its answers are kept; with the
+    // bind gone the path names the first file again, whose answers are kept, but the kernel
+    // runs the other one: nothing kept for the first stands.
+    install();
+    test();
+    let (version, lift, _) = test();
+    assert!(version && lift);
+    // Lazily: the handler holds the bound file open.
+    ns.sh(&format!("umount -l {}", path.display()))
+        .expect_code(0);
+    // The first file's version is found, and then refused: the probe ran the other file.
+    let (_, lift, log) = test();
+    assert!(!lift, "{log}");
+    assert!(
+        log.contains("a kept QEMU version is not used: the handler ran another file"),
+        "{log}"
+    );
+}

@@ -5,7 +5,7 @@
 //! of its own; what is left is the second run that may lift a level, started as soon as the
 //! probe that calls for it is in ([`Extras::offer`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Settings;
 use crate::arch::Arch;
@@ -16,22 +16,24 @@ use crate::probe::runner::Job;
 use crate::qemu::Facts;
 use crate::qemu::ask::{self, Asking};
 use crate::qemu::known::IssueTable;
+use crate::sys::exec::FileId;
 
 /// The questions in flight.
 pub(super) struct Extras<'m, 'i> {
-    /// Per probe: its arch, the extension on its name, and whether a handler runs it.
-    subjects: Vec<(&'m Arch, Option<&'m str>, bool)>,
+    /// Per probe: its arch, the extension on its name, and the interpreter of the handler
+    /// that runs it, if one does.
+    subjects: Vec<(&'m Arch, Option<&'m str>, Option<PathBuf>)>,
     /// The second runs started so far.
     lifting: Lifting<'m>,
     /// The interpreter questions, and per probe the index of its subject there.
-    asking: Option<(Asking, Vec<Option<usize>>, &'i IssueTable)>,
+    asking: Option<(Asking<'m>, Vec<Option<usize>>, &'i IssueTable)>,
 }
 
 /// Start, for each probe (`tested[i]` runs `jobs[i]`), with `settings.issues`, the questions
 /// to its handler's interpreter.
 pub(super) fn start<'m, 'i>(
     machine: &'m dyn Machine,
-    snap: &Snapshot,
+    snap: &'m Snapshot,
     tested: &[(&'m Arch, Option<&'m str>)],
     jobs: &[Job],
     settings: Settings<'i>,
@@ -43,7 +45,7 @@ pub(super) fn start<'m, 'i>(
     let subjects = tested
         .iter()
         .zip(&handlers)
-        .map(|(&(arch, extension), h)| (arch, extension, h.is_some()))
+        .map(|(&(arch, extension), h)| (arch, extension, h.map(|e| PathBuf::from(&e.interpreter))))
         .collect();
     let asking = settings.issues.map(|issues| {
         let mut subjects = Vec::new();
@@ -61,7 +63,7 @@ pub(super) fn start<'m, 'i>(
                 None => index.push(None),
             }
         }
-        let asking = ask::start(
+        let asking = ask::start_keeping(
             machine,
             &subjects,
             settings.chroot,
@@ -79,12 +81,13 @@ pub(super) fn start<'m, 'i>(
 
 /// A probe's entry in the level proof.
 fn subject<'a>(
-    &(arch, extension, emulated): &(&'a Arch, Option<&'a str>, bool),
+    (arch, extension, interpreter): &'a (&'a Arch, Option<&'a str>, Option<PathBuf>),
 ) -> proof::Subject<'a> {
     proof::Subject {
         arch,
-        extension,
-        emulated,
+        extension: *extension,
+        emulated: interpreter.is_some(),
+        interpreter: interpreter.as_deref(),
     }
 }
 
@@ -99,13 +102,27 @@ impl Extras<'_, '_> {
 
     /// Per probe: the levels proven, from its own run (`firsts[i]`, where it was joined to
     /// the level probe) and a second run where one may lift a level, and what its handler's
-    /// QEMU said of itself. A probe not [offered](Self::offer) gets no second run.
-    pub(super) fn finish(self, firsts: &[Option<Reply>]) -> (Vec<Option<Proven>>, Vec<Facts>) {
+    /// QEMU said of itself; `ran[i]` is the file probe `i` found the kernel running, which
+    /// decides whether a version kept from an earlier run stands. A probe not
+    /// [offered](Self::offer) gets no second run.
+    pub(super) fn finish(
+        self,
+        firsts: &[Option<Reply>],
+        ran: &[Option<FileId>],
+    ) -> (Vec<Option<Proven>>, Vec<Facts>) {
         let subjects: Vec<proof::Subject<'_>> = self.subjects.iter().map(subject).collect();
         let levels = self.lifting.conclude(&subjects, firsts);
         let facts = match self.asking {
             Some((asking, index, issues)) => {
-                let answers = asking.finish(issues);
+                let mut seen = vec![None; index.iter().flatten().count()];
+                for (i, k) in index.iter().enumerate() {
+                    if let (Some(k), Some(exe)) = (k, ran.get(i)) {
+                        if let Some(slot) = seen.get_mut(*k) {
+                            *slot = *exe;
+                        }
+                    }
+                }
+                let answers = asking.finish_seen(issues, &seen);
                 index
                     .iter()
                     .map(|i| {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Family, Found, Level, family};
 use crate::arch::Arch;
+use crate::machine::proofs::{Key, digest};
 use crate::machine::{Ask, AskProgram, Machine, Replies, Reply};
 
 /// One thing to prove the levels of.
@@ -21,6 +22,9 @@ pub struct Subject<'a> {
     /// Run by an emulator (a handler), so `QEMU_CPU` may change what it reaches; `false` for
     /// the host's own CPU.
     pub emulated: bool,
+    /// The handler's interpreter as its entry names it, when a second run's answer may be
+    /// kept for later runs (`test`); `None`: it is asked every time.
+    pub interpreter: Option<&'a std::path::Path>,
 }
 
 /// The levels one run proved, as JSON shows them (`levels` of a test result or an entry).
@@ -194,6 +198,7 @@ impl Proving<'_> {
                 arch,
                 extension: extension.as_deref(),
                 emulated: *emulated,
+                interpreter: None,
             })
             .collect();
         conclude(self.machine, &subjects, &firsts, self.chroot, self.timeout)
@@ -221,13 +226,24 @@ pub fn conclude(
 }
 
 /// Second runs, each started as soon as the default run that calls for it is in, so that it
-/// runs beside the probes still running rather than after them all.
+/// runs beside the probes still running rather than after them all. What a static QEMU
+/// answers to a `QEMU_CPU` value does not change while its file does not, so where the
+/// subject names its interpreter, the answer is kept for later runs
+/// ([`crate::machine::proofs::Key::asked`]: only when the file the default run ran is the
+/// one the interpreter's path names) and a kept one is used instead of a start.
 pub struct Lifting<'m> {
     machine: &'m dyn Machine,
     chroot: bool,
     timeout: Duration,
     /// Per second run: its subject's index, the level it tries for, its reply to come.
-    started: Vec<(usize, &'static Level, Box<dyn Replies>)>,
+    started: Vec<(usize, &'static Level, Second)>,
+}
+
+/// A second run's reply: kept from an earlier run, or to come (and to keep under the key,
+/// when there is one).
+enum Second {
+    Kept(Reply),
+    Asked(Box<dyn Replies>, Option<Key>),
 }
 
 impl std::fmt::Debug for Lifting<'_> {
@@ -248,7 +264,7 @@ impl<'m> Lifting<'m> {
     }
 
     /// Subject `i`'s default run is in: start its second run when it is emulated and stopped
-    /// below a level with a `QEMU_CPU` value.
+    /// below a level with a `QEMU_CPU` value, unless its answer is kept.
     pub fn offer(&mut self, i: usize, subject: &Subject<'_>, first: &Reply) {
         if !subject.emulated || self.started.iter().any(|(j, _, _)| *j == i) {
             return;
@@ -256,16 +272,35 @@ impl<'m> Lifting<'m> {
         let Some(found) = family(subject.arch).and_then(|f| read(f, first).ok()) else {
             return;
         };
-        if let Some(level) = lift_candidate(&found) {
-            let asks = [ask(
-                subject.arch,
-                subject.extension,
-                self.chroot,
-                level.qemu_cpu,
-            )];
-            let replies = self.machine.start_asking(&asks, self.timeout);
-            self.started.push((i, level, replies));
+        let Some(level) = lift_candidate(&found) else {
+            return;
+        };
+        let cpu = level.qemu_cpu.unwrap_or_default();
+        let key = subject.interpreter.zip(first.exe).and_then(|(path, exe)| {
+            let image = super::program(subject.arch)?.image;
+            let question = format!(
+                "levels arch={} QEMU_CPU={cpu} probe={:016x}",
+                subject.arch.name,
+                digest(&image)
+            );
+            Key::asked(&question, path, exe)
+        });
+        if let Some(reply) = key.as_ref().and_then(|k| self.machine.kept(k)) {
+            tracing::debug!(
+                "{}: QEMU_CPU={cpu}: kept from an earlier run of this interpreter file",
+                subject.arch.name
+            );
+            self.started.push((i, level, Second::Kept(reply)));
+            return;
         }
+        let asks = [ask(
+            subject.arch,
+            subject.extension,
+            self.chroot,
+            level.qemu_cpu,
+        )];
+        let replies = self.machine.start_asking(&asks, self.timeout);
+        self.started.push((i, level, Second::Asked(replies, key)));
     }
 
     /// Wait for the second runs and report, as [`conclude`] does; `firsts` are the default
@@ -287,8 +322,19 @@ impl<'m> Lifting<'m> {
                 }
             }));
         }
-        for (i, level, replies) in self.started {
-            let reply = replies.collect().into_iter().next().unwrap_or_default();
+        for (i, level, second) in self.started {
+            let reply = match second {
+                Second::Kept(reply) => reply,
+                Second::Asked(replies, key) => {
+                    let reply = replies.collect().into_iter().next().unwrap_or_default();
+                    // Kept only when the second run ran the very file the first did.
+                    let first = firsts.get(i).and_then(|f| f.as_ref()).and_then(|f| f.exe);
+                    if let Some(key) = key.filter(|_| reply.exe.is_some() && reply.exe == first) {
+                        self.machine.keep(&key, &reply);
+                    }
+                    reply
+                }
+            };
             let Some((found, proven)) = out.get_mut(i).and_then(Option::as_mut) else {
                 continue;
             };

@@ -16,6 +16,7 @@ fn levels(f: Fake, name: &str, ext: Option<&str>, emulated: bool) -> (Option<Pro
         arch: arch(name),
         extension: ext,
         emulated,
+        interpreter: None,
     };
     let out = start(&f, &[s], true, T).finish();
     (out.into_iter().next().flatten(), f)
