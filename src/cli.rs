@@ -143,7 +143,10 @@ Beside each probe, through the same handler: the arch's level probe (the highest
 instruction-set level it runs; where that stops short and a QEMU_CPU value is known to go \
 higher, a second run with it proves or refutes it), and the interpreter's own answers to \
 QEMU_VERSION=1 and QEMU_CPU=help (its version, CPU models and default model), with a \
-warning when the version is a known-bad one (configs/qemu-issues.toml, or --qemu-table).")]
+warning when the version is a known-bad one (configs/qemu-issues.toml, or --qemu-table). The \
+version and the second run's answer are kept for the boot, per static interpreter file (the \
+one the kernel ran, seen through each probe's /proc/PID/exe), beside install's proofs \
+(/run/binfmt-setup for root); -vv says which were kept.")]
     Test(TestArgs),
 
     /// Print the platforms this host is proven to run, comma-separated (for buildx --platform).
