@@ -37,6 +37,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::waitpid;
 
 mod child;
+mod pool;
 mod shared;
 mod spec;
 mod wait;
@@ -46,8 +47,9 @@ use child::{Maps, Op, Prepared, Private};
 use wait::Drain;
 
 pub use child::RootOp;
+pub use pool::{Pool, wait_all};
 pub use spec::{ChrootFallback, Env, IdMaps, Output, Spec, Stdin, Step};
-pub use wait::{Child, Ending, FileId, Outcome, Pool, run, wait_all};
+pub use wait::{Child, Ending, FileId, Outcome, run};
 
 /// Held shared while a file to be executed is open for writing, and exclusive while a child
 /// is started (until it has exec'd, or for a copying fork until fork returns).
