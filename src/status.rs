@@ -127,7 +127,14 @@ pub fn gather(
             interpreter: Path::new(&snap.entries[i].interpreter),
         })
         .collect();
-    let asking = ask::start(machine, &ask_subjects, true, PROBE_TIMEOUT, cpu_models);
+    let asking = ask::start(
+        machine,
+        &ask_subjects,
+        true,
+        PROBE_TIMEOUT,
+        cpu_models,
+        ask::Keep::No,
+    );
     let mount = Mount {
         path: registry.dir().display().to_string(),
         mounted: snap.mounted,

@@ -111,11 +111,18 @@ fn handler_qemu(
         extension,
         interpreter: Path::new(&entry.interpreter),
     };
-    ask::start(machine, &[subject], true, Duration::from_secs(10), false)
-        .finish(issues)
-        .pop()
-        .flatten()
-        .unwrap_or_default()
+    ask::start(
+        machine,
+        &[subject],
+        true,
+        Duration::from_secs(10),
+        false,
+        ask::Keep::No,
+    )
+    .finish(issues)
+    .pop()
+    .flatten()
+    .unwrap_or_default()
 }
 
 fn print_human(d: &Diagnosis, ran: Option<&RunOutcome>, agrees: Option<bool>, asked: bool) {

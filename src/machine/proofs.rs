@@ -29,7 +29,6 @@
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -39,6 +38,7 @@ use nix::unistd::mkdir;
 
 use crate::arch::Arch;
 use crate::fileio::{self, Follow};
+use crate::sys::exec::FileId;
 
 /// What one answer depends on, in words (kept in its file and compared on reading).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,25 +84,14 @@ impl Key {
     /// be read): that answer is never kept.
     pub fn argv0(arch: &Arch, image: &[u8], register: &str, interpreter: &Path) -> Option<Key> {
         let boot = boot_id()?;
-        let (file, meta) = fileio::open_regular(interpreter, Follow::Yes).ok()?;
-        let head = fileio::read_prefix(&file, crate::format::HEAD_BYTES).ok()?;
-        let info = crate::elf::read(&file, &head, meta.len()).ok()?;
-        if !info.is_static() {
-            return None;
-        }
+        let file = static_file(interpreter)?;
         Some(Key(format!(
-            "argv0 arch={} probe={:016x} register={:016x} interpreter={:?} dev={} ino={} size={} mtime={}.{} ctime={}.{} boot={boot}",
+            "argv0 arch={} probe={:016x} register={:016x} interpreter={:?} {} boot={boot}",
             arch.name,
             digest(image),
             digest(register.as_bytes()),
             interpreter,
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec(),
+            words(&file),
         )))
     }
 
@@ -111,34 +100,39 @@ impl Key {
     /// kernel running (`/proc/PID/exe`). None unless `path` names that very file now, and it
     /// is a static ELF: an `F` handler holds the file it opened when registered, which its
     /// path may no longer name, and the path's file would then answer for another.
-    pub fn asked(question: &str, path: &Path, exe: crate::sys::exec::FileId) -> Option<Key> {
+    pub fn asked(question: &str, path: &Path, exe: FileId) -> Option<Key> {
         let boot = boot_id()?;
-        let (file, meta) = fileio::open_regular(path, Follow::Yes).ok()?;
-        if crate::sys::exec::FileId::of(&meta) != exe {
-            return None;
-        }
-        let head = fileio::read_prefix(&file, crate::format::HEAD_BYTES).ok()?;
-        let info = crate::elf::read(&file, &head, meta.len()).ok()?;
-        if !info.is_static() {
+        if static_file(path)? != exe {
             return None;
         }
         Some(Key(format!(
-            "asked question={:016x} interpreter={:?} dev={} ino={} size={} mtime={}.{} ctime={}.{} boot={boot}",
+            "asked question={:016x} interpreter={:?} {} boot={boot}",
             digest(question.as_bytes()),
             path,
-            exe.dev,
-            exe.ino,
-            exe.size,
-            exe.mtime.0,
-            exe.mtime.1,
-            exe.ctime.0,
-            exe.ctime.1,
+            words(&exe),
         )))
     }
 
     fn file_name(&self) -> String {
         format!("proof-{:016x}", digest(self.0.as_bytes()))
     }
+}
+
+/// The file `path` names, when it is a static ELF: a wrapper script or a dynamic program runs
+/// other files, whose changes its own identity would not show.
+fn static_file(path: &Path) -> Option<FileId> {
+    let (file, meta) = fileio::open_regular(path, Follow::Yes).ok()?;
+    let head = fileio::read_prefix(&file, crate::format::HEAD_BYTES).ok()?;
+    let info = crate::elf::read(&file, &head, meta.len()).ok()?;
+    info.is_static().then(|| FileId::of(&meta))
+}
+
+/// A file's identity in a key.
+fn words(f: &FileId) -> String {
+    format!(
+        "dev={} ino={} size={} mtime={}.{} ctime={}.{}",
+        f.dev, f.ino, f.size, f.mtime.0, f.mtime.1, f.ctime.0, f.ctime.1
+    )
 }
 
 /// The directory proofs are kept in, when there is a safe one.

@@ -70,7 +70,7 @@ struct Group<'a> {
     /// The name the QEMU it goes to calls itself (`qemu-x86_64`, the arch of that subject).
     program: Option<String>,
     /// The file its interpreter's path named when the run began, and the key its answer is
-    /// kept under (only when asked by [`start_keeping`]).
+    /// kept under (only with [`Keep::ForTheBoot`]).
     presumed: Option<FileId>,
     key: Option<Key>,
     answer: Answer,
@@ -90,6 +90,20 @@ impl std::fmt::Debug for Asking<'_> {
     }
 }
 
+/// Whether a version is kept between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Asked every time.
+    No,
+    /// A version a static interpreter file gave in an earlier run of this boot is used
+    /// instead of asking again (`machine::proofs`), and one asked is kept, both only where
+    /// [`Asking::finish_seen`] is told which file each subject's probe ran.
+    ForTheBoot,
+}
+
+/// What a version ask is kept under: the question is the same for every QEMU.
+const VERSION_QUESTION: &str = "QEMU_VERSION=1";
+
 /// Start asking about every subject's interpreter, all at once: its version and, with
 /// `cpu_models`, its CPU list.
 pub fn start<'a>(
@@ -98,33 +112,7 @@ pub fn start<'a>(
     chroot: bool,
     timeout: Duration,
     cpu_models: bool,
-) -> Asking<'a> {
-    start_with(machine, subjects, chroot, timeout, cpu_models, false)
-}
-
-/// [`start`], except that a version a static interpreter file gave in an earlier run of this
-/// boot is used instead of asking again (`machine::proofs`), and a version asked is kept,
-/// both only where [`Asking::finish_seen`] is told which file each subject's probe ran.
-pub fn start_keeping<'a>(
-    machine: &'a dyn Machine,
-    subjects: &[Subject<'a>],
-    chroot: bool,
-    timeout: Duration,
-    cpu_models: bool,
-) -> Asking<'a> {
-    start_with(machine, subjects, chroot, timeout, cpu_models, true)
-}
-
-/// What a version ask is kept under: the question is the same for every QEMU.
-const VERSION_QUESTION: &str = "QEMU_VERSION=1";
-
-fn start_with<'a>(
-    machine: &'a dyn Machine,
-    subjects: &[Subject<'a>],
-    chroot: bool,
-    timeout: Duration,
-    cpu_models: bool,
-    keep: bool,
+    keep: Keep,
 ) -> Asking<'a> {
     let mut asks: Vec<Ask<'a>> = Vec::new();
     let mut by_file: HashMap<Identity, usize> = HashMap::new();
@@ -170,7 +158,7 @@ fn start_with<'a>(
         let mut new_group = || {
             let version = ask(("QEMU_VERSION", "1"));
             let key = presumed
-                .filter(|_| keep)
+                .filter(|_| keep == Keep::ForTheBoot)
                 .and_then(|id| Key::asked(VERSION_QUESTION, s.interpreter, id));
             let answer = match key.as_ref().and_then(|k| machine.kept(k)) {
                 Some(reply) => {
@@ -331,7 +319,7 @@ mod tests {
     }
 
     fn facts(f: &Fake, subjects: &[Subject<'_>], issues: &IssueTable) -> Vec<Option<Facts>> {
-        start(f, subjects, true, Duration::from_secs(5), true).finish(issues)
+        start(f, subjects, true, Duration::from_secs(5), true, Keep::No).finish(issues)
     }
 
     #[test]
@@ -444,8 +432,8 @@ mod tests {
             extension: None,
             interpreter: Path::new("/usr/bin/qemu-aarch64-static"),
         };
-        let got =
-            start(&f, &[s], true, Duration::from_secs(5), false).finish(&IssueTable::embedded());
+        let got = start(&f, &[s], true, Duration::from_secs(5), false, Keep::No)
+            .finish(&IssueTable::embedded());
         let got = got[0].as_ref().expect("facts");
         assert_eq!(got.qemu_version.as_deref(), Some("7.2.22"));
         assert!(got.cpu_models.is_empty());

@@ -63,12 +63,13 @@ pub(super) fn start<'m, 'i>(
                 None => index.push(None),
             }
         }
-        let asking = ask::start_keeping(
+        let asking = ask::start(
             machine,
             &subjects,
             settings.chroot,
             settings.timeout,
             settings.cpu_models,
+            ask::Keep::ForTheBoot,
         );
         (asking, index, issues)
     });
