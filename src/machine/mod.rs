@@ -238,6 +238,17 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The file's identity, as answers are kept under it.
+    pub fn file_id(&self) -> crate::sys::exec::FileId {
+        crate::sys::exec::FileId {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.len,
+            mtime: self.mtime,
+            ctime: self.ctime,
+        }
+    }
+
     pub fn of(m: &std::fs::Metadata) -> Meta {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let t = m.file_type();
@@ -396,9 +407,7 @@ impl Reply {
             exe: o.exe,
         }
     }
-}
 
-impl Reply {
     /// As kept: its exit status, then its output. None for a program that did not exit by
     /// itself, which proves nothing worth keeping.
     pub fn kept_text(&self) -> Option<String> {

@@ -39,13 +39,7 @@ pub struct Subject<'a> {
 /// Which file an interpreter is, for sharing answers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Identity {
-    File {
-        dev: u64,
-        ino: u64,
-        len: u64,
-        mtime: (i64, i64),
-        ctime: (i64, i64),
-    },
+    File(FileId),
     /// Not there to look at (an `F` handler can outlive its file): the path stands for it.
     Path(PathBuf),
 }
@@ -121,14 +115,9 @@ pub fn start<'a>(
     let mut plan = Vec::new();
     for (n, s) in subjects.iter().enumerate() {
         let meta = machine.stat(s.interpreter).ok();
-        let identity = match &meta {
-            Some(m) => Identity::File {
-                dev: m.dev,
-                ino: m.ino,
-                len: m.len,
-                mtime: m.mtime,
-                ctime: m.ctime,
-            },
+        let presumed = meta.as_ref().map(crate::machine::Meta::file_id);
+        let identity = match presumed {
+            Some(id) => Identity::File(id),
             None => Identity::Path(s.interpreter.to_path_buf()),
         };
         let ask = |env: (&str, &str)| Ask {
@@ -143,13 +132,6 @@ pub fn start<'a>(
                 asks.push(ask(("QEMU_CPU", "help")));
                 asks.len() - 1
             })
-        });
-        let presumed = meta.as_ref().map(|m| FileId {
-            dev: m.dev,
-            ino: m.ino,
-            size: m.len,
-            mtime: m.mtime,
-            ctime: m.ctime,
         });
         let build = meta.as_ref().map(|m| {
             let dir = s.interpreter.parent().unwrap_or(Path::new("/"));

@@ -405,7 +405,7 @@ impl Pool {
             .map(|s| match s {
                 Slot::Done(outcome) => outcome,
                 // Unreachable: the loop ends only when every slot is done.
-                Slot::Running(child) => child.outcome(),
+                Slot::Running(child) => child.outcome_so_far(),
                 Slot::Waiting(_) => Outcome::not_started(&io::Error::other("never started")),
             })
             .collect()

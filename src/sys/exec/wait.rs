@@ -250,10 +250,6 @@ impl Child {
         self.status = Some(Ending::TimedOut);
     }
 
-    pub(super) fn outcome(self) -> Outcome {
-        self.outcome_so_far()
-    }
-
     /// Its outcome as it stands: final once it has ended and its output is read.
     pub(super) fn outcome_so_far(&self) -> Outcome {
         let [out, err] = &self.pipes;
